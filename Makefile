@@ -1,0 +1,101 @@
+# The README's two commands: `make demo` and `make test`. Both set up everything they
+# need on a fresh machine: Debian packages, the virtualenv, the Go-built Kubernetes
+# binaries (cached in ~/.cache/glideslope, so only the first run pays) and the sandbox.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+SANDBOX ?= .sandbox
+PY := $(VENV)/bin/python
+GLIDESLOPE := $(VENV)/bin/glideslope
+E2E_WORKERS ?= 4
+
+.PHONY: help
+help:
+	@echo "make demo      a real local cluster, Prometheus and simulated traffic, shown live"
+	@echo "make test      lint, unit and e2e tests on a fresh sandbox (what CI runs)"
+	@echo "make lint      ruff, mypy and the layering contract"
+	@echo "make unit      unit tests only"
+	@echo "make e2e       e2e tests against a running sandbox (make up first)"
+	@echo "make up/down   start/stop the sandbox in $(SANDBOX)/"
+	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
+	@echo "make crds      regenerate crds/ from the models"
+
+# System packages: openssl (sandbox certificates) and Prometheus (Debian's package).
+.PHONY: system-deps
+system-deps:
+	@missing=""; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: system-deps $(VENV)/.installed
+
+.PHONY: binaries
+binaries: install
+	$(GLIDESLOPE) build
+
+.PHONY: lint
+lint: install
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: unit
+unit: install
+	$(VENV)/bin/pytest -m unit -q
+
+.PHONY: up
+up: binaries
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX)
+
+.PHONY: down
+down:
+	@if [ -x $(GLIDESLOPE) ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi
+
+.PHONY: status
+status: install
+	$(GLIDESLOPE) sandbox status --dir $(SANDBOX)
+
+.PHONY: e2e
+e2e: install
+	GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m e2e -q -n $(E2E_WORKERS)
+
+.PHONY: crds
+crds: install
+	$(GLIDESLOPE) crd > crds/glideslope.dev_releases.yaml
+
+# Lint and unit tests first (fast failures), then e2e on a fresh sandbox that is stopped
+# whatever the outcome. pytest's exit code 5 (no tests collected) fails like any other.
+.PHONY: test
+test: lint unit binaries
+	@status=0; \
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m e2e -q -n $(E2E_WORKERS) || status=$$?; \
+	fi; \
+	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (exit $$status)"; fi; \
+	exit $$status
+
+.PHONY: demo
+demo: binaries
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX)
+	$(PY) -m glideslope.sandbox.demo --dir $(SANDBOX)
+
+.PHONY: clean
+clean: down
+	rm -rf $(SANDBOX) $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,60 @@
+"""The `glideslope` command: the local sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    # Imported here so `glideslope crd` stays fast and needs nothing of the sandbox.
+    from glideslope.sandbox.cluster import Sandbox
+
+    box = Sandbox(Path(args.dir))
+    if args.action == "up":
+        box.up()
+        return 0
+    if args.action == "down":
+        box.down(purge=args.purge)
+        return 0
+    print(f"sandbox {box.dir}")
+    return 0 if box.print_status() else 3
+
+
+def _build(args: argparse.Namespace) -> int:
+    from glideslope.sandbox.build import ensure_binaries
+
+    print(ensure_binaries(force=args.force).folder)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glideslope", description="Safe production releases on Kubernetes.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="a real local control plane, Prometheus and a traffic simulator")
+    sb.add_argument("action", choices=["up", "down", "status"])
+    sb.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
+    sb.add_argument("--purge", action="store_true", help="with down: also delete etcd and Prometheus data")
+    sb.set_defaults(func=_sandbox)
+
+    bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd and kwok binaries")
+    bd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    bd.set_defaults(func=_build)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = int(args.func(args))
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"glideslope: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

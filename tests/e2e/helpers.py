@@ -1,0 +1,90 @@
+"""Helpers for end-to-end tests against a real cluster (see conftest.py for the fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    operator_kubeconfig: Path
+    prometheus_url: str
+    kubectl_bin: str
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                as_operator: bool = False, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        config = self.operator_kubeconfig if as_operator else self.kubeconfig
+        res = subprocess.run([self.kubectl_bin, f"--kubeconfig={config}", *args], input=input,
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str | None = None) -> None:
+        items = manifest if isinstance(manifest, list) else [manifest]
+        doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+        self.kubectl(*args, input=doc)
+
+    def get_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def promql(self, query: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = json.load(resp)
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            env[key.strip().removeprefix("export ").strip()] = value.strip()
+    return env
+
+
+def cluster_from_environment() -> Cluster:
+    env = dict(os.environ)
+    if not (env.get("KUBECONFIG") and env.get("GLIDESLOPE_PROMETHEUS_URL")
+            and env.get("GLIDESLOPE_OPERATOR_KUBECONFIG")):
+        env_file = Path(env.get("GLIDESLOPE_SANDBOX_DIR", REPO / ".sandbox")) / "env"
+        if not env_file.exists():
+            pytest.fail(f"no cluster for e2e tests: run `glideslope sandbox up` (no {env_file}), "
+                        "or set KUBECONFIG, GLIDESLOPE_OPERATOR_KUBECONFIG and GLIDESLOPE_PROMETHEUS_URL")
+        env = {**env, **_read_env_file(env_file)}
+    bin_dir = env.get("GLIDESLOPE_SANDBOX_BIN")
+    kubectl = str(Path(bin_dir) / "kubectl") if bin_dir else shutil.which("kubectl")
+    if not kubectl:
+        pytest.fail("kubectl not found")
+    return Cluster(Path(env["KUBECONFIG"]), Path(env["GLIDESLOPE_OPERATOR_KUBECONFIG"]),
+                   env["GLIDESLOPE_PROMETHEUS_URL"].rstrip("/"), kubectl)
+
+
+def wait_until(check: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
