@@ -24,12 +24,13 @@ help:
 	@echo "make crds      regenerate crds/ from the models"
 
 # System packages: openssl (sandbox certificates) and Prometheus (Debian's package).
+# Go must be >= 1.24 to build Kubernetes 1.34; Debian bookworm's golang-go is too old.
 .PHONY: system-deps
 system-deps:
+	@command -v go >/dev/null || { echo "Go >= 1.24 is needed to build the sandbox binaries"; exit 1; }
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
-	command -v go >/dev/null || missing="$$missing golang-go"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
