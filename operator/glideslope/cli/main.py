@@ -1,4 +1,4 @@
-"""The `glideslope` command: the local sandbox."""
+"""The `glideslope` command: the local sandbox and the CRD."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0 if box.print_status() else 3
 
 
+def _crd(_: argparse.Namespace) -> int:
+    from glideslope.api.crd import render_crd_yaml
+
+    sys.stdout.write(render_crd_yaml())
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from glideslope.sandbox.build import ensure_binaries
 
@@ -43,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
     bd.add_argument("--force", action="store_true", help="rebuild even when cached")
     bd.set_defaults(func=_build)
 
+    crd = sub.add_parser("crd", help="print the Release CustomResourceDefinition")
+    crd.set_defaults(func=_crd)
     return p
 
 

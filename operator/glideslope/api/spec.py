@@ -1,0 +1,568 @@
+"""`Release.spec`: the desired revision and how it must reach production (see API.md).
+
+Schema keywords (bounds, patterns, enums) live on the fields, CEL rules on the models; the
+CRD is generated from these classes, so they are the one source of validation. CEL cannot
+see fields without `maxLength`/`maxItems` cheaply, hence the bounds on everything a rule reads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import ConfigDict, Field
+
+from glideslope.api.base import ApiModel, cel, rules
+from glideslope.api.types import (
+    DURATION_PATTERN,
+    CelCondition,
+    ClockTime,
+    Duration,
+    GateStage,
+    HttpUrl,
+    IntOrPercent,
+    JobRestartPolicy,
+    LabelValue,
+    Name,
+    NamespaceName,
+    NotificationEvent,
+    ObjectName,
+    OnNoData,
+    Query,
+    ServiceName,
+    ServiceProtocol,
+    Severity,
+    StrategyType,
+    Timestamp,
+    WebhookFormat,
+    Weekday,
+)
+
+MAX_STEPS = 64
+MAX_GATES = 32
+MAX_TRIGGERS = 32
+MAX_NOTIFICATIONS = 16
+MAX_FREEZES = 32
+MAX_PORTS = 32
+MAX_LABELS = 64
+
+# ---------------------------------------------------------------------------------------------
+# Pod templates: only what validation needs is declared; the rest is kept as written.
+
+
+class PodTemplateMetadata(ApiModel):
+    """Labels and annotations of the pods; other metadata fields are kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    labels: dict[str, LabelValue] | None = Field(default=None, max_length=128)
+    """Pod labels; they must include `spec.selector.matchLabels`."""
+    annotations: dict[str, str] | None = None
+    """Pod annotations."""
+
+
+class Container(ApiModel):
+    """A container (core/v1 Container); fields other than name and image are kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=63)
+    image: str = Field(min_length=1)
+
+
+class PodSpec(ApiModel):
+    """A core/v1 PodSpec; fields other than containers are kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    containers: list[Container] = Field(min_length=1)
+
+
+class PodTemplateSpec(ApiModel):
+    """A core/v1 PodTemplateSpec."""
+
+    metadata: PodTemplateMetadata = Field(default_factory=PodTemplateMetadata)
+    spec: PodSpec
+
+
+class JobPodSpec(PodSpec):
+    """The PodSpec of a gate's Job."""
+
+    restart_policy: JobRestartPolicy = JobRestartPolicy.NEVER
+
+
+class JobPodTemplateSpec(ApiModel):
+    """The pod template of a gate's Job."""
+
+    metadata: PodTemplateMetadata | None = None
+    spec: JobPodSpec
+
+
+class LabelSelector(ApiModel):
+    """Selects the Release's pods. Only `matchLabels` is supported."""
+
+    match_labels: dict[str, LabelValue] = Field(min_length=1, max_length=MAX_LABELS)
+    """Labels every pod of the Release carries; a subset of `spec.template.metadata.labels`."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Services
+
+
+TargetPort = Annotated[int, Field(ge=1, le=65535)] | Annotated[
+    str, Field(max_length=15, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+
+
+class ServicePort(ApiModel):
+    """A port of the Services the operator owns."""
+
+    name: Name | None = None
+    """Required when there is more than one port."""
+    port: int = Field(ge=1, le=65535)
+    """The port the Services expose."""
+    target_port: TargetPort | None = None
+    """A container port number or name; default: `port`."""
+    protocol: ServiceProtocol = ServiceProtocol.TCP
+    app_protocol: str | None = Field(default=None, max_length=256)
+
+
+class ServiceSpec(ApiModel):
+    """Services the operator owns and points at the right revision."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("!has(self.name) || !has(self.previewName) || self.name != self.previewName",
+            "spec.service.previewName must differ from spec.service.name", field_path=".previewName"),
+    ))
+
+    name: ServiceName | None = None
+    """The stable (active) Service; default: the Release's name."""
+    preview_name: ServiceName | None = None
+    """The preview (BlueGreen) or canary Service; default: `<name>-preview`."""
+    ports: list[ServicePort] = Field(min_length=1, max_length=MAX_PORTS, json_schema_extra=rules(
+        cel("self.size() <= 1 || self.all(p, has(p.name))",
+            "spec.service.ports[].name is required when there is more than one port"),
+        cel("self.all(p, !has(p.name) || self.exists_one(q, has(q.name) && q.name == p.name))",
+            "spec.service.ports[].name must be unique", reason="FieldValueDuplicate"),
+        x_kubernetes_list_type="map",
+        x_kubernetes_list_map_keys=["port", "protocol"],
+    ))
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies
+
+
+class PauseStep(ApiModel):
+    """Hold the current weight."""
+
+    duration: Duration | None = None
+    """How long; absent: until `kubectl release promote`."""
+
+
+class AnalysisStep(ApiModel):
+    """Hold the current weight while the triggers of `spec.analysis` are evaluated."""
+
+    duration: Duration
+    """How long to analyse before the next step."""
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary plan: exactly one of `setWeight`, `pause`, `analysis`."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1",
+            "spec.strategy.canary.steps[]: a step must have exactly one of setWeight, pause, analysis"),
+    ))
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of traffic (or of replicas, without traffic routing) sent to the candidate."""
+    pause: PauseStep | None = None
+    analysis: AnalysisStep | None = None
+
+
+class GatewayAPIRouting(ApiModel):
+    """Weights on the backendRefs of a Gateway API HTTPRoute."""
+
+    http_route: ObjectName
+    """The HTTPRoute, in the Release's namespace, whose rules point at the stable Service."""
+
+
+class NginxRouting(ApiModel):
+    """ingress-nginx canary annotations on a copy of an Ingress."""
+
+    ingress: ObjectName
+    """The stable Ingress, in the Release's namespace."""
+
+
+class TrafficRouting(ApiModel):
+    """How traffic is split; exactly one router."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("(has(self.gatewayAPI) ? 1 : 0) + (has(self.nginx) ? 1 : 0) == 1",
+            "spec.strategy.canary.trafficRouting must set exactly one of gatewayAPI, nginx"),
+    ))
+
+    gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
+    nginx: NginxRouting | None = None
+
+
+class CanaryStrategy(ApiModel):
+    """Shift traffic to the candidate step by step."""
+
+    steps: list[CanaryStep] = Field(min_length=1, max_length=MAX_STEPS)
+    traffic_routing: TrafficRouting | None = None
+    """Absent: traffic follows the ratio of ready replicas."""
+
+
+class BlueGreenStrategy(ApiModel):
+    """Run the candidate (green) beside the stable (blue), then switch the active Service."""
+
+    auto_promotion_seconds: int | None = Field(default=None, ge=0)
+    """Switch this long after green is ready; absent: wait for `kubectl release promote`."""
+    preview_replicas: int | None = Field(default=None, ge=0)
+    """Replicas of green before the switch; default: `spec.replicas`."""
+    scale_down_delay_seconds: int = Field(default=30, ge=0)
+    """Blue is kept this long after the switch, for an instant rollback."""
+
+
+class RollingStrategy(ApiModel):
+    """Replace the stable revision batch by batch."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("!(has(self.maxSurge) && has(self.maxUnavailable)"
+            " && (type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%')"
+            " && (type(self.maxUnavailable) == int"
+            " ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))",
+            "spec.strategy.rolling: maxSurge and maxUnavailable must not both be zero",
+            field_path=".maxSurge"),
+    ))
+
+    max_surge: IntOrPercent = "25%"
+    """Pods above `spec.replicas` during a batch: a count or a percentage."""
+    max_unavailable: IntOrPercent = 0
+    """Pods below `spec.replicas` during a batch: a count or a percentage."""
+    pause_between_batches: Duration | None = None
+    """Wait (and analyse) this long after each batch."""
+
+
+class BigBangStrategy(ApiModel):
+    """Scale the stable revision to zero, then the candidate up: downtime is expected."""
+
+
+_BLOCKS = {"Canary": "canary", "BlueGreen": "blueGreen", "Rolling": "rolling", "BigBang": "bigBang"}
+
+
+class Strategy(ApiModel):
+    """How the candidate replaces the stable revision: `type` and the one matching block."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel(" + ".join(f"(has(self.{b}) ? 1 : 0)" for b in _BLOCKS.values()) + " == 1",
+            "spec.strategy must set exactly one of canary, blueGreen, rolling, bigBang"),
+        cel(" : ".join(f"self.type == '{t}' ? has(self.{b})" for t, b in list(_BLOCKS.items())[:-1])
+            + f" : has(self.{_BLOCKS['BigBang']})",
+            "spec.strategy: the block named by spec.strategy.type (canary, blueGreen, rolling, bigBang)"
+            " must be set",
+            message_expression="'spec.strategy.' + " + "{" + ", ".join(
+                f"'{t}': '{b}'" for t, b in _BLOCKS.items()) + "}[self.type]"
+            + " + ' must be set when spec.strategy.type is ' + self.type",
+            reason="FieldValueRequired"),
+    ))
+
+    type: StrategyType
+    """The strategy; its block (`canary`, `blueGreen`, `rolling` or `bigBang`) must be set."""
+    canary: CanaryStrategy | None = None
+    blue_green: BlueGreenStrategy | None = None
+    rolling: RollingStrategy | None = None
+    big_bang: BigBangStrategy | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Gates
+
+
+class ApprovalGate(ApiModel):
+    """Passed by `kubectl release approve NAME --gate GATE` (the `glideslope.dev/approve` annotation)."""
+
+
+class Freeze(ApiModel):
+    """A period in which the window is closed, whatever the days and hours say."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("timestamp(self.start) < timestamp(self.end)",
+            "spec.gates[].window.freezes[]: start must be before end", field_path=".end"),
+    ))
+
+    start: Timestamp
+    """RFC 3339, with a zone: `2026-12-20T00:00:00Z`."""
+    end: Timestamp
+    """RFC 3339, with a zone; after start."""
+    reason: str | None = Field(default=None, max_length=256)
+
+
+class WindowGate(ApiModel):
+    """Open on the given days between start and end (local to `timezone`), outside freezes."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("has(self.start) == has(self.end)",
+            "spec.gates[].window: start and end must be set together", field_path=".start"),
+        cel("!has(self.start) || !has(self.end) || self.start != self.end",
+            "spec.gates[].window: start and end must differ", field_path=".end"),
+        cel("has(self.start) || has(self.days) || has(self.freezes)",
+            "spec.gates[].window must set start and end, days, or freezes"),
+    ))
+
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$")
+    """An IANA time zone such as `Europe/Berlin`."""
+    days: list[Weekday] | None = Field(default=None, min_length=1, max_length=7,
+                                       json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """Open days; absent: every day."""
+    start: ClockTime | None = None
+    """`HH:MM`; a window may cross midnight (`22:00` to `06:00`)."""
+    end: ClockTime | None = None
+    """`HH:MM`, exclusive."""
+    freezes: list[Freeze] | None = Field(default=None, max_length=MAX_FREEZES)
+
+
+class MetricGate(ApiModel):
+    """A Prometheus query that must meet its condition. No data is never a pass."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("has(self.successCondition) || has(self.failureCondition)",
+            "spec.gates[].metric must set successCondition or failureCondition",
+            field_path=".successCondition", reason="FieldValueRequired"),
+    ))
+
+    query: Query
+    """PromQL giving one number; the template variables of triggers are substituted."""
+    success_condition: CelCondition | None = None
+    """CEL over `result` (a double): the gate passes when it holds."""
+    failure_condition: CelCondition | None = None
+    """CEL over `result`: the gate fails when it holds."""
+
+
+class ReleaseGate(ApiModel):
+    """Another Release (such as staging) must have succeeded."""
+
+    name: ObjectName
+    namespace: NamespaceName | None = None
+    """Default: this Release's namespace."""
+    same_version: bool = False
+    """The other Release must have succeeded with this Release's `spec.version`."""
+
+
+class JobGate(ApiModel):
+    """A Job (such as smoke tests) must complete."""
+
+    template: JobPodTemplateSpec
+    timeout_seconds: int = Field(default=600, ge=1)
+    """The gate fails if the Job has not succeeded by then."""
+    backoff_limit: int = Field(default=0, ge=0)
+    """Retries of the Job's pod before the gate fails."""
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the Release's namespace."""
+
+    name: ObjectName
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+class ValueFrom(ApiModel):
+    """Where to read a value from."""
+
+    secret_key_ref: SecretKeySelector
+
+
+_ONE_URL = "(has(self.url) ? 1 : 0) + (has(self.urlFrom) ? 1 : 0) == 1"
+
+
+class WebhookGate(ApiModel):
+    """An HTTP endpoint that must approve: the operator POSTs the Release as JSON; 2xx passes."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel(_ONE_URL, "spec.gates[].webhook must set exactly one of url, urlFrom", field_path=".url"),
+    ))
+
+    url: HttpUrl | None = None
+    """The endpoint, `http://` or `https://`."""
+    url_from: ValueFrom | None = None
+    """Read the URL from a Secret instead."""
+    timeout_seconds: int = Field(default=10, ge=1, le=300)
+
+
+GATE_KINDS = ("approval", "window", "metric", "release", "job", "webhook")
+
+
+class Gate(ApiModel):
+    """One item of the checklist: a name, a stage and exactly one kind of check."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel(" + ".join(f"(has(self.{k}) ? 1 : 0)" for k in GATE_KINDS) + " == 1",
+            "spec.gates[] must set exactly one of approval, window, metric, release, job, webhook"),
+    ))
+
+    name: Name
+    """Unique among the gates; `kubectl release approve NAME --gate` names it."""
+    stage: GateStage = GateStage.PRE_DEPLOY
+    approval: ApprovalGate | None = None
+    window: WindowGate | None = None
+    metric: MetricGate | None = None
+    release: ReleaseGate | None = None
+    job: JobGate | None = None
+    webhook: WebhookGate | None = None
+
+    @property
+    def kind(self) -> str:
+        """Which check this gate is: `approval`, `window`, `metric`, `release`, `job` or `webhook`."""
+        for kind in GATE_KINDS:
+            if getattr(self, kind) is not None:
+                return kind
+        raise ValueError(f"gate {self.name} has no check")
+
+# ---------------------------------------------------------------------------------------------
+# Analysis, validation, rollback, notifications
+
+
+class LocalObjectReference(ApiModel):
+    """An object in the Release's namespace."""
+
+    name: ObjectName
+
+
+class PrometheusSpec(ApiModel):
+    """The Prometheus to query; default: the operator's `--prometheus-url`."""
+
+    address: HttpUrl | None = None
+    """Such as `http://prometheus.monitoring:9090`."""
+    secret_ref: LocalObjectReference | None = None
+    """A Secret with `token` (bearer) or `username`/`password` (basic auth), and `ca.crt`."""
+
+
+class Trigger(ApiModel):
+    """A rollback trigger: a query, a condition and a severity."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("has(self.successCondition) || has(self.failureCondition)",
+            "spec.analysis.triggers[] must set successCondition or failureCondition",
+            field_path=".failureCondition", reason="FieldValueRequired"),
+    ))
+
+    name: Name
+    """Unique among the triggers."""
+    severity: Severity = Severity.HIGH
+    query: Query
+    """PromQL giving one number; `{{namespace}}`, `{{release}}`, `{{service}}`, `{{version}}`,
+    `{{revision}}` (the candidate), `{{stableRevision}}` and `{{stableVersion}}` are substituted."""
+    success_condition: CelCondition | None = None
+    """CEL over `result` (a double); a measurement fails when it does not hold."""
+    failure_condition: CelCondition | None = None
+    """CEL over `result`; a measurement fails when it holds."""
+    failure_limit: int = Field(default=3, ge=1, le=1000)
+    """Failures before a `high` trigger rolls back."""
+    on_no_data: OnNoData = OnNoData.INCONCLUSIVE
+
+
+class AnalysisSpec(ApiModel):
+    """Rollback triggers, evaluated while a rollout runs and during the validation window."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        # A malformed interval is reported by its pattern; do not also fail converting it.
+        cel(f"!has(self.interval) || !self.interval.matches(r'{DURATION_PATTERN}')"
+            " || duration(self.interval) >= duration('1s')",
+            "spec.analysis.interval must be at least 1s", field_path=".interval"),
+    ))
+
+    interval: Duration = "30s"
+    """How often each trigger is measured; at least 1s."""
+    initial_delay: Duration = "0s"
+    """Wait this long after a step before the first measurement."""
+    prometheus: PrometheusSpec | None = None
+    triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS, json_schema_extra=rules(
+        x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+
+
+class ValidationSpec(ApiModel):
+    """The time after full promotion during which triggers still roll back."""
+
+    window_seconds: int = Field(default=0, ge=0)
+    """The previous revision is kept, scaled down, until the window ends."""
+
+
+class RollbackSpec(ApiModel):
+    """What a failing trigger does to a rollout."""
+
+    automatic: bool = True
+    """false: pause (freeze) instead of rolling back."""
+
+
+class NotificationWebhook(ApiModel):
+    """Where notifications are POSTed."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel(_ONE_URL, "spec.notifications[].webhook must set exactly one of url, urlFrom", field_path=".url"),
+    ))
+
+    url: HttpUrl | None = None
+    """The endpoint, `http://` or `https://`."""
+    url_from: ValueFrom | None = None
+    """Read the URL from a Secret (a Slack webhook URL is a credential)."""
+    format: WebhookFormat = WebhookFormat.JSON
+
+
+class Notification(ApiModel):
+    """A channel that hears about the Release's events."""
+
+    name: Name
+    """Unique among the notifications."""
+    webhook: NotificationWebhook
+    events: list[NotificationEvent] | None = Field(
+        default=None, min_length=1, max_length=len(NotificationEvent),
+        json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """Which events to send; absent: all."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The spec
+
+
+class ReleaseSpec(ApiModel):
+    """The desired revision of an application and how it must reach production."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("self.selector.matchLabels.all(k, has(self.template.metadata)"
+            " && has(self.template.metadata.labels) && k in self.template.metadata.labels"
+            " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
+            "spec.selector.matchLabels must be a subset of spec.template.metadata.labels",
+            field_path=".selector.matchLabels"),
+        cel("self.strategy.type != 'BlueGreen' || has(self.service)",
+            "spec.service is required when spec.strategy.type is BlueGreen: the operator switches"
+            " the active Service", field_path=".service", reason="FieldValueRequired"),
+        cel("!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting) || has(self.service)",
+            "spec.service is required when spec.strategy.canary.trafficRouting is set",
+            field_path=".service", reason="FieldValueRequired"),
+    ))
+
+    version: str = Field(min_length=1, max_length=128)
+    """A human label of this revision, shown in status, columns and notes."""
+    replicas: int = Field(default=1, ge=0)
+    """Desired pods; the scale subresource serves it, so an HPA may target a Release."""
+    selector: LabelSelector = Field(json_schema_extra=rules(
+        cel("self == oldSelf", "spec.selector is immutable")))
+    """Immutable once set."""
+    template: PodTemplateSpec
+    """The pods; a change starts a new rollout."""
+    service: ServiceSpec | None = None
+    """Services the operator owns; absent: none."""
+    paused: bool = False
+    """A declarative pause (for GitOps): no step is taken while true."""
+    strategy: Strategy
+    gates: list[Gate] = Field(default_factory=list, max_length=MAX_GATES, json_schema_extra=rules(
+        x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    """The pre-deployment checklist and its later stages."""
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec, json_schema_extra={"default": {}})
+    notifications: list[Notification] = Field(
+        default_factory=list, max_length=MAX_NOTIFICATIONS,
+        json_schema_extra=rules(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    release_notes: str | None = Field(default=None, max_length=32768)
+    """Markdown, shown by `kubectl release notes` and sent with notifications."""

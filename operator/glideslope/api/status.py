@@ -1,0 +1,141 @@
+"""`Release.status`: what the operator observed and did.
+
+The schema here is deliberately loose (enums and signs only): a status patch the API server
+refused would lose what the operator knows, so bounds are for the operator to keep.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from glideslope.api.base import ApiModel, rules
+from glideslope.api.types import (
+    AnalysisState,
+    ConditionStatus,
+    GateStage,
+    GateState,
+    HistoryOutcome,
+    Phase,
+    Severity,
+    Timestamp,
+)
+
+HISTORY_LIMIT = 20
+"""`status.history` keeps the most recent rollouts, at most this many."""
+
+
+class GateStatus(ApiModel):
+    """The state of one gate of `spec.gates`."""
+
+    name: str
+    stage: GateStage | None = None
+    state: GateState = GateState.PENDING
+    message: str | None = None
+    approved_by: str | None = None
+    """Who approved an approval gate (the `glideslope.dev/approved-by` annotation)."""
+    last_transition_time: Timestamp | None = None
+
+
+class TriggerStatus(ApiModel):
+    """The measurements of one trigger of `spec.analysis.triggers` in the current rollout."""
+
+    name: str
+    severity: Severity | None = None
+    state: AnalysisState = AnalysisState.PENDING
+    last_value: float | None = None
+    """The last measured value; absent when there was none (no data, NaN or an error)."""
+    query: str | None = None
+    """The query as sent, template variables resolved."""
+    successes: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+    inconclusive: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    message: str | None = None
+    last_measured_time: Timestamp | None = None
+
+
+class Condition(ApiModel):
+    """A condition in Kubernetes form (metav1.Condition)."""
+
+    type: str = Field(min_length=1, max_length=316)
+    status: ConditionStatus
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: Timestamp | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class HistoryEntry(ApiModel):
+    """The record of one finished rollout."""
+
+    version: str | None = None
+    revision: str | None = None
+    outcome: HistoryOutcome
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    duration_seconds: float | None = Field(default=None, ge=0)
+    rollback_seconds: float | None = Field(default=None, ge=0)
+    """How long the rollback took; absent when there was none."""
+    downtime_seconds: float | None = Field(default=None, ge=0)
+    """BigBang: how long no pod was serving; absent for the other strategies."""
+    reason: str | None = None
+
+
+class ReleaseStatus(ApiModel):
+    """The observed state of a Release."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    phase: Phase | None = None
+    message: str | None = None
+    version: str | None = None
+    """`spec.version` of the candidate."""
+    revision: str | None = None
+    """The candidate revision (a hash of the pod template)."""
+    stable_revision: str | None = None
+    stable_version: str | None = None
+    current_step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    step_display: str | None = None
+    """`currentStep/totalSteps`, e.g. `3/7`, for `kubectl get` (columns cannot compute)."""
+    weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of traffic (or replicas) on the candidate."""
+    replicas: int | None = Field(default=None, ge=0)
+    """Pods of the Release, all revisions (the scale subresource reads it)."""
+    ready_replicas: int | None = Field(default=None, ge=0)
+    selector: str | None = None
+    """`spec.selector` as a label-selector string (the scale subresource reads it)."""
+    gates: list[GateStatus] = Field(default_factory=list, json_schema_extra=rules(
+        x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    gates_display: str | None = None
+    """Passed/total gates, e.g. `2/3`, for `kubectl get`."""
+    analysis: list[TriggerStatus] = Field(default_factory=list, json_schema_extra=rules(
+        x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=rules(
+        x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    started_at: Timestamp | None = None
+    """When the current rollout started."""
+    step_started_at: Timestamp | None = None
+    """When the current step started: pauses, analysis and delays count from it, so a
+    restarted operator resumes them where they were."""
+    downtime_seconds: float | None = Field(default=None, ge=0)
+    """BigBang: how long the last rollout had no pod serving."""
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
+    """Finished rollouts, oldest first."""
+
+    def condition(self, type_: str) -> Condition | None:
+        """The condition of this type, if any."""
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def step_display(current_step: int | None, total_steps: int | None) -> str | None:
+    """The `Step` column: `3/7`."""
+    if current_step is None or not total_steps:
+        return None
+    return f"{current_step}/{total_steps}"
+
+
+def gates_display(gates: list[GateStatus]) -> str | None:
+    """The `Gates` column: passed of total, `2/3`."""
+    if not gates:
+        return None
+    return f"{sum(g.state == GateState.PASSED for g in gates)}/{len(gates)}"

@@ -1,0 +1,227 @@
+"""Enumerations and constrained scalar types shared by the spec and status models."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field
+
+# ---------------------------------------------------------------------------------------------
+# Enumerations. Values are the wire strings; StrEnum members compare equal to them.
+
+
+class StrategyType(StrEnum):
+    """How the candidate replaces the stable revision."""
+
+    BLUE_GREEN = "BlueGreen"
+    CANARY = "Canary"
+    ROLLING = "Rolling"
+    BIG_BANG = "BigBang"
+
+
+class GateStage(StrEnum):
+    """When a gate is checked: `preDeploy` before anything changes, `prePromotion` before full
+    promotion, `postDeploy` after it."""
+
+    PRE_DEPLOY = "preDeploy"
+    PRE_PROMOTION = "prePromotion"
+    POST_DEPLOY = "postDeploy"
+
+
+class GateState(StrEnum):
+    """The state of a gate in the current rollout."""
+
+    PENDING = "Pending"
+    PASSED = "Passed"
+    FAILED = "Failed"
+
+
+class Severity(StrEnum):
+    """What a failed trigger does: critical rolls back at the first failure, high after
+    failureLimit failures, medium pauses and notifies, low records and notifies."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class OnNoData(StrEnum):
+    """What an empty result or NaN counts as; never a pass."""
+
+    INCONCLUSIVE = "Inconclusive"
+    FAIL = "Fail"
+
+
+class WebhookFormat(StrEnum):
+    """The body of a notification: a Slack incoming-webhook message, or plain JSON."""
+
+    SLACK = "slack"
+    JSON = "json"
+
+
+class Weekday(StrEnum):
+    """A day of the week."""
+
+    MON = "Mon"
+    TUE = "Tue"
+    WED = "Wed"
+    THU = "Thu"
+    FRI = "Fri"
+    SAT = "Sat"
+    SUN = "Sun"
+
+    @property
+    def number(self) -> int:
+        """Monday is 0, as `datetime.weekday()` counts."""
+        return list(Weekday).index(self)
+
+
+class NotificationEvent(StrEnum):
+    """An event of a Release that notifications may be sent for."""
+
+    GATED = "Gated"
+    STARTED = "Started"
+    PAUSED = "Paused"
+    PROMOTED = "Promoted"
+    VALIDATING = "Validating"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    TRIGGER_FAILED = "TriggerFailed"
+
+
+class Phase(StrEnum):
+    """Where the Release is in its lifecycle."""
+
+    PENDING = "Pending"
+    GATED = "Gated"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    VALIDATING = "Validating"
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+
+
+class AnalysisState(StrEnum):
+    """The verdict of a trigger's latest measurement."""
+
+    PENDING = "Pending"
+    PASSING = "Passing"
+    FAILING = "Failing"
+    INCONCLUSIVE = "Inconclusive"
+    ERROR = "Error"
+
+
+class ConditionStatus(StrEnum):
+    """The status of a condition."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    """The condition types the operator maintains (kstatus, Argo CD and `kubectl wait` read them)."""
+
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class HistoryOutcome(StrEnum):
+    """How a rollout ended."""
+
+    SUCCEEDED = "Succeeded"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    # A newer template replaced this rollout before it finished.
+    SUPERSEDED = "Superseded"
+
+
+class ServiceProtocol(StrEnum):
+    """The IP protocol of a Service port."""
+
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+
+
+class JobRestartPolicy(StrEnum):
+    """The restart policy of a Job's pods: `Never` or `OnFailure` (Jobs refuse `Always`)."""
+
+    NEVER = "Never"
+    ON_FAILURE = "OnFailure"
+
+
+# ---------------------------------------------------------------------------------------------
+# Constrained strings. Patterns are plain ECMA/RE2 so the API server and pydantic agree.
+
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+HTTP_URL_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
+CLOCK_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+PERCENT_PATTERN = r"^(100|[1-9]?[0-9])%$"
+# RFC 3339 with a zone: the API server's date-time format also accepts local times, which
+# Python could not place in time.
+TIMESTAMP_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+
+Duration = Annotated[str, Field(max_length=32, pattern=DURATION_PATTERN)]
+"""A Go-style duration such as `30s`, `1m30s`, `500ms`, `2h`."""
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+"""A name inside a Release (gate, trigger, notification, port): a DNS-1123 label."""
+
+ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035_PATTERN)]
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+HttpUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=HTTP_URL_PATTERN)]
+# No min_length: "9:00" should be told the pattern, not a length.
+ClockTime = Annotated[str, Field(max_length=5, pattern=CLOCK_PATTERN)]
+CelCondition = Annotated[str, Field(min_length=1, max_length=1024)]
+"""A CEL expression over `result` (a double), e.g. `result < 0.01`."""
+Query = Annotated[str, Field(min_length=1, max_length=8192)]
+"""A PromQL query; `{{namespace}}`, `{{release}}`, `{{revision}}`... are substituted."""
+Timestamp = Annotated[AwareDatetime, Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN})]
+"""An RFC 3339 time with a zone."""
+
+IntOrPercent = Annotated[int, Field(ge=0)] | Annotated[str, Field(max_length=4, pattern=PERCENT_PATTERN)]
+"""A count or a percentage such as `25%` (0% to 100%)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for the values above.
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str) -> timedelta:
+    """`1m30s` -> 90 seconds. Raises ValueError on anything `Duration` would reject."""
+    if not re.fullmatch(DURATION_PATTERN, value):
+        raise ValueError(f"invalid duration {value!r}: expected e.g. 30s, 1m30s, 500ms, 2h")
+    seconds = sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def scaled_value(value: int | str, total: int, *, round_up: bool) -> int:
+    """Resolve a count-or-percentage against `total`, as Deployments do for maxSurge (round up)
+    and maxUnavailable (round down)."""
+    if isinstance(value, int):
+        return value
+    if not re.fullmatch(PERCENT_PATTERN, value):
+        raise ValueError(f"invalid percentage {value!r}: expected e.g. 25%")
+    scaled = int(value[:-1]) * total
+    # Integer arithmetic: 33% of 300 must be 99, not 98.99999.
+    return -(-scaled // 100) if round_up else scaled // 100
