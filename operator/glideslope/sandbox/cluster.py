@@ -65,6 +65,13 @@ class Ports:
     operator_metrics: int = 9102
     kwok: int = 10247
 
+    @classmethod
+    def from_env(cls) -> Ports:
+        """All ports moved by `GLIDESLOPE_SANDBOX_PORT_OFFSET`, so two sandboxes can coexist."""
+        offset = int(os.environ.get("GLIDESLOPE_SANDBOX_PORT_OFFSET", "0"))
+        base = cls()
+        return cls(**{k: v + offset for k, v in base.__dict__.items()})
+
 
 def _log(msg: str) -> None:
     print(f"[sandbox] {msg}", flush=True)
@@ -78,7 +85,7 @@ class Sandbox:
 
     def __init__(self, folder: Path, ports: Ports | None = None) -> None:
         self.dir = folder.resolve()
-        self.ports = ports or Ports()
+        self.ports = ports or Ports.from_env()
 
     # -- paths -------------------------------------------------------------------------
     @property
