@@ -1,0 +1,57 @@
+"""What the CRD's schema and CEL rules cannot check, checked before the operator acts.
+
+The API server rejects most bad manifests at apply time. What remains is found here, as
+field errors that end in a `Degraded` condition with reason `InvalidSpec` and an Event,
+before anything in the cluster changes: CEL conditions that do not compile and time-zone
+names that do not exist. (PromQL that Prometheus refuses and missing Services or Secrets
+need the cluster; their adapters report them the same way.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from glideslope.api import ReleaseSpec
+from glideslope.core.conditions import ConditionError, compile_condition
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def validate_spec(spec: ReleaseSpec, known_timezones: Collection[str]) -> list[FieldError]:
+    """Every error found, each naming its field; an empty list means the spec may be acted on.
+
+    `known_timezones` is the IANA zone database as the shell found it (core reads no files).
+    """
+    errors: list[FieldError] = []
+    for i, trigger in enumerate(spec.analysis.triggers):
+        base = f"spec.analysis.triggers[{i}]"
+        errors += _conditions(base, trigger.success_condition, trigger.failure_condition)
+    for i, gate in enumerate(spec.gates):
+        base = f"spec.gates[{i}]"
+        if gate.metric is not None:
+            errors += _conditions(f"{base}.metric", gate.metric.success_condition, gate.metric.failure_condition)
+        if gate.window is not None and gate.window.timezone not in known_timezones:
+            zone = gate.window.timezone
+            errors.append(FieldError(f"{base}.window.timezone",
+                                     f"unknown time zone {zone!r} (an IANA name such as Europe/Berlin)"))
+    return errors
+
+
+def _conditions(base: str, success: str | None, failure: str | None) -> list[FieldError]:
+    errors = []
+    for name, source in (("successCondition", success), ("failureCondition", failure)):
+        if source is None:
+            continue
+        try:
+            compile_condition(source)
+        except ConditionError as exc:
+            errors.append(FieldError(f"{base}.{name}", str(exc)))
+    return errors
