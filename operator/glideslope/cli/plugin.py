@@ -1,0 +1,234 @@
+"""`kubectl release`: look at Releases and act on them.
+
+Commands are annotations that the operator consumes, records in status and as an Event,
+then removes (API.md, "Commands"); they never change `spec`, so a GitOps tool sees no drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from rich.console import Console
+from rich.table import Table
+
+from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_status
+
+ANNOTATION_PREFIX = "glideslope.dev/"
+
+
+class PluginError(Exception):
+    """An error the user can act on, printed without a traceback."""
+
+
+class Releases:
+    """Reads and annotates Releases with the user's own kubeconfig and permissions."""
+
+    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
+        try:
+            config.load_kube_config(config_file=kubeconfig, context=context)
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+            default_ns = (active or {}).get("context", {}).get("namespace", "default")
+        except config.ConfigException:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException as exc:
+                raise PluginError(f"no kubeconfig found: {exc}") from exc
+            default_ns = "default"
+        self.namespace: str = namespace or default_ns
+        self.api = client.CustomObjectsApi()
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise PluginError(f"{what}: not found in namespace {self.namespace} "
+                                  "(is the Release CRD installed, and the name right?)") from exc
+            if exc.status == 403:
+                raise PluginError(f"{what}: forbidden: your account may not do this "
+                                  f"in namespace {self.namespace}") from exc
+            raise PluginError(f"{what}: the API server answered {exc.status} {exc.reason}") from exc
+        except OSError as exc:
+            raise PluginError(f"{what}: cannot reach the API server: {exc}") from exc
+
+    def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
+        if all_namespaces:
+            body = self._call("list releases", self.api.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+        else:
+            body = self._call("list releases", self.api.list_namespaced_custom_object,
+                              GROUP, VERSION, self.namespace, PLURAL)
+        items: list[dict[str, Any]] = body.get("items", [])
+        return items
+
+    def get(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._call(f"release {name}", self.api.get_namespaced_custom_object,
+                                          GROUP, VERSION, self.namespace, PLURAL, name)
+        return body
+
+    def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        self.get(name)  # a clear "not found" before a patch that would say less
+        patch = {"metadata": {"annotations": annotations}}
+        self._call(f"release {name}", self.api.patch_namespaced_custom_object,
+                   GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
+
+def _status(body: dict[str, Any]) -> ReleaseStatus:
+    return parse_status(body.get("status"))
+
+
+def render_list(items: Sequence[dict[str, Any]], all_namespaces: bool) -> Table:
+    table = Table(box=None, header_style="bold")
+    columns = (["NAMESPACE"] if all_namespaces else []) + [
+        "NAME", "VERSION", "STRATEGY", "PHASE", "STEP", "WEIGHT", "GATES", "MESSAGE"]
+    for col in columns:
+        table.add_column(col)
+    for item in items:
+        st = _status(item)
+        spec = item.get("spec", {})
+        row = [item["metadata"]["name"], str(spec.get("version", "")), str(spec.get("strategy", {}).get("type", "")),
+               str(st.phase or ""), st.step_display or "", "" if st.weight is None else f"{st.weight}%",
+               st.gates_display or "", st.message or ""]
+        table.add_row(*([item["metadata"]["namespace"]] if all_namespaces else []), *row)
+    return table
+
+
+def render_status(body: dict[str, Any]) -> Table:
+    st = _status(body)
+    spec = body.get("spec", {})
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("release", f"{body['metadata']['namespace']}/{body['metadata']['name']}"),
+        ("version", f"{spec.get('version')} (revision {st.revision or '-'})"),
+        ("stable", f"{st.stable_version or '-'} (revision {st.stable_revision or '-'})"),
+        ("strategy", str(spec.get("strategy", {}).get("type", ""))),
+        ("phase", str(st.phase or "Pending")),
+        ("message", st.message or ""),
+        ("step", st.step_display or "-"),
+        ("weight", "-" if st.weight is None else f"{st.weight}%"),
+    ]
+    for gate in st.gates:
+        rows.append((f"gate {gate.name}", f"{gate.state} {gate.message or ''}".strip()))
+    for trig in st.analysis:
+        value = "-" if trig.last_value is None else f"{trig.last_value:g}"
+        rows.append((f"trigger {trig.name}", f"{trig.state} last={value} failures={trig.failures}"))
+    for cond in st.conditions:
+        rows.append((f"condition {cond.type}", f"{cond.status} {cond.reason or ''} {cond.message or ''}".strip()))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def render_history(body: dict[str, Any]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("VERSION", "REVISION", "OUTCOME", "STARTED", "FINISHED", "DURATION", "ROLLBACK", "REASON"):
+        table.add_column(col)
+    for h in _status(body).history:
+        table.add_row(h.version or "", h.revision or "", str(h.outcome),
+                      h.started_at.isoformat() if h.started_at else "",
+                      h.finished_at.isoformat() if h.finished_at else "",
+                      "" if h.duration_seconds is None else f"{h.duration_seconds:g}s",
+                      "" if h.rollback_seconds is None else f"{h.rollback_seconds:g}s",
+                      h.reason or "")
+    return table
+
+
+def command_annotations(args: argparse.Namespace) -> dict[str, str]:
+    """The annotation(s) a command sets (API.md, "Commands")."""
+    if args.command == "approve":
+        return {f"{ANNOTATION_PREFIX}approve": args.gate,
+                f"{ANNOTATION_PREFIX}approved-by": args.as_user or getpass.getuser()}
+    if args.command == "promote":
+        return {f"{ANNOTATION_PREFIX}promote": "full" if args.full else "step"}
+    if args.command == "abort":
+        return {f"{ANNOTATION_PREFIX}abort": args.reason or "aborted by kubectl release"}
+    if args.command == "retry":
+        return {f"{ANNOTATION_PREFIX}retry": "true"}
+    if args.command == "undo":
+        return {f"{ANNOTATION_PREFIX}undo": args.revision or ""}
+    raise PluginError(f"unknown command {args.command}")
+
+
+def _connection_flags(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--kubeconfig", default=default, help="default: $KUBECONFIG or ~/.kube/config")
+    p.add_argument("--context", default=default)
+    p.add_argument("-n", "--namespace", default=default, help="default: the context's namespace")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubectl release", description="Look at Glideslope Releases and act on them.")
+    _connection_flags(p, None)
+    # The same flags after the command (`kubectl release list -n shop`), overriding only when given.
+    common = argparse.ArgumentParser(add_help=False)
+    _connection_flags(common, argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=argparse.ArgumentParser)
+    add = sub.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add(name, parents=[common], **kwargs)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+    ls = sub.add_parser("list", help="Releases with their phase, step, weight and gates")
+    ls.add_argument("-A", "--all-namespaces", action="store_true")
+    for name, text in (("status", "one Release in detail"), ("history", "finished rollouts of a Release")):
+        sub.add_parser(name, help=text).add_argument("name")
+    ap = sub.add_parser("approve", help="pass an approval gate")
+    ap.add_argument("name")
+    ap.add_argument("--gate", required=True)
+    ap.add_argument("--as", dest="as_user", default=None, help="who approves (default: your login name)")
+    pr = sub.add_parser("promote", help="go on one step, or with --full straight to 100 %%")
+    pr.add_argument("name")
+    pr.add_argument("--full", action="store_true")
+    ab = sub.add_parser("abort", help="roll back to the stable revision now")
+    ab.add_argument("name")
+    ab.add_argument("--reason", default=None)
+    sub.add_parser("retry", help="start again after an abort or a failure").add_argument("name")
+    un = sub.add_parser("undo", help="go back to the previous revision")
+    un.add_argument("name")
+    un.add_argument("--revision", default=None)
+    return p
+
+
+def run(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Piped output keeps whole lines: scripts and tests grep it.
+    tty = sys.stdout.isatty()
+    out = console or Console(soft_wrap=not tty, width=None if tty else 400)
+    releases = Releases(args.kubeconfig, args.context, args.namespace)
+    if args.command == "list":
+        items = releases.list(args.all_namespaces)
+        if not items:
+            where = "any namespace" if args.all_namespaces else f"namespace {releases.namespace}"
+            out.print(f"No releases in {where}.")
+            return 0
+        out.print(render_list(items, args.all_namespaces))
+    elif args.command == "status":
+        out.print(render_status(releases.get(args.name)))
+    elif args.command == "history":
+        out.print(render_history(releases.get(args.name)))
+    else:
+        annotations = command_annotations(args)
+        releases.annotate(args.name, annotations)
+        out.print(f"release {releases.namespace}/{args.name}: {args.command} requested "
+                  f"({', '.join(f'{k}={v}' for k, v in annotations.items())})")
+    return 0
+
+
+def main() -> None:
+    try:
+        code = run(sys.argv[1:])
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""`kubectl release` as a user types it: kubectl finds the plugin on PATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.helpers import REPO, Cluster
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+
+
+def kubectl_release(sandbox: Cluster, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    # kubectl hands a plugin no flags of its own: the kubeconfig travels in $KUBECONFIG.
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", KUBECONFIG=str(kubeconfig or sandbox.kubeconfig))
+    return subprocess.run([sandbox.kubectl_bin, "release", *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def annotations(sandbox: Cluster, namespace: str, name: str) -> dict[str, str]:
+    meta = sandbox.get_json("release", name, "-n", namespace)["metadata"]
+    return dict(meta.get("annotations", {}))
+
+
+def test_list_status_and_commands(sandbox: Cluster, namespace: str) -> None:
+    sandbox.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "canary.yaml"))
+    name = yaml.safe_load((REPO / "examples" / "canary.yaml").read_text())["metadata"]["name"]
+
+    listed = kubectl_release(sandbox, "list", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    assert name in listed.stdout and "Canary" in listed.stdout
+
+    status = kubectl_release(sandbox, "status", name, "-n", namespace)
+    assert status.returncode == 0, status.stderr
+    assert f"{namespace}/{name}" in status.stdout and "2.5.0" in status.stdout
+
+    for args, key, value in [
+        (["promote"], "glideslope.dev/promote", "step"),
+        (["promote", "--full"], "glideslope.dev/promote", "full"),
+        (["abort", "--reason", "bad latency"], "glideslope.dev/abort", "bad latency"),
+        (["approve", "--gate", "change-approved", "--as", "alice"], "glideslope.dev/approved-by", "alice"),
+    ]:
+        res = kubectl_release(sandbox, *args[:1], name, *args[1:], "-n", namespace)
+        assert res.returncode == 0, res.stderr
+        assert annotations(sandbox, namespace, name)[key] == value
+    # Commands never touch spec: a GitOps tool sees no drift.
+    assert sandbox.get_json("release", name, "-n", namespace)["metadata"]["generation"] == 1
+
+
+def test_missing_release_and_missing_permission_are_clear(sandbox: Cluster, namespace: str, tmp_path: Path) -> None:
+    missing = kubectl_release(sandbox, "status", "nope", "-n", namespace)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+    # An account with no RBAC at all.
+    sandbox.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    token = sandbox.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
+    admin = yaml.safe_load(sandbox.kubeconfig.read_text())
+    admin["users"] = [{"name": "nobody", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "nobody"
+    nobody = tmp_path / "nobody.kubeconfig"
+    nobody.write_text(yaml.safe_dump(admin))
+    denied = kubectl_release(sandbox, "list", "-n", namespace, kubeconfig=nobody)
+    assert denied.returncode == 1
+    assert "forbidden" in denied.stderr and "Traceback" not in denied.stderr
