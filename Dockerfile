@@ -1,0 +1,24 @@
+# The operator image: `glideslope operator` as a non-root user, no build tools, and a root
+# filesystem that may be mounted read-only (nothing is written outside /tmp).
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/glideslope
+COPY constraints.txt pyproject.toml README.md ./
+COPY operator/ operator/
+RUN /opt/glideslope/bin/pip install --no-cache-dir -c constraints.txt . \
+    && /opt/glideslope/bin/python -m compileall -q /opt/glideslope
+
+FROM python:3.11-slim-bookworm
+LABEL org.opencontainers.image.title="glideslope" \
+      org.opencontainers.image.description="Safe production releases on Kubernetes"
+ENV PATH=/opt/glideslope/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+COPY --from=build /opt/glideslope /opt/glideslope
+# A numeric UID so `runAsNonRoot` can verify it without an /etc/passwd entry.
+USER 65532:65532
+EXPOSE 8080 9102
+ENTRYPOINT ["glideslope", "operator"]
+CMD ["--all-namespaces"]
