@@ -1,0 +1,1 @@
+"""Gate kinds whose verdict is pure computation (one module per kind)."""
