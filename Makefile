@@ -47,7 +47,7 @@ install: system-deps $(VENV)/.installed
 
 .PHONY: binaries
 binaries: install
-	$(GLIDESLOPE) build
+	$(PY) -m glideslope.sandbox.build
 
 .PHONY: lint
 lint: install

@@ -20,6 +20,7 @@ KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 GATEWAY_API_VERSION = "v1.4.1"
+HELM_VERSION = "v3.22.0"
 
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok")
@@ -236,9 +237,34 @@ def ensure_binaries(force: bool = False) -> Binaries:
     return bins
 
 
+def ensure_helm(force: bool = False) -> Path:
+    """helm, for linting and rendering the chart; cached apart from the cluster's binaries."""
+    ready = os.environ.get("GLIDESLOPE_KUBE_BIN")
+    if ready and os.access(Path(ready) / "helm", os.X_OK):
+        return Path(ready) / "helm"
+    out = cache_root() / "bin" / f"helm-{HELM_VERSION}"
+    helm = out / "helm"
+    if force or not os.access(helm, os.X_OK):
+        _log(f"building helm {HELM_VERSION} into {out}")
+        env = _go_env()
+        env["GOBIN"] = str(out)
+        out.mkdir(parents=True, exist_ok=True)
+        work = cache_root() / "build"
+        work.mkdir(parents=True, exist_ok=True)
+        major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+        # Without these, helm assumes Kubernetes 1.20 for `template` and `lint`.
+        ldflags = " ".join([f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"] + [
+            f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+            for pkg in ("chartutil", "lint/rules") for part, value in (("Major", major), ("Minor", minor))])
+        _run(["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], work, env)
+    return helm
+
+
 def main() -> None:
-    bins = ensure_binaries(force="--force" in sys.argv)
-    print(bins.folder)
+    """Build (or find) everything: the sandbox's binaries and helm; print where they are."""
+    force = "--force" in sys.argv
+    print(ensure_binaries(force=force).folder)
+    print(ensure_helm(force=force))
 
 
 if __name__ == "__main__":
