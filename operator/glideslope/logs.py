@@ -1,0 +1,59 @@
+"""Logging: JSON lines for machines, a readable console for people, one pipeline for both.
+
+kopf and the Kubernetes client log through the standard library; structlog's formatter
+renders their records too, so every line of the operator has the same shape. Lines about a
+Release carry `namespace`, `release`, `revision` and `step`, bound once per reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.StackInfoRenderer(),
+]
+
+
+def configure(*, json: bool | None = None, level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Set up structlog and the standard library's root logger.
+
+    `json=None` picks JSON unless the stream is a terminal.
+    """
+    out = stream or sys.stderr
+    use_json = not out.isatty() if json is None else json
+    renderer: Any = (structlog.processors.JSONRenderer() if use_json
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind_release(namespace: str, release: str, revision: str | None = None, step: int | None = None) -> None:
+    """Tag every line logged in this context (one reconcile of one Release) with the Release."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(namespace=namespace, release=release, revision=revision, step=step)
+
+
+def get_logger(name: str = "glideslope") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,51 @@
+"""Every line is JSON with the Release's identity, including lines from the standard library."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from glideslope.logs import bind_release, configure, get_logger
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def test_json_lines_carry_the_release() -> None:
+    out = io.StringIO()
+    configure(json=True, stream=out)
+    bind_release("shop", "checkout", revision="7f9c2d1a4b", step=3)
+    get_logger().info("step done", weight=20)
+    logging.getLogger("kopf.objects").warning("a kopf line")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines[0]["event"] == "step done" and lines[0]["weight"] == 20
+    for line in lines:
+        assert (line["namespace"], line["release"], line["revision"], line["step"]) == (
+            "shop", "checkout", "7f9c2d1a4b", 3)
+        assert "timestamp" in line and "level" in line
+    assert lines[1]["logger"] == "kopf.objects" and lines[1]["level"] == "warning"
+
+
+def test_console_format_when_asked() -> None:
+    out = io.StringIO()
+    configure(json=False, stream=out)
+    get_logger().info("hello", release="checkout")
+    text = out.getvalue()
+    assert "hello" in text and "checkout" in text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text.splitlines()[0])
