@@ -1,0 +1,220 @@
+"""Delivering notification bodies to webhooks: POST JSON, retry what may pass later, never raise.
+
+A receiver that fails must never hold a rollout back, so `WebhookNotifier.send` turns every
+delivery problem into a `DeliveryResult` that the engine can record as an Event. Webhook URLs
+are often credentials (a Slack incoming-webhook URL is one), so only `scheme://host[:port]`
+ever reaches a log line or a result's `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+log = logging.getLogger("glideslope.notify")
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds one attempt may take, connection included."""
+
+USER_AGENT = "glideslope-notifier"
+
+# Statuses worth another attempt: server trouble, plus the two 4xx that mean "later", not "never".
+_RETRY_4XX = frozenset({408, 429})
+# Enough of an error body to say why (Slack answers e.g. 404 "no_service"), too little to flood an Event.
+_BODY_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """How a delivery went. `status` is the last HTTP status (None: no response at all);
+    `error` says why it failed, with no secret part of the URL in it."""
+
+    ok: bool
+    attempts: int
+    status: int | None
+    error: str | None
+
+
+class WebhookNotifier:
+    """POSTs JSON bodies to webhooks with bounded retries.
+
+    `attempts` counts the first try. Between attempts it waits `backoff * 2**(n-1)` seconds
+    (n = failures so far), at most `max_backoff`, scaled by a jitter factor in [0.5, 1.5) so
+    that many operators do not retry in step. A `Retry-After` header replaces that wait, but
+    never beyond `retry_after_cap`. `sleep` and `rng` are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        retry_after_cap: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if backoff < 0 or max_backoff < 0 or retry_after_cap < 0:
+            raise ValueError("backoff, max_backoff and retry_after_cap must not be negative")
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.retry_after_cap = retry_after_cap
+        self._sleep = sleep
+        self._rng = rng
+
+    async def send(self, url: str, payload: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT) -> DeliveryResult:
+        """POST `payload` as JSON to `url`; 2xx is delivered. `timeout` bounds each attempt.
+
+        Never raises for delivery problems (bad URL, unserialisable payload, network, HTTP
+        status): they come back in the result. Only a non-positive `timeout`, a caller's bug,
+        raises ValueError. Worst case it takes `attempts * timeout` plus the waits between.
+        """
+        if not timeout > 0:  # aiohttp would read 0 as "no timeout"
+            raise ValueError("timeout must be positive")
+        # A URL read from a Secret often ends in the newline `echo` put there.
+        url = url.strip()
+        where = redact_url(url)
+        if urlsplit(url).scheme not in ("http", "https") or where == "<invalid URL>":
+            return self._give_up(where, DeliveryResult(False, 0, None, f"invalid webhook URL {where}"))
+        try:
+            # Strict JSON: a NaN would go out as a bare `NaN` token that most receivers refuse.
+            body = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            return self._give_up(where, DeliveryResult(False, 0, None, f"payload is not JSON: {exc}"))
+
+        # A session per delivery: the engine may call from short-lived event loops
+        # (`asyncio.run`), and a session is bound to the loop it was made in. Notifications
+        # are rare, so the lost connection reuse costs nothing that matters.
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
+        ) as session:
+            result = DeliveryResult(False, 0, None, "not attempted")
+            for attempt in range(1, self.attempts + 1):
+                result, retry, retry_after = await self._attempt(session, url, where, body, attempt, timeout)
+                if result.ok:
+                    log.info("notification delivered to %s (HTTP %s, attempt %d)", where, result.status, attempt)
+                    return result
+                if not retry or attempt == self.attempts:
+                    break
+                delay = self._delay(attempt, retry_after)
+                log.info("notification to %s failed (%s); attempt %d of %d in %.1fs",
+                         where, result.error, attempt + 1, self.attempts, delay)
+                await self._sleep(delay)
+        return self._give_up(where, result)
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, url: str, where: str, body: bytes, attempt: int, timeout: float,
+    ) -> tuple[DeliveryResult, bool, float | None]:
+        """One POST: its result, whether another attempt may help, and the server's Retry-After."""
+        try:
+            # No redirects: following one would resend the body, maybe to another host.
+            async with session.post(url, data=body, allow_redirects=False) as response:
+                status = response.status
+                if 200 <= status < 300:
+                    return DeliveryResult(True, attempt, status, None), False, None
+                snippet = await _snippet(response)
+                error = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+                retry = status >= 500 or status in _RETRY_4XX
+                retry_after = _retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+                return DeliveryResult(False, attempt, status, _scrub(error, url, where)), retry, retry_after
+        except TimeoutError:
+            return DeliveryResult(False, attempt, None, f"no answer from {where} within {timeout:g}s"), True, None
+        except aiohttp.InvalidURL:
+            return DeliveryResult(False, attempt, None, f"invalid webhook URL {where}"), False, None
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+            error = _scrub(f"cannot connect to {where}: {reason}", url, where)
+            return DeliveryResult(False, attempt, None, error), True, None
+        except (aiohttp.ClientError, OSError) as exc:
+            error = f"{type(exc).__name__} talking to {where}: {exc}"
+            return DeliveryResult(False, attempt, None, _scrub(error, url, where)), True, None
+        except Exception as exc:  # the contract is "never raise": say what it was instead
+            error = f"unexpected {type(exc).__name__} sending to {where}: {exc}"
+            return DeliveryResult(False, attempt, None, _scrub(error, url, where)), False, None
+
+    def _delay(self, failures: int, retry_after: float | None) -> float:
+        """Seconds to wait after `failures` failed attempts."""
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_cap)
+        base = min(self.backoff * 2.0 ** (failures - 1), self.max_backoff)
+        return base * (0.5 + self._rng())
+
+    @staticmethod
+    def _give_up(where: str, result: DeliveryResult) -> DeliveryResult:
+        log.warning("notification to %s not delivered after %d attempt(s): %s", where, result.attempts, result.error)
+        return result
+
+
+def redact_url(url: str) -> str:
+    """`scheme://host[:port]` of `url`: what may be logged of a webhook URL (its path, query
+    and user info may be the secret)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not host:
+        return "<invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _scrub(text: str, url: str, where: str) -> str:
+    """`text` without the URL's secret parts: exception messages from aiohttp and yarl, and
+    error bodies, may quote the URL they were given."""
+    parts = urlsplit(url)
+    text = text.replace(url, where)
+    secrets = [parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query]
+    if "@" in parts.netloc:
+        secrets.append(parts.netloc.rsplit("@", 1)[0])
+    for secret in secrets:
+        # "/" alone is no secret, and replacing it would mangle every message.
+        if len(secret) > 1:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+async def _snippet(response: aiohttp.ClientResponse) -> str:
+    """The start of an error response's body, on one line."""
+    try:
+        raw = await response.content.read(_BODY_SNIPPET)
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return ""
+    return " ".join(raw.decode("utf-8", "replace").split())
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are GMT by definition
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
