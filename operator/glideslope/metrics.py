@@ -72,6 +72,8 @@ class OperatorMetrics:
     def observe(self, key: ReleaseKey, previous: ReleaseStatus | None, status: ReleaseStatus) -> None:
         """Update every family from a status the operator has just written."""
         rel = (key.namespace, key.name)
+        if rel not in self._info:
+            self._zero_counters(key)
         for phase in Phase:
             self.phase.labels(*rel, phase.value).set(1.0 if status.phase == phase else 0.0)
         info = (key.strategy, status.version or "", status.revision or "",
@@ -110,6 +112,14 @@ class OperatorMetrics:
 
         for entry in new_history(previous, status):
             self._finished(key, entry)
+
+    def _zero_counters(self, key: ReleaseKey) -> None:
+        # Counters exist at 0 from a Release's first sight, so `increase()` sees its first count.
+        rel = (key.namespace, key.name)
+        for outcome in HistoryOutcome:
+            self.rollouts.labels(*rel, key.strategy, outcome.value)
+        self.change_failures.labels(*rel, key.strategy)
+        self.rollbacks.labels(*rel, key.strategy)
 
     def _finished(self, key: ReleaseKey, entry: HistoryEntry) -> None:
         rel = (key.namespace, key.name)

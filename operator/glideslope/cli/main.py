@@ -1,8 +1,9 @@
-"""The `glideslope` command: the local sandbox and the CRD."""
+"""The `glideslope` command: the operator, the local sandbox and the CRD."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def _crd(_: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from glideslope.operator_main import run
+
+    if not args.all_namespaces and not args.namespace:
+        raise RuntimeError("operator: give --namespace NS (repeatable) or --all-namespaces")
+    run(namespaces=args.namespace, all_namespaces=args.all_namespaces, prometheus_url=args.prometheus_url,
+        metrics_port=args.metrics_port, metrics_address=args.metrics_address, health_port=args.health_port,
+        interval=args.interval, log_format=args.log_format)
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from glideslope.sandbox.build import ensure_binaries
 
@@ -49,6 +61,20 @@ def parser() -> argparse.ArgumentParser:
     bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd and kwok binaries")
     bd.add_argument("--force", action="store_true", help="rebuild even when cached")
     bd.set_defaults(func=_build)
+
+    op = sub.add_parser("operator", help="run the operator against the current kubeconfig (or in-cluster)")
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    op.add_argument("--prometheus-url", default=os.environ.get("GLIDESLOPE_PROMETHEUS_URL"),
+                    help="default Prometheus for analysis (default: $GLIDESLOPE_PROMETHEUS_URL)")
+    op.add_argument("--metrics-port", type=int, default=9102, help="the operator's own metrics; 0: off")
+    op.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics port binds")
+    op.add_argument("--health-port", type=int, default=0, help="kopf's /healthz for probes; 0: off")
+    op.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
+                    help="auto: console on a terminal, JSON lines otherwise")
+    op.add_argument("--interval", type=float, default=2.0, help="seconds between steps of each Release")
+    op.set_defaults(func=_operator)
 
     crd = sub.add_parser("crd", help="print the Release CustomResourceDefinition")
     crd.set_defaults(func=_crd)

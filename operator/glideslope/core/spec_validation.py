@@ -9,11 +9,14 @@ need the cluster; their adapters report them the same way.)
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from glideslope.api import ReleaseSpec
+from glideslope.api import Condition, ConditionStatus, ConditionType, ReleaseSpec, ReleaseStatus
 from glideslope.core.conditions import ConditionError, compile_condition
+
+INVALID_SPEC = "InvalidSpec"
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,23 @@ def _conditions(base: str, success: str | None, failure: str | None) -> list[Fie
         except ConditionError as exc:
             errors.append(FieldError(f"{base}.{name}", str(exc)))
     return errors
+
+
+def invalid_status(status: ReleaseStatus, problems: Sequence[str], generation: int, now: datetime) -> ReleaseStatus:
+    """The status of a Release whose spec cannot be acted on: nothing in the cluster changes, the
+    stable revision keeps serving, and the conditions say why in terms kstatus, Argo CD and
+    `kubectl wait` understand (Ready False, Degraded True, reason InvalidSpec)."""
+    message = ("invalid spec: " + "; ".join(problems))[:1024]
+    st = status.model_copy(deep=True)
+    wanted = {ConditionType.READY: ConditionStatus.FALSE, ConditionType.PROGRESSING: ConditionStatus.FALSE,
+              ConditionType.DEGRADED: ConditionStatus.TRUE}
+    kept = [c for c in st.conditions if c.type not in wanted]
+    for type_, value in wanted.items():
+        old = st.condition(type_)
+        since = old.last_transition_time if old and old.status == value and old.last_transition_time else now
+        kept.append(Condition(type=type_, status=value, reason=INVALID_SPEC, message=message,
+                              last_transition_time=since, observed_generation=generation))
+    st.conditions = kept
+    st.message = message
+    st.observed_generation = generation
+    return st

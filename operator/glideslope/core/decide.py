@@ -1,0 +1,323 @@
+"""`decide`: from spec, status, observation and `now` to actions and the new status.
+
+Each call computes the whole desired state (replicas of every revision, Services, weights)
+from `status`, so a restarted operator resumes where status says, and at most one step is
+taken per call, so none is skipped. Commands (annotations) are consumed whatever happens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from glideslope.api import (
+    HISTORY_LIMIT,
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    HistoryEntry,
+    HistoryOutcome,
+    Phase,
+    ReleaseSpec,
+    ReleaseStatus,
+    step_display,
+)
+from glideslope.core.model import (
+    ABORT,
+    COMMANDS,
+    PROMOTE,
+    RETRY,
+    UNDO,
+    Action,
+    Decision,
+    DeleteRevision,
+    Observation,
+    RecordEvent,
+    ScaleRevision,
+    SetTraffic,
+    Step,
+    Target,
+    View,
+)
+from glideslope.core.revision import revision_of
+from glideslope.core.strategies import StrategyModule, strategy_for
+
+REVISION_HISTORY_LIMIT = 2
+"""Scaled-down revisions kept besides the stable and candidate ones (for a fast undo)."""
+
+HANDOVER_SECONDS = 2.0
+"""Pods that traffic just left keep running this long: a Service's new selector reaches
+EndpointSlices and proxies a moment after it is written."""
+
+ROLLING_OUT = frozenset({Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED, Phase.VALIDATING})
+"""Phases in which a rollout is under way."""
+
+
+def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
+    """The steps of a rollout of `spec`."""
+    return strategy_for(spec).plan(spec)
+
+
+def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, now: datetime) -> Decision:
+    """The actions that bring the cluster one tick closer to `spec`, and the status to write."""
+    st = status.model_copy(deep=True)
+    events: list[RecordEvent] = []
+    strategy = strategy_for(spec)
+    steps = strategy.plan(spec)
+    candidate = revision_of(spec.template)
+    st.total_steps = len(steps)
+
+    if st.revision != candidate:
+        _start(st, spec, candidate, steps, now, events)
+    elif st.version != spec.version and st.phase in ROLLING_OUT:
+        st.version = spec.version
+    consumed = tuple(k for k in COMMANDS if k in observation.commands)
+    for key in consumed:
+        _command(key, observation.commands[key], st, spec, strategy, steps, observation, now, events)
+
+    stable = st.stable_revision
+    pinned = strategy.pins_active(spec)
+    settled = st.step_started_at is None or (now - st.step_started_at).total_seconds() >= HANDOVER_SECONDS
+    replicas: dict[str, int] = {}
+    if stable is None:
+        # The first rollout: nothing serves yet, so there is nothing to be careful of.
+        ready = observation.ready(candidate)
+        replicas[candidate] = spec.replicas
+        traffic = SetTraffic(candidate if pinned else None, candidate, 0)
+        st.message = f"first rollout: {ready}/{spec.replicas} pods ready"
+        if ready >= spec.replicas:
+            _finish(st, spec, candidate, now, events, downtime=None)
+    elif st.phase in ROLLING_OUT and candidate != stable:
+        traffic = _step(st, spec, strategy, steps, candidate, stable, observation, now, events, replicas)
+    else:
+        # Steady, rolled back or rolling back: everything on the stable revision; the candidate
+        # goes only once the stable revision is Ready at full size and carries the traffic.
+        replicas[stable] = spec.replicas
+        stable_up = observation.ready(stable) >= spec.replicas
+        if st.phase == Phase.ROLLING_BACK and st.weight and stable_up:
+            # An undo: the traffic moves now that the previous revision can take it.
+            st.weight, st.step_started_at, settled = 0, now, False
+        moved = not (st.phase == Phase.ROLLING_BACK and st.weight)
+        stable_ready = stable_up and settled and moved
+        if candidate != stable:
+            replicas[candidate] = 0 if stable_ready else observation.replicas(candidate)
+        # Until it has moved, traffic stays on the revision being undone (history's last entry).
+        serving_revision = stable if moved else (st.history[-1].revision if st.history else None) or candidate
+        traffic = SetTraffic(serving_revision if pinned else None, serving_revision, 0)
+        if st.phase == Phase.ROLLING_BACK and stable_ready:
+            _rolled_back(st, now, events)
+        elif st.phase == Phase.ROLLING_BACK:
+            st.message = f"rolling back to {stable}: {observation.ready(stable)}/{spec.replicas} pods ready"
+
+    serving = sum(observation.ready(r) for r in replicas)
+    for revision in observation.revisions:
+        if revision not in replicas:
+            # Older revisions (a superseded candidate) keep their pods until the current ones
+            # carry the load, so superseding never drops capacity.
+            keep = (serving < spec.replicas or not settled) and spec.strategy.type != "BigBang"
+            replicas[revision] = observation.replicas(revision) if keep else 0
+
+    actions: list[Action] = []
+    actions += [ScaleRevision(r, n) for r, n in sorted(replicas.items()) if n > observation.replicas(r)
+                or r not in observation.revisions]
+    actions.append(traffic)
+    actions += [ScaleRevision(r, n) for r, n in sorted(replicas.items())
+                if not (n > observation.replicas(r) or r not in observation.revisions)]
+    actions += [DeleteRevision(r) for r in _expired(st, candidate, observation, replicas)]
+    actions += events
+
+    st.observed_generation = observation.generation
+    st.total_steps = len(steps)
+    st.step_display = step_display(st.current_step, st.total_steps)
+    st.replicas = sum(s.pods for s in observation.revisions.values())
+    st.ready_replicas = sum(s.ready for s in observation.revisions.values())
+    st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+    _conditions(st, observation.generation, now)
+    return Decision(tuple(actions), st, consumed)
+
+
+def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps: tuple[Step, ...],
+          candidate: str, stable: str, observation: Observation, now: datetime,
+          events: list[RecordEvent], replicas: dict[str, int]) -> SetTraffic:
+    """Run the current step of a rollout; advance by one when it is done."""
+    index = min(max(st.current_step or 1, 1), len(steps)) - 1
+    started = st.step_started_at or now
+    view = View(stable, candidate, observation, st.weight or 0, (now - started).total_seconds())
+    target: Target = strategy.target(spec, steps, index, view)
+    replicas[stable] = target.stable_replicas
+    replicas[candidate] = target.candidate_replicas
+    st.weight = target.weight
+    st.current_step = index + 1
+    prefix = f"step {index + 1}/{len(steps)}: "
+    if spec.paused:
+        st.phase, st.message = Phase.PAUSED, prefix + "paused (spec.paused)"
+    elif target.done and index + 1 == len(steps):
+        downtime = (now - started).total_seconds() if spec.strategy.type == "BigBang" else None
+        _finish(st, spec, candidate, now, events, downtime=downtime)
+    elif target.done:
+        st.current_step = index + 2
+        st.step_started_at = now
+        st.phase, st.message = Phase.PROGRESSING, f"step {index + 2}/{len(steps)}: {steps[index + 1].describe()}"
+    else:
+        st.phase, st.message = target.phase, prefix + target.message
+    # The preview Service always shows the candidate; routers only carry weight for strategies
+    # that pin the stable Service to one revision.
+    return SetTraffic(target.active, candidate, target.weight if strategy.pins_active(spec) else 0)
+
+
+def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[Step, ...], now: datetime,
+           events: list[RecordEvent]) -> None:
+    """A new template: supersede an unfinished rollout, start the new one from the stable revision."""
+    if st.phase in ROLLING_OUT and st.revision and st.revision != st.stable_revision:
+        _record(st, HistoryEntry(version=st.version, revision=st.revision, outcome=HistoryOutcome.SUPERSEDED,
+                                 started_at=st.started_at, finished_at=now,
+                                 duration_seconds=_seconds(st.started_at, now),
+                                 reason=f"superseded by {candidate} ({spec.version})"))
+        events.append(RecordEvent("Superseded", f"rollout of {st.revision} superseded by {candidate}"))
+    st.revision, st.version = candidate, spec.version
+    st.started_at = st.step_started_at = now
+    st.current_step, st.weight = 1, 0
+    if st.stable_revision == candidate:
+        st.phase, st.message = Phase.SUCCEEDED, f"{candidate} is already stable"
+        st.current_step = len(steps)
+        return
+    st.phase = Phase.PROGRESSING
+    st.message = f"step 1/{len(steps)}: {steps[0].describe()}" if st.stable_revision else "first rollout"
+    events.append(RecordEvent("Started", f"rollout of {spec.version} ({candidate}) started"))
+
+
+def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule,
+             steps: tuple[Step, ...], observation: Observation, now: datetime,
+             events: list[RecordEvent]) -> None:
+    """Obey one command annotation, or say why not; either way it is consumed."""
+    name = key.removeprefix("glideslope.dev/")
+    rolling_out = st.phase in ROLLING_OUT and st.stable_revision is not None and st.revision != st.stable_revision
+    if key == ABORT or (key == UNDO and rolling_out):
+        if not rolling_out:
+            events.append(RecordEvent("CommandIgnored", f"{name}: no rollout in progress", warning=True))
+            return
+        reason = f"{name}: {value}" if value else name
+        _roll_back(st, st.revision, reason, now)
+        events.append(RecordEvent("Aborted" if key == ABORT else "Undo",
+                                  f"{reason}; traffic back on {st.stable_revision}", warning=True))
+    elif key == UNDO:
+        previous = _previous(st, value, observation)
+        if st.phase == Phase.ROLLING_BACK:
+            events.append(RecordEvent("CommandIgnored", "undo: a rollback is already under way", warning=True))
+            return
+        if previous is None:
+            events.append(RecordEvent("CommandIgnored", "undo: no previous revision is kept", warning=True))
+            return
+        revision, version = previous
+        _roll_back(st, st.stable_revision, f"undo to {revision}", now)
+        st.stable_revision, st.stable_version = revision, version
+        # Traffic stays on the current revision until the previous one is Ready again.
+        st.weight = 100
+        events.append(RecordEvent("Undo", f"undo: back to {version} ({revision})", warning=True))
+    elif key == RETRY:
+        if st.phase not in (Phase.ROLLED_BACK, Phase.FAILED) or st.revision == st.stable_revision:
+            events.append(RecordEvent("CommandIgnored", "retry: nothing was rolled back", warning=True))
+            return
+        st.phase, st.current_step, st.weight = Phase.PROGRESSING, 1, 0
+        st.started_at = st.step_started_at = now
+        st.message = f"retry: step 1/{len(steps)}: {steps[0].describe()}"
+        events.append(RecordEvent("Retried", f"rollout of {st.version} ({st.revision}) started again"))
+    elif key == PROMOTE:
+        if not rolling_out or spec.paused:
+            events.append(RecordEvent("CommandIgnored", "promote: no running rollout to promote", warning=True))
+            return
+        current = (st.current_step or 1) - 1
+        nxt = max(current, strategy.full_step(steps)) if value == "full" else min(current + 1, len(steps) - 1)
+        if nxt != current:
+            st.current_step, st.step_started_at = nxt + 1, now
+        st.phase = Phase.PROGRESSING
+        events.append(RecordEvent("Promoted", f"promote {value or 'step'}: step {nxt + 1}/{len(steps)}"))
+
+
+def _roll_back(st: ReleaseStatus, revision: str | None, reason: str, now: datetime) -> None:
+    _record(st, HistoryEntry(version=st.version, revision=revision, outcome=HistoryOutcome.ROLLED_BACK,
+                             started_at=st.started_at, finished_at=now,
+                             duration_seconds=_seconds(st.started_at, now), reason=reason))
+    st.phase, st.weight, st.step_started_at = Phase.ROLLING_BACK, 0, now
+    st.message = f"rolling back: {reason}"
+
+
+def _rolled_back(st: ReleaseStatus, now: datetime, events: list[RecordEvent]) -> None:
+    st.phase = Phase.ROLLED_BACK
+    st.message = f"rolled back to {st.stable_version} ({st.stable_revision}); retry to roll out {st.revision} again"
+    if st.history and st.history[-1].outcome == HistoryOutcome.ROLLED_BACK:
+        entry = st.history[-1].model_copy(update={"rollback_seconds": _seconds(st.step_started_at, now)})
+        st.history = [*st.history[:-1], entry]
+    events.append(RecordEvent("RolledBack", st.message, warning=True))
+
+
+def _finish(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, now: datetime, events: list[RecordEvent],
+            downtime: float | None) -> None:
+    _record(st, HistoryEntry(version=spec.version, revision=candidate, outcome=HistoryOutcome.SUCCEEDED,
+                             started_at=st.started_at, finished_at=now,
+                             duration_seconds=_seconds(st.started_at, now), downtime_seconds=downtime))
+    st.stable_revision, st.stable_version = candidate, spec.version
+    st.phase, st.weight, st.current_step = Phase.SUCCEEDED, 100, st.total_steps or st.current_step
+    st.step_started_at = now
+    st.downtime_seconds = downtime
+    st.message = f"{spec.version} ({candidate}) is stable" + (
+        f"; downtime {downtime:.1f}s" if downtime is not None else "")
+    events.append(RecordEvent("Succeeded", st.message))
+
+
+def _previous(st: ReleaseStatus, wanted: str, observation: Observation) -> tuple[str, str | None] | None:
+    """The revision an undo goes back to: the one named, else the last stable one before."""
+    for entry in reversed(st.history):
+        revision = entry.revision
+        # The spec's own revision is not "previous": `retry` rolls it out again.
+        if entry.outcome != HistoryOutcome.SUCCEEDED or revision in (None, st.stable_revision, st.revision):
+            continue
+        if revision in observation.revisions and (not wanted or wanted == revision):
+            return revision, entry.version
+    return None
+
+
+def _expired(st: ReleaseStatus, candidate: str, observation: Observation, replicas: dict[str, int]) -> list[str]:
+    """Scaled-down revisions beyond the history limit, oldest first, once their pods are gone."""
+    keep = {candidate, st.stable_revision}
+    recent = [e.revision for e in reversed(st.history) if e.revision and e.revision not in keep]
+    keep.update(list(dict.fromkeys(recent))[:REVISION_HISTORY_LIMIT])
+    return sorted(r for r, s in observation.revisions.items()
+                  if r not in keep and replicas.get(r, 0) == 0 and s.replicas == 0 and s.pods == 0)
+
+
+def _record(st: ReleaseStatus, entry: HistoryEntry) -> None:
+    st.history = [*st.history, entry][-HISTORY_LIMIT:]
+
+
+def _seconds(start: datetime | None, end: datetime) -> float | None:
+    return max((end - start).total_seconds(), 0.0) if start else None
+
+
+_CONDITIONS: dict[Phase, tuple[bool, bool, bool]] = {
+    # phase: (Ready, Progressing, Degraded)
+    Phase.SUCCEEDED: (True, False, False),
+    Phase.PROGRESSING: (False, True, False),
+    Phase.PENDING: (False, True, False),
+    Phase.GATED: (False, True, False),
+    Phase.VALIDATING: (False, True, False),
+    Phase.PAUSED: (False, True, False),
+    Phase.ROLLING_BACK: (False, True, True),
+    Phase.ROLLED_BACK: (False, False, True),
+    Phase.FAILED: (False, False, True),
+}
+
+
+def _conditions(st: ReleaseStatus, generation: int, now: datetime) -> None:
+    """Ready/Progressing/Degraded from the phase, in kstatus form; transition times only move
+    when a condition's status does."""
+    phase = st.phase or Phase.PENDING
+    values = _CONDITIONS[phase]
+    types = (ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED)
+    conditions: list[Condition] = []
+    for type_, value in zip(types, values, strict=True):
+        status = ConditionStatus.TRUE if value else ConditionStatus.FALSE
+        old = st.condition(type_)
+        since = old.last_transition_time if old and old.status == status and old.last_transition_time else now
+        conditions.append(Condition(type=type_, status=status, reason=phase.value, message=st.message,
+                                    last_transition_time=since, observed_generation=generation))
+    st.conditions = conditions

@@ -1,0 +1,170 @@
+"""Plain data that crosses the core's border: what the shell observed, what it must do.
+
+Actions are desired states (never increments), so applying one twice is applying it once,
+and a restarted operator that re-applies the last decision changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from glideslope.api import Phase, ReleaseStatus
+
+RELEASE_LABEL = "glideslope.dev/release"
+REVISION_LABEL = "glideslope.dev/revision"
+
+PROMOTE = "glideslope.dev/promote"
+ABORT = "glideslope.dev/abort"
+RETRY = "glideslope.dev/retry"
+UNDO = "glideslope.dev/undo"
+COMMANDS = (ABORT, UNDO, RETRY, PROMOTE)
+"""Command annotations this engine consumes, in the order they are obeyed."""
+
+
+@dataclass(frozen=True)
+class RevisionState:
+    """One revision's Deployment as observed."""
+
+    replicas: int
+    """`spec.replicas` of its Deployment."""
+    ready: int = 0
+    """Pods that are Ready and not terminating."""
+    pods: int = 0
+    """Pods that still exist, terminating ones included."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the shell saw of the cluster for one Release."""
+
+    generation: int
+    revisions: Mapping[str, RevisionState] = field(default_factory=dict)
+    commands: Mapping[str, str] = field(default_factory=dict)
+    """Command annotations present on the Release (`glideslope.dev/promote: step`, ...)."""
+
+    def ready(self, revision: str | None) -> int:
+        state = self.revisions.get(revision or "")
+        return state.ready if state else 0
+
+    def pods(self, revision: str | None) -> int:
+        state = self.revisions.get(revision or "")
+        return state.pods if state else 0
+
+    def replicas(self, revision: str | None) -> int:
+        state = self.revisions.get(revision or "")
+        return state.replicas if state else 0
+
+
+class StepKind(StrEnum):
+    """What a step of a plan does."""
+
+    SET_WEIGHT = "setWeight"
+    PAUSE = "pause"
+    ANALYSIS = "analysis"
+    PROMOTE = "promote"
+    PREVIEW = "preview"
+    SWITCH = "switch"
+    SCALE_DOWN_DELAY = "scaleDownDelay"
+    BATCH = "batch"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One unit of a strategy's plan."""
+
+    kind: StepKind
+    weight: int | None = None
+    seconds: float | None = None
+    """Pause, analysis and delay length; None on a pause means: until promoted."""
+    replicas: int | None = None
+    """Rolling: candidate pods once this batch is done."""
+
+    def describe(self) -> str:
+        if self.kind is StepKind.SET_WEIGHT:
+            return f"setWeight {self.weight}"
+        if self.kind is StepKind.BATCH:
+            return f"batch to {self.replicas} pods"
+        if self.seconds is not None:
+            return f"{self.kind.value} {self.seconds:g}s"
+        return self.kind.value
+
+
+@dataclass(frozen=True)
+class View:
+    """What a strategy needs to compute the target of one step."""
+
+    stable: str
+    candidate: str
+    observed: Observation
+    weight: int
+    """The weight applied so far (status.weight)."""
+    elapsed: float
+    """Seconds since the current step started."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """The desired state while a step runs, and whether the step is done."""
+
+    stable_replicas: int
+    candidate_replicas: int
+    active: str | None
+    """The revision the stable Service selects; None selects every revision of the Release."""
+    weight: int
+    """Percent of traffic on the candidate (applied to routers when the strategy routes)."""
+    done: bool
+    message: str
+    phase: Phase = Phase.PROGRESSING
+
+
+# Actions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScaleRevision:
+    """The revision's Deployment has exactly this many replicas (created if it is the candidate)."""
+
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class SetTraffic:
+    """Services and router: the stable Service selects `active` (None: every revision), the preview
+    Service selects `preview`, and a router sends `weight` percent to the preview Service."""
+
+    active: str | None
+    preview: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class DeleteRevision:
+    """The revision's Deployment is gone (beyond the revision history limit)."""
+
+    revision: str
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """A Kubernetes Event on the Release."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+Action = ScaleRevision | SetTraffic | DeleteRevision | RecordEvent
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of `decide`: actions in the order to apply them, and the new status."""
+
+    actions: tuple[Action, ...]
+    status: ReleaseStatus
+    consumed: tuple[str, ...] = ()
+    """Command annotations to remove."""

@@ -1,0 +1,34 @@
+"""BigBang: the stable revision goes to zero, and once its pods are gone the candidate comes
+up. There is downtime by design; the step's message says so and its length is recorded.
+"""
+
+from __future__ import annotations
+
+from glideslope.api import ReleaseSpec
+from glideslope.core.model import Step, StepKind, Target, View
+
+
+def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
+    return (Step(StepKind.REPLACE, weight=100),)
+
+
+def pins_active(spec: ReleaseSpec) -> bool:
+    return False
+
+
+def full_step(steps: tuple[Step, ...]) -> int:
+    return 0
+
+
+def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -> Target:
+    total = spec.replicas
+    # Every other revision counts, a superseded candidate's pods included.
+    old_pods = sum(s.pods for r, s in view.observed.revisions.items() if r != view.candidate)
+    # Once the candidate was asked for, keep it even if an old pod reappears (a restart).
+    started = view.observed.replicas(view.candidate) > 0
+    if old_pods > 0 and not started:
+        return Target(0, 0, None, 0, False, f"downtime window: waiting for {old_pods} old pods to terminate")
+    ready = view.observed.ready(view.candidate)
+    if ready < total:
+        return Target(0, total, None, 0, False, f"downtime window: {ready}/{total} pods of {view.candidate} ready")
+    return Target(0, total, None, 100, True, f"{view.candidate} serving")

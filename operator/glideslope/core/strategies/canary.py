@@ -1,0 +1,82 @@
+"""Canary: shift traffic to the candidate step by step, then promote it fully.
+
+Without a router the weight is the candidate's share of replicas, and the stable revision is
+only scaled down by as many pods as the candidate has Ready. With a router (Gateway API) the
+stable revision stays at full size until the end and the weight moves on the route, only once
+the candidate has the pods for it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from glideslope.api import Phase, ReleaseSpec, parse_duration
+from glideslope.core.model import Step, StepKind, Target, View
+
+
+def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
+    canary = spec.strategy.canary
+    steps: list[Step] = []
+    for s in canary.steps if canary else []:
+        if s.set_weight is not None:
+            steps.append(Step(StepKind.SET_WEIGHT, weight=s.set_weight))
+        elif s.pause is not None:
+            seconds = parse_duration(s.pause.duration).total_seconds() if s.pause.duration else None
+            steps.append(Step(StepKind.PAUSE, seconds=seconds))
+        elif s.analysis is not None:
+            steps.append(Step(StepKind.ANALYSIS, seconds=parse_duration(s.analysis.duration).total_seconds()))
+    # Full promotion is a step of its own, so `promote full` has a place to jump to.
+    steps.append(Step(StepKind.PROMOTE, weight=100))
+    return tuple(steps)
+
+
+def routed(spec: ReleaseSpec) -> bool:
+    canary = spec.strategy.canary
+    return bool(canary and canary.traffic_routing and canary.traffic_routing.gateway_api)
+
+
+def pins_active(spec: ReleaseSpec) -> bool:
+    return routed(spec)
+
+
+def full_step(steps: tuple[Step, ...]) -> int:
+    return len(steps) - 1
+
+
+def weight_at(steps: tuple[Step, ...], index: int) -> int:
+    """The weight a step holds: the last setWeight at or before it."""
+    for step in reversed(steps[: index + 1]):
+        if step.weight is not None:
+            return step.weight
+    return 0
+
+
+def candidate_pods(replicas: int, weight: int) -> int:
+    """Candidate pods for a weight: rounded up, so any weight above 0 gets at least one pod."""
+    return replicas if weight >= 100 else math.ceil(replicas * weight / 100)
+
+
+def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -> Target:
+    step = steps[index]
+    total = spec.replicas
+    weight = weight_at(steps, index)
+    wanted = candidate_pods(total, weight)
+    ready = view.observed.ready(view.candidate)
+    has_pods = ready >= wanted
+    # Lowering the weight is always safe; raising it waits for the pods to carry it.
+    applied = weight if has_pods or weight <= view.weight else view.weight
+    if routed(spec):
+        stable, active = total, view.stable
+    else:
+        stable, active = max(total - wanted, total - ready, 0), None
+    label = f"{step.describe()}"
+    if not has_pods:
+        return Target(stable, wanted, active, applied, False,
+                      f"{label}: {ready}/{wanted} candidate pods ready")
+    if step.kind in (StepKind.SET_WEIGHT, StepKind.PROMOTE):
+        return Target(stable, wanted, active, applied, True, f"{label}: done")
+    if step.seconds is None:
+        return Target(stable, wanted, active, applied, False,
+                      f"paused at weight {weight}: waiting for promote", Phase.PAUSED)
+    left = max(step.seconds - view.elapsed, 0.0)
+    return Target(stable, wanted, active, applied, left <= 0, f"{label}: {math.ceil(left)}s left")

@@ -1,0 +1,40 @@
+"""The API clients, from $KUBECONFIG (or ~/.kube/config) or, inside a cluster, the pod's account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+
+
+@dataclass(frozen=True)
+class Kube:
+    """The typed API groups the adapters use, sharing one connection pool."""
+
+    api: Any
+    core: Any
+    apps: Any
+    custom: Any
+
+
+def connect() -> Kube:
+    try:
+        kubernetes.config.load_kube_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_incluster_config()
+    api = kubernetes.client.ApiClient()
+    return Kube(api, kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api),
+                kubernetes.client.CustomObjectsApi(api))
+
+
+FIELD_MANAGER = "glideslope"
+APPLY = "application/apply-patch+yaml"
+
+
+def not_found(exc: Exception) -> bool:
+    return isinstance(exc, kubernetes.client.ApiException) and exc.status == 404
+
+
+def conflict(exc: Exception) -> bool:
+    return isinstance(exc, kubernetes.client.ApiException) and exc.status == 409

@@ -1,0 +1,66 @@
+"""What only the operator can find in a spec ends in Degraded/InvalidSpec and an Event that name
+the field; nothing in the cluster changes and the stable revision keeps serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.helpers import Cluster, wait_until
+from tests.e2e.operator_fixture import (
+    Operator,
+    deployments,
+    operator_fixture,  # noqa: F401
+    release,
+    status,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.e2e
+
+CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}
+
+
+def degraded(sandbox: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    conditions = {c["type"]: c for c in status(sandbox, namespace, name).get("conditions", [])}
+    cond = conditions.get("Degraded")
+    return cond if cond and cond["status"] == "True" and cond["reason"] == "InvalidSpec" else None
+
+
+def event_messages(sandbox: Cluster, namespace: str, reason: str) -> list[str]:
+    items = sandbox.get_json("events", "-n", namespace, "--field-selector", f"reason={reason}")["items"]
+    return [e["message"] for e in items]
+
+
+def test_bad_condition_and_zone_leave_the_stable_revision_serving(
+        sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    sandbox.apply(release("web", "1", CANARY, replicas=2), namespace)
+    stable = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+
+    bad = release("web", "2", CANARY, replicas=2,
+                  analysis={"triggers": [{"name": "errors", "severity": "critical", "query": "vector(0)",
+                                          "failureCondition": "reslt > 0.01"}]},
+                  gates=[{"name": "hours", "window": {"timezone": "Mars/Olympus_Mons", "start": "00:00",
+                                                     "end": "23:59"}}])
+    sandbox.apply(bad, namespace)  # the API server cannot know these are wrong
+    cond = wait_until(lambda: degraded(sandbox, namespace, "web"), timeout=30, what="Degraded/InvalidSpec")
+    assert "spec.analysis.triggers[0].failureCondition" in cond["message"]
+    assert "undeclared reference to 'reslt'" in cond["message"]
+    assert "spec.gates[0].window.timezone" in cond["message"]
+    conditions = {c["type"]: c for c in status(sandbox, namespace, "web")["conditions"]}
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "InvalidSpec"
+    generation = sandbox.get_json("release", "web", "-n", namespace)["metadata"]["generation"]
+    assert conditions["Degraded"]["observedGeneration"] == generation
+    messages = wait_until(lambda: event_messages(sandbox, namespace, "InvalidSpec"), timeout=10, what="Event")
+    assert any("spec.analysis.triggers[0].failureCondition" in m for m in messages)
+
+    # Nothing changed: only the stable revision exists, still at full size and serving.
+    assert deployments(sandbox, namespace, "web") == {stable: {"replicas": 2, "ready": 2}}
+    selector = sandbox.get_json("service", "web", "-n", namespace)["spec"]["selector"]
+    assert selector.get("glideslope.dev/revision", stable) == stable
+
+    # Fixed, it rolls out as usual and the condition clears.
+    sandbox.apply(release("web", "2", CANARY, replicas=2), namespace)
+    st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=90)
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Degraded"] == "False"

@@ -1,0 +1,330 @@
+"""The engine's common behaviour (first rollout, commands, superseding, history), and the fake
+cluster the strategy tests share: it obeys actions and brings pods up a few at a time."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glideslope.api import HistoryOutcome, Phase, ReleaseSpec, ReleaseStatus, parse_spec
+from glideslope.core.decide import decide
+from glideslope.core.model import (
+    ABORT,
+    PROMOTE,
+    RETRY,
+    UNDO,
+    Decision,
+    DeleteRevision,
+    Observation,
+    RecordEvent,
+    RevisionState,
+    ScaleRevision,
+    SetTraffic,
+)
+from glideslope.core.revision import revision_of
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+
+
+def make_spec(strategy: dict[str, Any], *, image: str = "app:1", replicas: int = 4,
+              routed: bool = False, paused: bool = False) -> ReleaseSpec:
+    body: dict[str, Any] = {
+        "version": image.split(":")[1], "replicas": replicas, "paused": paused,
+        "selector": {"matchLabels": {"app": "web"}},
+        "template": {"metadata": {"labels": {"app": "web"}},
+                     "spec": {"containers": [{"name": "app", "image": image}]}},
+        "service": {"ports": [{"port": 80}]},
+        "strategy": copy.deepcopy(strategy),
+    }
+    if routed:
+        body["strategy"]["canary"]["trafficRouting"] = {"gatewayAPI": {"httpRoute": "web"}}
+    return parse_spec(body)
+
+
+def with_image(spec: ReleaseSpec, image: str) -> ReleaseSpec:
+    data = spec.to_dict()
+    data["template"]["spec"]["containers"][0]["image"] = image
+    data["version"] = image.split(":")[1]
+    return parse_spec(data)
+
+
+@dataclass
+class Pods:
+    desired: int
+    ready: int = 0
+    pods: int = 0
+
+
+@dataclass
+class FakeCluster:
+    """Deployments that scale down at once and come up `speed` ready pods per tick."""
+
+    revisions: dict[str, Pods] = field(default_factory=dict)
+    traffic: SetTraffic | None = None
+    events: list[RecordEvent] = field(default_factory=list)
+
+    def observe(self, commands: dict[str, str] | None = None, generation: int = 1) -> Observation:
+        return Observation(generation, {r: RevisionState(p.desired, p.ready, p.pods)
+                                        for r, p in self.revisions.items()}, commands or {})
+
+    def apply(self, decision: Decision) -> None:
+        for action in decision.actions:
+            if isinstance(action, ScaleRevision):
+                pods = self.revisions.setdefault(action.revision, Pods(0))
+                pods.desired = action.replicas
+                pods.pods = min(pods.pods, action.replicas)
+                pods.ready = min(pods.ready, action.replicas)
+            elif isinstance(action, SetTraffic):
+                self.traffic = action
+            elif isinstance(action, DeleteRevision):
+                assert self.revisions[action.revision].pods == 0
+                del self.revisions[action.revision]
+            else:
+                self.events.append(action)
+
+    def progress(self, speed: int) -> None:
+        for pods in self.revisions.values():
+            pods.pods = pods.desired
+            pods.ready = min(pods.desired, pods.ready + speed)
+
+    def serving(self) -> int:
+        """Ready pods behind the traffic as routed now."""
+        assert self.traffic is not None
+        if self.traffic.active is None:
+            return sum(p.ready for p in self.revisions.values())
+        active = self.revisions[self.traffic.active].ready
+        if self.traffic.weight >= 100:
+            return self.revisions[self.traffic.preview].ready
+        if self.traffic.weight > 0:
+            return min(active, self.revisions[self.traffic.preview].ready)
+        return active
+
+
+@dataclass
+class Run:
+    """A Release driven tick by tick against a FakeCluster."""
+
+    spec: ReleaseSpec
+    cluster: FakeCluster = field(default_factory=FakeCluster)
+    status: ReleaseStatus = field(default_factory=ReleaseStatus)
+    now: datetime = T0
+    speed: int = 2
+    min_serving: int = 1
+    steps_seen: list[int] = field(default_factory=list)
+
+    def tick(self, commands: dict[str, str] | None = None, seconds: float = 1.0,
+             lose_actions: bool = False, lose_status: bool = False) -> Decision:
+        decision = decide(self.spec, self.status, self.cluster.observe(commands), self.now)
+        if not lose_actions:
+            was_serving = self.cluster.traffic is not None and self.cluster.serving() > 0
+            self.cluster.apply(decision)
+            if was_serving and self.min_serving:
+                assert self.cluster.serving() >= self.min_serving, (decision, self.cluster)
+        if not lose_status:
+            self.status = decision.status
+        self.steps_seen.append(self.status.current_step or 0)
+        self.cluster.progress(self.speed)
+        self.now += timedelta(seconds=seconds)
+        return decision
+
+    def until(self, phase: Phase, limit: int = 200, **kwargs: Any) -> None:
+        for _ in range(limit):
+            if self.status.phase == phase and self.status.revision == revision_of(self.spec.template):
+                return
+            self.tick(**kwargs)
+        raise AssertionError(f"never reached {phase}: {self.status.phase} {self.status.message}")
+
+    def deploy(self, spec: ReleaseSpec) -> None:
+        self.spec = spec
+        self.steps_seen.clear()
+
+
+CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {"duration": "5s"}},
+                                                 {"setWeight": 50}, {"analysis": {"duration": "3s"}}]}}
+MANUAL = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}]}}
+
+
+def stable_run(strategy: dict[str, Any], **kwargs: Any) -> Run:
+    """A Release whose v1 is stable, with v2 applied."""
+    run = Run(make_spec(strategy, **kwargs))
+    run.until(Phase.SUCCEEDED)
+    run.deploy(with_image(run.spec, "app:2"))
+    return run
+
+
+def test_first_rollout_deploys_directly() -> None:
+    run = Run(make_spec(CANARY))
+    run.until(Phase.SUCCEEDED)
+    rev = revision_of(run.spec.template)
+    assert run.status.stable_revision == rev and run.status.stable_version == "1"
+    assert run.cluster.revisions[rev].ready == 4
+    assert [e.outcome for e in run.status.history] == [HistoryOutcome.SUCCEEDED]
+    assert run.status.condition("Ready").status == "True"  # type: ignore[union-attr]
+
+
+def test_identical_spec_changes_nothing() -> None:
+    run = Run(make_spec(CANARY))
+    run.until(Phase.SUCCEEDED)
+    before = run.status
+    decision = run.tick()
+    assert decision.status.model_dump(exclude={"conditions"}) == before.model_dump(exclude={"conditions"})
+    assert not [a for a in decision.actions if isinstance(a, RecordEvent)]
+
+
+def test_abort_mid_canary_puts_everything_back_on_stable() -> None:
+    run = stable_run(CANARY)
+    old = run.status.stable_revision
+    for _ in range(4):
+        run.tick()
+    assert run.status.phase == Phase.PROGRESSING
+    decision = run.tick(commands={ABORT: "bad"})
+    assert decision.consumed == (ABORT,)
+    assert run.status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK)
+    run.until(Phase.ROLLED_BACK)
+    new = revision_of(run.spec.template)
+    assert run.cluster.revisions[old or ""].ready == 4 and run.cluster.revisions[new].desired == 0
+    assert run.status.history[-1].outcome == HistoryOutcome.ROLLED_BACK
+    assert run.status.history[-1].rollback_seconds is not None
+    assert run.status.condition("Degraded").status == "True"  # type: ignore[union-attr]
+    # retry starts the same rollout again, from step 1
+    run.tick(commands={RETRY: "1"})
+    assert run.status.phase == Phase.PROGRESSING and run.status.current_step == 1
+    run.until(Phase.SUCCEEDED)
+
+
+def test_manual_pause_waits_for_promote_step() -> None:
+    run = stable_run(MANUAL)
+    for _ in range(20):
+        run.tick()
+    assert run.status.phase == Phase.PAUSED and run.status.current_step == 2
+    run.tick(commands={PROMOTE: "step"})
+    assert run.status.current_step == 3
+    run.until(Phase.SUCCEEDED)
+
+
+def test_promote_full_jumps_to_full_promotion() -> None:
+    run = stable_run(MANUAL)
+    run.tick()
+    run.tick(commands={PROMOTE: "full"})
+    assert run.status.current_step == run.status.total_steps
+    run.until(Phase.SUCCEEDED)
+
+
+def test_spec_change_mid_rollout_supersedes() -> None:
+    run = stable_run(CANARY)
+    stable = run.status.stable_revision
+    for _ in range(4):
+        run.tick()
+    half = revision_of(run.spec.template)
+    run.deploy(with_image(run.spec, "app:3"))
+    run.tick()
+    assert run.status.history[-1].outcome == HistoryOutcome.SUPERSEDED
+    assert run.status.history[-1].revision == half
+    assert run.status.current_step == 1 and run.status.stable_revision == stable
+    run.until(Phase.SUCCEEDED)
+    assert run.cluster.revisions[half].desired == 0
+
+
+def test_undo_after_success_goes_back_to_previous_revision() -> None:
+    run = stable_run(CANARY)
+    v1 = run.status.stable_revision
+    run.until(Phase.SUCCEEDED)
+    run.tick(commands={UNDO: ""})
+    run.until(Phase.ROLLED_BACK)
+    assert run.status.stable_revision == v1 and run.status.stable_version == "1"
+    assert run.cluster.revisions[v1 or ""].ready == 4
+
+
+def test_commands_without_a_rollout_are_consumed_and_ignored() -> None:
+    run = Run(make_spec(CANARY))
+    run.until(Phase.SUCCEEDED)
+    decision = run.tick(commands={PROMOTE: "step", ABORT: "x"})
+    assert set(decision.consumed) == {PROMOTE, ABORT}
+    assert run.status.phase == Phase.SUCCEEDED
+    assert {e.reason for e in decision.actions if isinstance(e, RecordEvent)} == {"CommandIgnored"}
+
+
+def test_spec_paused_holds_the_step() -> None:
+    run = stable_run(CANARY)
+    run.deploy(with_image(make_spec(CANARY, paused=True), "app:2"))
+    for _ in range(30):
+        run.tick()
+    assert run.status.phase == Phase.PAUSED and run.status.current_step == 1
+
+
+def test_old_revisions_beyond_the_limit_are_deleted() -> None:
+    run = Run(make_spec(CANARY))
+    run.until(Phase.SUCCEEDED)
+    for n in range(2, 7):
+        run.deploy(with_image(run.spec, f"app:{n}"))
+        run.until(Phase.SUCCEEDED)
+    run.tick()
+    run.tick()
+    # stable + two scaled-down revisions
+    assert len(run.cluster.revisions) == 3
+    assert sum(p.desired for p in run.cluster.revisions.values()) == 4
+
+
+def test_revision_is_stable_under_key_order() -> None:
+    a = make_spec(CANARY)
+    data = a.to_dict()
+    data["template"] = dict(reversed(list(data["template"].items())))
+    assert revision_of(parse_spec(data).template) == revision_of(a.template)
+    assert revision_of(with_image(a, "app:9").template) != revision_of(a.template)
+
+
+STRATEGIES: dict[str, dict[str, Any]] = {
+    "canary": MANUAL,
+    "canary-routed": MANUAL,
+    "bluegreen": {"type": "BlueGreen", "blueGreen": {"previewReplicas": 2, "scaleDownDelaySeconds": 3}},
+    "rolling": {"type": "Rolling", "rolling": {"maxSurge": 1, "maxUnavailable": 1, "pauseBetweenBatches": "2s"}},
+}
+OPS = st.sampled_from(["tick", "tick", "tick", "promote", "full", "abort", "undo", "retry", "new", "pause"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(name=st.sampled_from(sorted(STRATEGIES)), replicas=st.integers(1, 5), speed=st.integers(1, 3),
+       ops=st.lists(OPS, max_size=40))
+def test_any_command_sequence_keeps_pods_serving(name: str, replicas: int, speed: int, ops: list[str]) -> None:
+    """Whatever people do, in any order, some Ready pod serves, and a retry and a promotion
+    always finish the rollout of the spec's revision."""
+    run = Run(make_spec(STRATEGIES[name], replicas=replicas, routed=name == "canary-routed"), speed=speed)
+    run.until(Phase.SUCCEEDED)
+    version = 2
+    for op in ops:
+        if op == "new":
+            version += 1
+            run.deploy(with_image(run.spec, f"app:{version}"))
+            run.tick()
+        elif op == "pause":
+            data = run.spec.to_dict()
+            data["paused"] = not run.spec.paused
+            run.spec = parse_spec(data)
+            run.tick()
+        elif op == "tick":
+            run.tick()
+        else:
+            key = {"promote": PROMOTE, "full": PROMOTE, "abort": ABORT, "undo": UNDO, "retry": RETRY}[op]
+            decision = run.tick(commands={key: "full" if op == "full" else ""})
+            assert decision.consumed == (key,)
+    data = run.spec.to_dict()
+    data["paused"] = False
+    run.spec = parse_spec(data)
+    for _ in range(300):
+        if run.status.phase == Phase.SUCCEEDED and run.status.stable_revision == revision_of(run.spec.template):
+            break
+        run.tick(commands={RETRY: ""} if run.status.phase == Phase.ROLLED_BACK else {PROMOTE: "full"})
+    assert run.status.phase == Phase.SUCCEEDED, run.status.message
+    assert run.status.stable_revision == revision_of(run.spec.template)
+    for _ in range(4):
+        run.tick()
+    assert sum(p.desired for p in run.cluster.revisions.values()) == replicas
+    assert len(run.cluster.revisions) <= 4  # stable, candidate and two kept revisions at most
