@@ -242,8 +242,8 @@ class Sandbox:
 
     def _install_crds(self, bins: build.Binaries) -> None:
         files = list(bins.gateway_api_crds)
-        ours = sorted((REPO_ROOT / "crds").glob("*.yaml")) if (REPO_ROOT / "crds").is_dir() else []
-        files += [f for f in ours if f.name != "kustomization.yaml"]
+        ours = [f for f in sorted((REPO_ROOT / "crds").glob("*.yaml")) if f.name != "kustomization.yaml"]
+        files += ours
         args = ["apply", "--server-side", "--force-conflicts", "--field-manager=glideslope-sandbox"]
         for f in files:
             args += ["-f", str(f)]
