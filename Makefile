@@ -21,7 +21,8 @@ help:
 	@echo "make e2e       e2e tests against a running sandbox (make up first)"
 	@echo "make up/down   start/stop the sandbox in $(SANDBOX)/"
 	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
-	@echo "make crds      regenerate crds/ from the models"
+	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
+	@echo "make manifests regenerate deploy/ from the Helm chart"
 
 # System packages: openssl (sandbox certificates) and Prometheus (Debian's package).
 # Go must be >= 1.24 to build Kubernetes 1.34; Debian bookworm's golang-go is too old.
@@ -76,14 +77,21 @@ status: install
 e2e: install
 	GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m e2e -q -n $(E2E_WORKERS)
 
+# The models are the one source of the CRD; the chart carries a copy (Helm installs crds/).
 .PHONY: crds
 crds: install
 	$(GLIDESLOPE) crd > crds/glideslope.dev_releases.yaml
+	cp crds/glideslope.dev_releases.yaml charts/glideslope/crds/
+
+# The chart is the one source of the RBAC and the operator Deployment; deploy/ is rendered.
+.PHONY: manifests
+manifests: binaries
+	$(PY) -m glideslope.sandbox.manifests
 
 # Lint and unit tests first (fast failures), then e2e on a fresh sandbox that is stopped
 # whatever the outcome. pytest's exit code 5 (no tests collected) fails like any other.
 .PHONY: test
-test: lint unit binaries
+test: lint binaries unit
 	@status=0; \
 	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
