@@ -14,8 +14,12 @@ from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
 
 
-def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, metrics: OperatorMetrics) -> None:
-    """The startup settings and the stepper, on `registry`."""
+def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, metrics: OperatorMetrics,
+             prometheus_url: str | None = None) -> None:
+    """The startup settings and the stepper, on `registry`.
+
+    `prometheus_url` is the default Prometheus for analysis (a Release may name its own).
+    """
     # The status each Release had at its previous tick, so metrics count a finished rollout once;
     # on first sight after a start, history already written is not counted again.
     last: dict[tuple[str, str], ReleaseStatus] = {}

@@ -22,9 +22,8 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_address)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, connect(), interval=interval, metrics=metrics)
+    handlers.register(registry, connect(), interval=interval, metrics=metrics, prometheus_url=prometheus_url)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     kopf.run(registry=registry, standalone=True, clusterwide=all_namespaces,
-             namespaces=[] if all_namespaces else namespaces, liveness_endpoint=liveness,
-             memo=kopf.Memo(prometheus_url=prometheus_url))
+             namespaces=[] if all_namespaces else namespaces, liveness_endpoint=liveness)
