@@ -1,29 +1,85 @@
-"""`glideslope operator`: kopf in-process, standalone (no peering yet), namespaced or cluster-wide."""
+"""`glideslope operator`: kopf in-process, namespaced or cluster-wide; with several replicas, a
+Lease elects the one that acts (kopf's peering would freeze them all)."""
 
 from __future__ import annotations
 
+import http.server
 import logging
+import os
+import socket
+import sys
+import threading
 
 import kopf
 from prometheus_client import REGISTRY, start_http_server
 
 from glideslope import handlers, logs
 from glideslope.kube.client import connect
+from glideslope.kube.leader import LeaseConfig, elector_for
 from glideslope.metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
 
 
 def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | None, metrics_port: int,
         interval: float, metrics_address: str = "0.0.0.0", health_port: int = 0,
-        log_format: str = "auto") -> None:
+        log_format: str = "auto", lease_namespace: str | None = None, lease_name: str = "glideslope",
+        lease_seconds: float = 15.0) -> None:
     logs.configure(json=None if log_format == "auto" else log_format == "json")
     # One line per timer tick is noise; our own log lines say what happens.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = OperatorMetrics(REGISTRY)
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_address)
+    kube = connect()
+    stop = threading.Event()
+    lost = threading.Event()
+    elector = None
+    if lease_namespace:
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        elector = elector_for(kube, LeaseConfig(lease_namespace, lease_name, identity, lease_seconds=lease_seconds,
+                                                renew_seconds=lease_seconds / 3,
+                                                retry_seconds=min(2.0, lease_seconds / 3)))
+        # A standby is healthy too: serve /healthz until kopf's own endpoint takes the port.
+        standby = _standby_health(health_port) if health_port else None
+        leading = elector.acquire(stop)
+        if standby:
+            standby.shutdown()
+            standby.server_close()
+        if not leading:
+            return
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        elector.keep(on_lost)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, connect(), interval=interval, metrics=metrics, prometheus_url=prometheus_url)
+    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
-    kopf.run(registry=registry, standalone=True, clusterwide=all_namespaces,
-             namespaces=[] if all_namespaces else namespaces, liveness_endpoint=liveness)
+    try:
+        kopf.run(registry=registry, standalone=True, clusterwide=all_namespaces,
+                 namespaces=[] if all_namespaces else namespaces, liveness_endpoint=liveness, stop_flag=stop)
+    finally:
+        if elector and not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        # Restarted by its Deployment, it comes back as a standby.
+        log.error("lost the lease: exiting so that exactly one replica acts")
+        sys.exit(1)
+
+
+class _Healthy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # probes every few seconds are noise
+        return
+
+
+def _standby_health(port: int) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), _Healthy)
+    threading.Thread(target=server.serve_forever, name="standby-health", daemon=True).start()
+    return server

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,3 +69,64 @@ def test_operator_pod_is_restricted() -> None:
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert container["resources"]["limits"] and container["resources"]["requests"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
+        sandbox: Cluster, namespace: str, tmp_path: Path) -> None:
+    """The chart's ServiceAccount, run as a process (the sandbox has no image registry), is
+    enough for a canary, and is refused what it does not need."""
+    from tests.e2e.operator_fixture import release, wait_phase
+
+    install_ns = f"{namespace}-op"[:63]
+    helm_release = f"gs{uuid.uuid4().hex[:6]}"
+    env_args = ["--kubeconfig", str(sandbox.kubeconfig)]
+    helm("install", helm_release, str(CHART), "--namespace", install_ns, "--create-namespace", "--skip-crds",
+         "--set", "replicas=0", "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "60s",
+         *env_args)
+    proc = None
+    try:
+        account = f"{helm_release}-glideslope"
+        token = sandbox.kubectl("create", "token", account, "-n", install_ns).stdout.strip()
+        config = yaml.safe_load(sandbox.kubeconfig.read_text())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = account
+        kubeconfig = tmp_path / "chart-operator.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+
+        def as_chart(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sandbox.kubectl_bin, f"--kubeconfig={kubeconfig}", *args],
+                                  capture_output=True, text=True, timeout=60)
+
+        # A Secret it is named to read, in its watched namespace: allowed, one by one, not listed.
+        sandbox.kubectl("create", "secret", "generic", "prom-auth", "-n", namespace, "--from-literal=token=x")
+        assert as_chart("get", "secret", "prom-auth", "-n", namespace).returncode == 0
+        for denied in (["get", "secrets", "-n", namespace], ["get", "secrets", "-n", "default"],
+                       ["get", "secrets", "-A"],
+                       ["create", "namespace", f"{namespace}-x"], ["delete", "nodes", "--all"]):
+            res = as_chart(*denied)
+            assert res.returncode != 0 and "forbidden" in res.stderr.lower(), denied
+
+        log = (tmp_path / "operator.log").open("ab")
+        proc = subprocess.Popen(
+            [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", namespace, "--metrics-port", "0",
+             "--interval", "0.5"], env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        canary = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}
+        sandbox.apply(release("shop", "1", canary, replicas=2), namespace)
+        wait_phase(sandbox, namespace, "shop", "Succeeded", version="1", timeout=60)
+        sandbox.apply(release("shop", "2", canary, replicas=2), namespace)
+        wait_phase(sandbox, namespace, "shop", "Succeeded", version="2", timeout=90)
+        assert "Forbidden" not in (tmp_path / "operator.log").read_text(errors="replace")
+    finally:
+        if proc:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        for name in sandbox.kubectl("get", "releases", "-n", namespace, "-o", "name", check=False).stdout.split():
+            sandbox.kubectl("patch", name, "-n", namespace, "--type=merge", "-p",
+                            '{"metadata":{"finalizers":null}}', check=False)
+        helm("uninstall", helm_release, "--namespace", install_ns, *env_args)
+        sandbox.kubectl("delete", "namespace", install_ns, "--wait=false", check=False)

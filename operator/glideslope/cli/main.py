@@ -37,7 +37,8 @@ def _operator(args: argparse.Namespace) -> int:
         raise RuntimeError("operator: give --namespace NS (repeatable) or --all-namespaces")
     run(namespaces=args.namespace, all_namespaces=args.all_namespaces, prometheus_url=args.prometheus_url,
         metrics_port=args.metrics_port, metrics_address=args.metrics_address, health_port=args.health_port,
-        interval=args.interval, log_format=args.log_format)
+        interval=args.interval, log_format=args.log_format, lease_namespace=args.leader_election_namespace,
+        lease_name=args.leader_election_name, lease_seconds=args.leader_election_lease_seconds)
     return 0
 
 
@@ -73,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     op.add_argument("--health-port", type=int, default=0, help="kopf's /healthz for probes; 0: off")
     op.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
                     help="auto: console on a terminal, JSON lines otherwise")
+    op.add_argument("--leader-election-namespace", default=None,
+                    help="elect one acting replica through a Lease in this namespace (default: off)")
+    op.add_argument("--leader-election-name", default="glideslope", help="the Lease's name")
+    op.add_argument("--leader-election-lease-seconds", type=float, default=15.0,
+                    help="how long a silent leader keeps the Lease")
     op.add_argument("--interval", type=float, default=2.0, help="seconds between steps of each Release")
     op.set_defaults(func=_operator)
 
