@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.e2e.helpers import REPO, Cluster
+from tests.e2e.operator_fixture import Operator, operator_fixture, release, wait_phase  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -70,3 +71,23 @@ def test_missing_release_and_missing_permission_are_clear(sandbox: Cluster, name
     denied = kubectl_release(sandbox, "list", "-n", namespace, kubeconfig=nobody)
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr and "Traceback" not in denied.stderr
+
+
+def test_live_view_follows_a_rollout_to_its_end(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    import io
+
+    from kubernetes import config
+    from rich.console import Console
+
+    from glideslope.cli.plugin import follow
+
+    canary = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}
+    sandbox.apply(release("live", "1", canary, replicas=2), namespace)
+    wait_phase(sandbox, namespace, "live", "Succeeded", version="1")
+    config.load_kube_config(config_file=str(sandbox.kubeconfig))
+    sandbox.apply(release("live", "2", canary, replicas=2), namespace)
+    out = io.StringIO()
+    phase = follow(namespace, "live", Console(file=out, width=160), until_final=True, timeout=90)
+    assert phase == "Succeeded"
+    text = out.getvalue()
+    assert "setWeight 50" in text and "revisions" in text and "Started" in text

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import queue
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_status
+from glideslope.cli.live import FINAL_PHASES, Watcher
 
 ANNOTATION_PREFIX = "glideslope.dev/"
 
@@ -177,8 +181,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
     ls = sub.add_parser("list", help="Releases with their phase, step, weight and gates")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
-    for name, text in (("status", "one Release in detail"), ("history", "finished rollouts of a Release")):
-        sub.add_parser(name, help=text).add_argument("name")
+    stp = sub.add_parser("status", help="one Release in detail; -w: a live view")
+    stp.add_argument("name")
+    stp.add_argument("-w", "--watch", action="store_true", help="follow it live until you press Ctrl-C")
+    sub.add_parser("history", help="finished rollouts of a Release").add_argument("name")
     ap = sub.add_parser("approve", help="pass an approval gate")
     ap.add_argument("name")
     ap.add_argument("--gate", required=True)
@@ -209,6 +215,9 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
             out.print(f"No releases in {where}.")
             return 0
         out.print(render_list(items, args.all_namespaces))
+    elif args.command == "status" and args.watch:
+        releases.get(args.name)  # a clear "not found" before the live view
+        follow(releases.namespace, args.name, out)
     elif args.command == "status":
         out.print(render_status(releases.get(args.name)))
     elif args.command == "history":
@@ -219,6 +228,30 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         out.print(f"release {releases.namespace}/{args.name}: {args.command} requested "
                   f"({', '.join(f'{k}={v}' for k, v in annotations.items())})")
     return 0
+
+
+def follow(namespace: str, name: str, console: Console, until_final: bool = False,
+           timeout: float | None = None) -> str | None:
+    """The live view; with `until_final` it returns once the rollout ends (for scripts and demos)."""
+    watcher = Watcher(namespace, name)
+    watcher.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        with Live(watcher.view(), console=console, refresh_per_second=4) as live:
+            while deadline is None or time.monotonic() < deadline:
+                try:
+                    watcher.changes.get(timeout=1)
+                except queue.Empty:
+                    continue
+                live.update(watcher.view())
+                phase = watcher.settled_phase()
+                if until_final and phase in FINAL_PHASES:
+                    return phase
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop()
+    return watcher.phase()
 
 
 def main() -> None:
