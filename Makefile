@@ -24,7 +24,8 @@ help:
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make manifests regenerate deploy/ from the Helm chart"
 
-# System packages: openssl (sandbox certificates) and Prometheus (Debian's package).
+# System packages: openssl (sandbox certificates), Prometheus (Debian's package; promtool
+# checks the alert rules) and Lua (runs the Argo CD health check in its test).
 # Go must be >= 1.24 to build Kubernetes 1.34; Debian bookworm's golang-go is too old.
 .PHONY: system-deps
 system-deps:
@@ -32,6 +33,7 @@ system-deps:
 	@missing=""; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v lua5.4 >/dev/null || missing="$$missing lua5.4"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
