@@ -7,16 +7,20 @@ the status write only makes the next tick re-apply the same desired states.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from glideslope.api import ConditionType, Release, parse_release, parse_status, status_patch
+from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
 from glideslope.core.model import (
     COMMANDS,
@@ -28,15 +32,21 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
-from glideslope.kube import events, releases, services, workloads
+from glideslope.core.triggers import Due, due_measurements, rendered_queries, variables
+from glideslope.kube import events, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
+from glideslope.prom import PrometheusAuth, PrometheusProvider
 
 log = logging.getLogger(__name__)
 
 
-def step(kube: Kube, namespace: str, name: str, now: datetime | None = None) -> Release | None:
-    """One tick for one Release; returns the Release with the status written (None: it is gone)."""
+def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
+         prometheus_url: str | None = None) -> Release | None:
+    """One tick for one Release; returns the Release with the status written (None: it is gone).
+
+    `prometheus_url` is the operator's default Prometheus (`--prometheus-url`); a Release's
+    `spec.analysis.prometheus.address` overrides it."""
     body = releases.get(kube, namespace, name)
     if body is None:
         return None
@@ -49,17 +59,27 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None) -> 
     if problems:
         _invalid(kube, body, release, problems)
         return release
+    given = now
+    now = given or datetime.now(UTC)
+    measurements = _analysis(kube, body, release, prometheus_url, now) if release.spec.analysis.triggers else {}
+    if measurements is None:
+        return release
+    if given is None and measurements:
+        # Decide after the measurements were taken, so that nothing is timed before its cause.
+        now = datetime.now(UTC)
     annotations = release.metadata.annotations
     observation = Observation(
         generation=release.metadata.generation or 0,
         revisions=workloads.observe(kube, namespace, name),
         commands={k: annotations[k] for k in COMMANDS if k in annotations},
+        measurements=measurements,
     )
-    decision = decide(release.spec, release.status, observation, now or datetime.now(UTC))
+    decision = decide(release.spec, release.status, observation, now)
     resource_version: str = body["metadata"]["resourceVersion"]
     if decision.consumed:
         resource_version = releases.remove_annotations(kube, namespace, name, decision.consumed)
     candidate = revision_of(release.spec.template)
+    announcements: list[RecordEvent] = []
     for action in decision.actions:
         if isinstance(action, ScaleRevision):
             current = observation.revisions.get(action.revision)
@@ -74,28 +94,135 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None) -> 
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, RecordEvent):
-            log.info("%s/%s: %s: %s", namespace, name, action.reason, action.message)
-            events.record(kube, release, action.reason, action.message, warning=action.warning)
+            announcements.append(action)
     if decision.status != release.status and not releases.patch_status(
             kube, namespace, name, status_patch(decision.status, body.get("status")), resource_version):
-        # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on it.
+        # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
+        # it, and announces what it decides then. Announcing now would say it twice.
         log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
+        return release
+    # Events follow the status they describe: a transition is announced once it is recorded.
+    for event in announcements:
+        log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
+        events.record(kube, release, event.reason, event.message, warning=event.warning)
     return release.model_copy(update={"status": decision.status})
 
 
-def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, problems: list[str]) -> None:
+# Analysis ------------------------------------------------------------------------------------
+
+ANALYSIS_TIMEOUT = 3.0
+"""Seconds a query may take: a tick waits for its measurements, so keep it short."""
+
+_providers: dict[tuple[str, PrometheusAuth | None], PrometheusProvider] = {}
+_checked: dict[tuple[str, str, str, int], list[str]] = {}
+"""(namespace, name, uid, generation) -> problems Prometheus found in the rendered queries."""
+_lock = threading.Lock()
+_CHECKED_LIMIT = 4096
+
+T = TypeVar("T")
+
+
+def _analysis(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_url: str | None,
+              now: datetime) -> dict[str, tuple[str, Measurement]] | None:
+    """The measurements of the triggers due now; None when the Release cannot be analysed (then
+    it is Degraded, with an Event, and nothing else happens this tick). Once per generation,
+    before anything else, every query is checked against Prometheus."""
+    spec = release.spec
+    meta = release.metadata
+    namespace, name = meta.namespace or "", meta.name or ""
+    candidate = revision_of(spec.template)
+    service_names = services.names(release)
+    values = variables(spec, release.status, candidate, namespace=namespace, release=name,
+                       service=service_names[0] if service_names else name)
+    key = (namespace, name, meta.uid or "", meta.generation or 0)
+    with _lock:
+        checked = _checked.get(key)
+    if checked:
+        _invalid(kube, body, release, checked)
+        return None
+    due = due_measurements(spec, release.status, candidate, values, now)
+    if checked is not None and not due:
+        return {}
+    prometheus = spec.analysis.prometheus
+    address = (prometheus.address if prometheus else None) or prometheus_url
+    if not address:
+        _invalid(kube, body, release, ["spec.analysis.prometheus.address: no Prometheus to query; set it, "
+                                       "or start the operator with --prometheus-url"])
+        return None
+    auth = None
+    if prometheus is not None and prometheus.secret_ref is not None:
+        try:
+            auth = secrets.prometheus_auth(kube, namespace, prometheus.secret_ref.name)
+        except secrets.SecretUnreadable as exc:
+            _invalid(kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
+            return None
+    provider = _provider(address, auth)
+    if checked is None:
+        queries, problems = rendered_queries(spec, values)
+        refusals = _run(_check(provider, [q for _, q in queries]))
+        problems += [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
+                     for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+        with _lock:
+            if len(_checked) >= _CHECKED_LIMIT:
+                _checked.clear()
+            _checked[key] = problems
+        if problems:
+            _invalid(kube, body, release, problems)
+            return None
+    return _run(_measure(provider, due, now))
+
+
+def _provider(address: str, auth: PrometheusAuth | None) -> PrometheusProvider:
+    """One provider per Prometheus and credentials, kept for the operator's life."""
+    with _lock:
+        provider = _providers.get((address, auth))
+        if provider is None:
+            provider = _providers[(address, auth)] = PrometheusProvider(address, auth, timeout=ANALYSIS_TIMEOUT)
+        return provider
+
+
+async def _check(provider: PrometheusProvider, queries: Sequence[str]) -> list[str | None]:
+    return list(await asyncio.gather(*(provider.check(q) for q in queries)))
+
+
+async def _measure(provider: PrometheusProvider, due: Sequence[Due], now: datetime
+                   ) -> dict[str, tuple[str, Measurement]]:
+    async def one(item: Due) -> tuple[str, tuple[str, Measurement]]:
+        if item.error is not None:
+            return item.trigger.name, (item.query, Measurement(None, item.error, now))
+        return item.trigger.name, (item.query, await provider.query(item.query))
+    return dict(await asyncio.gather(*(one(d) for d in due)))
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run the provider's coroutine to the end from this (sync) thread. kopf runs sync handlers
+    in worker threads, where no loop runs: its own loop is never blocked."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, problems: list[str], *,
+             reason: str = INVALID_SPEC) -> None:
     """A spec the API server accepted but the operator cannot act on: Degraded with reason
-    InvalidSpec and a Warning Event (once per distinct message); nothing in the cluster changes."""
+    InvalidSpec (or SecretUnreadable...) and a Warning Event (once per distinct message);
+    nothing in the cluster changes."""
     meta = body["metadata"]
     previous = parse_status(body.get("status"))
-    status = invalid_status(previous, problems, int(meta.get("generation") or 0), datetime.now(UTC))
+    status = invalid_status(previous, problems, int(meta.get("generation") or 0), datetime.now(UTC), reason=reason)
     old = previous.condition(ConditionType.DEGRADED)
-    if old and old.reason == INVALID_SPEC and old.message == status.message:
+    if old and old.reason == reason and old.message == status.message:
         return
     releases.patch_status(kube, meta["namespace"], meta["name"], status_patch(status, body.get("status")),
                           meta["resourceVersion"])
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
-    events.record_for(kube, body, INVALID_SPEC, status.message or "", warning=True)
+    events.record_for(kube, body, reason, status.message or "", warning=True)
 
 
 def _pydantic_problem(err: Any) -> str:

@@ -41,7 +41,8 @@ class Operator:
         self.starts += 1
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", self.namespace,
-             "--metrics-port", "0", "--interval", INTERVAL],
+             "--metrics-port", "0", "--interval", INTERVAL,
+             "--prometheus-url", self.sandbox.prometheus_url],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def kill(self) -> None:

@@ -119,6 +119,14 @@ class ReleaseStatus(ApiModel):
     restarted operator resumes them where they were."""
     downtime_seconds: float | None = Field(default=None, ge=0)
     """BigBang: how long the last rollout had no pod serving."""
+    breach_at: Timestamp | None = None
+    """When the clock of a rollback started: the first failed measurement of a `critical` or
+    `high` trigger in the current rollout or validation window (set as it is taken), or the
+    abort or undo. `history[].rollbackSeconds` runs from it to the stable revision serving all
+    traffic."""
+    promoted_step: int | None = Field(default=None, ge=0)
+    """The step a person last promoted to: it ends without waiting for the triggers to pass
+    (a trigger that rolls back still does)."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     """Finished rollouts, oldest first."""
 

@@ -7,10 +7,12 @@ taken per call, so none is skipped. Commands (annotations) are consumed whatever
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from glideslope.api import (
     HISTORY_LIMIT,
+    AnalysisState,
     Condition,
     ConditionStatus,
     ConditionType,
@@ -19,8 +21,12 @@ from glideslope.api import (
     Phase,
     ReleaseSpec,
     ReleaseStatus,
+    Severity,
+    TriggerStatus,
     step_display,
 )
+from glideslope.core.analysis import Action as Order
+from glideslope.core.analysis import Stage, Verdict, record, verdict
 from glideslope.core.model import (
     ABORT,
     COMMANDS,
@@ -40,6 +46,7 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import StrategyModule, strategy_for
+from glideslope.core.triggers import stage as analysis_stage
 
 REVISION_HISTORY_LIMIT = 2
 """Scaled-down revisions kept besides the stable and candidate ones (for a fast undo)."""
@@ -74,6 +81,16 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     for key in consumed:
         _command(key, observation.commands[key], st, spec, strategy, steps, observation, now, events)
 
+    # Analysis: record what was measured, then obey the triggers' verdict (API.md severity table).
+    judged = _analyse(st, spec, candidate, observation, events)
+    if judged is not None and judged[1].action == Order.ROLLBACK:
+        stage, fired = judged
+        _roll_back(st, st.revision, fired.message, now, keep_traffic=stage == "validation", breach=True)
+        events.append(RecordEvent("RollingBack", f"rolling back {st.version} ({st.revision}): {fired.message}",
+                                  warning=True))
+        judged = None
+    found = judged[1] if judged is not None else None
+
     stable = st.stable_revision
     pinned = strategy.pins_active(spec)
     settled = st.step_started_at is None or (now - st.step_started_at).total_seconds() >= HANDOVER_SECONDS
@@ -86,8 +103,11 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         st.message = f"first rollout: {ready}/{spec.replicas} pods ready"
         if ready >= spec.replicas:
             _finish(st, spec, candidate, now, events, downtime=None)
+    elif st.phase == Phase.VALIDATING and candidate != stable:
+        traffic = _validate(st, spec, candidate, stable, pinned, settled, observation, found, now, events,
+                            replicas)
     elif st.phase in ROLLING_OUT and candidate != stable:
-        traffic = _step(st, spec, strategy, steps, candidate, stable, observation, now, events, replicas)
+        traffic = _step(st, spec, strategy, steps, candidate, stable, observation, found, now, events, replicas)
     else:
         # Steady, rolled back or rolling back: everything on the stable revision; the candidate
         # goes only once the stable revision is Ready at full size and carries the traffic.
@@ -103,7 +123,10 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         # Until it has moved, traffic stays on the revision being undone (history's last entry).
         serving_revision = stable if moved else (st.history[-1].revision if st.history else None) or candidate
         traffic = SetTraffic(serving_revision if pinned else None, serving_revision, 0)
-        if st.phase == Phase.ROLLING_BACK and stable_ready:
+        # Without a router the stable Service selects every revision: the stable revision serves
+        # all traffic only once no candidate pod is Ready.
+        if st.phase == Phase.ROLLING_BACK and stable_ready and (
+                pinned or candidate == stable or observation.ready(candidate) == 0):
             _rolled_back(st, now, events)
         elif st.phase == Phase.ROLLING_BACK:
             st.message = f"rolling back to {stable}: {observation.ready(stable)}/{spec.replicas} pods ready"
@@ -136,7 +159,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
 
 
 def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps: tuple[Step, ...],
-          candidate: str, stable: str, observation: Observation, now: datetime,
+          candidate: str, stable: str, observation: Observation, found: Verdict | None, now: datetime,
           events: list[RecordEvent], replicas: dict[str, int]) -> SetTraffic:
     """Run the current step of a rollout; advance by one when it is done."""
     index = min(max(st.current_step or 1, 1), len(steps)) - 1
@@ -148,11 +171,28 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     st.weight = target.weight
     st.current_step = index + 1
     prefix = f"step {index + 1}/{len(steps)}: "
+    # A step a person promoted to ends without waiting for the triggers; any other step ends
+    # only once every trigger has passed (no data, an error or a failure holds it).
+    waived = st.promoted_step is not None and index + 1 <= st.promoted_step
+    hold = found is not None and not found.promotable and not waived
     if spec.paused:
         st.phase, st.message = Phase.PAUSED, prefix + "paused (spec.paused)"
+    elif found is not None and found.action == Order.PAUSE and not waived:
+        st.phase, st.message = Phase.PAUSED, prefix + f"paused by analysis: {found.message}"
+    elif target.done and hold:
+        assert found is not None
+        st.phase, st.message = target.phase, prefix + f"{target.message}; waiting for analysis: {found.message}"
     elif target.done and index + 1 == len(steps):
         downtime = (now - started).total_seconds() if spec.strategy.type == "BigBang" else None
-        _finish(st, spec, candidate, now, events, downtime=downtime)
+        if spec.validation.window_seconds > 0:
+            st.phase, st.weight, st.step_started_at = Phase.VALIDATING, 100, now
+            # A rollback in the window is timed from a failure in the window.
+            st.downtime_seconds, st.breach_at = downtime, None
+            st.message = f"validating {spec.version} ({candidate}): {spec.validation.window_seconds}s left"
+            events.append(RecordEvent("Validating", f"{spec.version} ({candidate}) fully promoted; validation "
+                                      f"window of {spec.validation.window_seconds}s started"))
+        else:
+            _finish(st, spec, candidate, now, events, downtime=downtime)
     elif target.done:
         st.current_step = index + 2
         st.step_started_at = now
@@ -162,6 +202,59 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     # The preview Service always shows the candidate; routers only carry weight for strategies
     # that pin the stable Service to one revision.
     return SetTraffic(target.active, candidate, target.weight if strategy.pins_active(spec) else 0)
+
+
+def _validate(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, stable: str, pinned: bool, settled: bool,
+              observation: Observation, found: Verdict | None, now: datetime, events: list[RecordEvent],
+              replicas: dict[str, int]) -> SetTraffic:
+    """The validation window: the candidate serves everything; the previous revision is kept,
+    scaled down, for a fast rollback; the window ends only once every trigger has passed."""
+    replicas[candidate] = spec.replicas
+    replicas[stable] = 0 if settled else observation.replicas(stable)
+    traffic = SetTraffic(candidate if pinned else None, candidate, 0)
+    started = st.step_started_at or now
+    left = spec.validation.window_seconds - (now - started).total_seconds()
+    waived = st.promoted_step is not None and st.promoted_step > (st.total_steps or 0)
+    if left <= 0 and (found is None or found.promotable or waived):
+        _finish(st, spec, candidate, now, events, downtime=st.downtime_seconds)
+        return traffic
+    st.weight = 100
+    if left > 0:
+        st.message = f"validating {spec.version} ({candidate}): {math.ceil(left)}s left"
+    else:
+        st.message = f"validation window over for {spec.version} ({candidate})"
+    if found is not None and not found.promotable:
+        st.message += f"; {'paused by' if found.action == Order.PAUSE else 'waiting for'} analysis: {found.message}"
+    return traffic
+
+
+def _analyse(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, observation: Observation,
+             events: list[RecordEvent]) -> tuple[Stage, Verdict] | None:
+    """Record this tick's measurements in `status.analysis`; the triggers' verdict for the
+    current stage (None when the Release is not being analysed or has no triggers)."""
+    current = analysis_stage(st, candidate)
+    triggers = spec.analysis.triggers
+    if current is None or not triggers:
+        return None
+    stage, _ = current
+    by_name: dict[str, TriggerStatus] = {s.name: s for s in st.analysis}
+    for trigger in triggers:
+        measured = observation.measurements.get(trigger.name)
+        if measured is None:
+            continue
+        query, measurement = measured
+        previous = by_name.get(trigger.name)
+        new = record(trigger, previous, measurement, query)
+        by_name[trigger.name] = new
+        text = f"trigger {trigger.name} ({trigger.severity}): {new.message}; query: {' '.join(query.split())}"
+        if new.state == AnalysisState.FAILING:
+            if trigger.severity in (Severity.CRITICAL, Severity.HIGH) and st.breach_at is None:
+                st.breach_at = measurement.at
+            events.append(RecordEvent("TriggerFailed", text, warning=True))
+        elif new.state == AnalysisState.INCONCLUSIVE and (previous is None or previous.state != new.state):
+            events.append(RecordEvent("AnalysisInconclusive", text, warning=True))
+    st.analysis = [by_name[t.name] for t in triggers if t.name in by_name]
+    return stage, verdict(triggers, st.analysis, automatic=spec.rollback.automatic, stage=stage)
 
 
 def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[Step, ...], now: datetime,
@@ -176,6 +269,7 @@ def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[St
     st.revision, st.version = candidate, spec.version
     st.started_at = st.step_started_at = now
     st.current_step, st.weight = 1, 0
+    _reset_analysis(st)
     if st.stable_revision == candidate:
         st.phase, st.message = Phase.SUCCEEDED, f"{candidate} is already stable"
         st.current_step = len(steps)
@@ -196,7 +290,9 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
             events.append(RecordEvent("CommandIgnored", f"{name}: no rollout in progress", warning=True))
             return
         reason = f"{name}: {value}" if value else name
-        _roll_back(st, st.revision, reason, now)
+        # In the validation window the previous revision is scaled down: traffic stays on the
+        # candidate until it is Ready again.
+        _roll_back(st, st.revision, reason, now, keep_traffic=st.phase == Phase.VALIDATING)
         events.append(RecordEvent("Aborted" if key == ABORT else "Undo",
                                   f"{reason}; traffic back on {st.stable_revision}", warning=True))
     elif key == UNDO:
@@ -219,35 +315,58 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
             return
         st.phase, st.current_step, st.weight = Phase.PROGRESSING, 1, 0
         st.started_at = st.step_started_at = now
+        _reset_analysis(st)
         st.message = f"retry: step 1/{len(steps)}: {steps[0].describe()}"
         events.append(RecordEvent("Retried", f"rollout of {st.version} ({st.revision}) started again"))
     elif key == PROMOTE:
         if not rolling_out or spec.paused:
             events.append(RecordEvent("CommandIgnored", "promote: no running rollout to promote", warning=True))
             return
+        if st.phase == Phase.VALIDATING:
+            # Ends the validation window now, whatever the triggers say.
+            st.promoted_step = len(steps) + 1
+            st.step_started_at = now
+            events.append(RecordEvent("Promoted", f"promote {value or 'step'}: validation window ended"))
+            _finish(st, spec, st.revision or "", now, events, downtime=st.downtime_seconds)
+            return
         current = (st.current_step or 1) - 1
         nxt = max(current, strategy.full_step(steps)) if value == "full" else min(current + 1, len(steps) - 1)
         if nxt != current:
             st.current_step, st.step_started_at = nxt + 1, now
+        st.promoted_step = nxt + 1
         st.phase = Phase.PROGRESSING
         events.append(RecordEvent("Promoted", f"promote {value or 'step'}: step {nxt + 1}/{len(steps)}"))
 
 
-def _roll_back(st: ReleaseStatus, revision: str | None, reason: str, now: datetime) -> None:
+def _roll_back(st: ReleaseStatus, revision: str | None, reason: str, now: datetime, *,
+               keep_traffic: bool = False, breach: bool = False) -> None:
+    """Start rolling back. `keep_traffic`: the stable revision is scaled down, so traffic stays
+    on `revision` until it is Ready. `breach`: the triggers caused it, so it is timed from the
+    first failed measurement (`status.breachAt`), else from now."""
     _record(st, HistoryEntry(version=st.version, revision=revision, outcome=HistoryOutcome.ROLLED_BACK,
                              started_at=st.started_at, finished_at=now,
                              duration_seconds=_seconds(st.started_at, now), reason=reason))
-    st.phase, st.weight, st.step_started_at = Phase.ROLLING_BACK, 0, now
+    st.phase, st.weight, st.step_started_at = Phase.ROLLING_BACK, 100 if keep_traffic else 0, now
+    if not breach or st.breach_at is None:
+        st.breach_at = now
     st.message = f"rolling back: {reason}"
 
 
 def _rolled_back(st: ReleaseStatus, now: datetime, events: list[RecordEvent]) -> None:
     st.phase = Phase.ROLLED_BACK
-    st.message = f"rolled back to {st.stable_version} ({st.stable_revision}); retry to roll out {st.revision} again"
+    reason = st.history[-1].reason if st.history and st.history[-1].outcome == HistoryOutcome.ROLLED_BACK else None
+    st.message = (f"rolled back to {st.stable_version} ({st.stable_revision})" + (f": {reason}" if reason else "")
+                  + f"; retry to roll out {st.revision} again")
     if st.history and st.history[-1].outcome == HistoryOutcome.ROLLED_BACK:
-        entry = st.history[-1].model_copy(update={"rollback_seconds": _seconds(st.step_started_at, now)})
+        entry = st.history[-1].model_copy(update={"rollback_seconds": _seconds(st.breach_at or st.step_started_at,
+                                                                                 now)})
         st.history = [*st.history[:-1], entry]
     events.append(RecordEvent("RolledBack", st.message, warning=True))
+
+
+def _reset_analysis(st: ReleaseStatus) -> None:
+    """A new rollout (or a retry) is analysed from scratch."""
+    st.analysis, st.breach_at, st.promoted_step = [], None, None
 
 
 def _finish(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, now: datetime, events: list[RecordEvent],

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from glideslope.api import Phase, ReleaseStatus
+from glideslope.core.analysis import Measurement
 
 RELEASE_LABEL = "glideslope.dev/release"
 REVISION_LABEL = "glideslope.dev/revision"
@@ -43,6 +44,9 @@ class Observation:
     revisions: Mapping[str, RevisionState] = field(default_factory=dict)
     commands: Mapping[str, str] = field(default_factory=dict)
     """Command annotations present on the Release (`glideslope.dev/promote: step`, ...)."""
+    measurements: Mapping[str, tuple[str, Measurement]] = field(default_factory=dict)
+    """Trigger name -> (the resolved query, its measurement), for the triggers that were due
+    this tick (`core.triggers.due_measurements`)."""
 
     def ready(self, revision: str | None) -> int:
         state = self.revisions.get(revision or "")

@@ -60,11 +60,14 @@ def _conditions(base: str, success: str | None, failure: str | None) -> list[Fie
     return errors
 
 
-def invalid_status(status: ReleaseStatus, problems: Sequence[str], generation: int, now: datetime) -> ReleaseStatus:
+def invalid_status(status: ReleaseStatus, problems: Sequence[str], generation: int, now: datetime, *,
+                   reason: str = INVALID_SPEC) -> ReleaseStatus:
     """The status of a Release whose spec cannot be acted on: nothing in the cluster changes, the
     stable revision keeps serving, and the conditions say why in terms kstatus, Argo CD and
-    `kubectl wait` understand (Ready False, Degraded True, reason InvalidSpec)."""
-    message = ("invalid spec: " + "; ".join(problems))[:1024]
+    `kubectl wait` understand (Ready False, Degraded True, reason InvalidSpec, or another
+    `reason` such as SecretUnreadable)."""
+    label = "invalid spec" if reason == INVALID_SPEC else "cannot act on the spec"
+    message = (f"{label}: " + "; ".join(problems))[:1024]
     st = status.model_copy(deep=True)
     wanted = {ConditionType.READY: ConditionStatus.FALSE, ConditionType.PROGRESSING: ConditionStatus.FALSE,
               ConditionType.DEGRADED: ConditionStatus.TRUE}
@@ -72,7 +75,7 @@ def invalid_status(status: ReleaseStatus, problems: Sequence[str], generation: i
     for type_, value in wanted.items():
         old = st.condition(type_)
         since = old.last_transition_time if old and old.status == value and old.last_transition_time else now
-        kept.append(Condition(type=type_, status=value, reason=INVALID_SPEC, message=message,
+        kept.append(Condition(type=type_, status=value, reason=reason, message=message,
                               last_transition_time=since, observed_generation=generation))
     st.conditions = kept
     st.message = message

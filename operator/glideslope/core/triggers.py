@@ -1,0 +1,90 @@
+"""When and what the engine measures: the analysis stage of a Release, its template
+variables, and the triggers due now. Pure, like the rest of `core/`.
+
+Decisions recorded here:
+
+- Analysis runs in two stages: `rollout`, from the start of a rollout (or a retry) until full
+  promotion, in every strategy and step; and `validation`, through
+  `spec.validation.windowSeconds` after full promotion. `initialDelay` counts from the start
+  of each stage, `interval` from a trigger's last measurement.
+- A first rollout (no stable revision yet) is not analysed: there is nothing to roll back to,
+  and `{{stableRevision}}`/`{{stableVersion}}` have no value. The queries are still checked
+  against Prometheus before it starts, with those two variables rendered empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from glideslope.api import Phase, ReleaseSpec, ReleaseStatus, Trigger, TriggerStatus, parse_duration
+from glideslope.core.analysis import QueryTemplateError, Stage, due, render_query
+
+ANALYSED_ROLLOUT = frozenset({Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED})
+
+
+def stage(status: ReleaseStatus, candidate: str) -> tuple[Stage, datetime] | None:
+    """The analysis stage the Release is in and when it started, or None: not analysed."""
+    if status.revision != candidate or status.stable_revision in (None, candidate):
+        return None
+    if status.phase in ANALYSED_ROLLOUT and status.started_at is not None:
+        return "rollout", status.started_at
+    if status.phase == Phase.VALIDATING and status.step_started_at is not None:
+        return "validation", status.step_started_at
+    return None
+
+
+def variables(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, *, namespace: str, release: str,
+              service: str) -> dict[str, str]:
+    """The values of the template variables of API.md."""
+    return {
+        "namespace": namespace, "release": release, "service": service, "version": spec.version,
+        "revision": candidate, "stableRevision": status.stable_revision or "",
+        "stableVersion": status.stable_version or "",
+    }
+
+
+@dataclass(frozen=True)
+class Due:
+    """A trigger to measure now: its resolved query, or why it could not be resolved (then
+    it counts as an error measurement, never a pass)."""
+
+    trigger: Trigger
+    query: str
+    error: str | None = None
+
+
+def due_measurements(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, values: Mapping[str, str],
+                     now: datetime) -> list[Due]:
+    """The triggers to measure at `now` (none outside an analysis stage)."""
+    current = stage(status, candidate)
+    if current is None or not spec.analysis.triggers:
+        return []
+    _, started = current
+    interval = parse_duration(spec.analysis.interval)
+    delay = parse_duration(spec.analysis.initial_delay)
+    by_name: dict[str, TriggerStatus] = {s.name: s for s in status.analysis}
+    out: list[Due] = []
+    for trigger in spec.analysis.triggers:
+        if not due(by_name.get(trigger.name), interval, delay, started, now):
+            continue
+        try:
+            out.append(Due(trigger, render_query(trigger.query, values)))
+        except QueryTemplateError as exc:
+            out.append(Due(trigger, trigger.query, str(exc)))
+    return out
+
+
+def rendered_queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Every trigger's query as it would be sent, with its field path, to check against
+    Prometheus before a rollout starts; and the problems found rendering them."""
+    queries: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for i, trigger in enumerate(spec.analysis.triggers):
+        path = f"spec.analysis.triggers[{i}].query"
+        try:
+            queries.append((path, render_query(trigger.query, values)))
+        except QueryTemplateError as exc:
+            problems.append(f"{path}: {exc}")
+    return queries, problems
