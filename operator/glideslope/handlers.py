@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -15,7 +16,7 @@ from glideslope.metrics import OperatorMetrics, ReleaseKey
 
 
 def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, metrics: OperatorMetrics,
-             prometheus_url: str | None = None) -> None:
+             prometheus_url: str | None = None, on_stop: Callable[[], None] | None = None) -> None:
     """The startup settings and the stepper, on `registry`.
 
     `prometheus_url` is the default Prometheus for analysis (a Release may name its own).
@@ -29,6 +30,12 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # A registry of our own has none of kopf's default login handlers.
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
+
+    @kopf.on.cleanup(registry=registry)
+    def cleanup(**_: Any) -> None:
+        # First thing on SIGTERM: a standby need not wait for the rest of the shutdown.
+        if on_stop is not None:
+            on_stop()
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -44,7 +51,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
                 errors=kopf.ErrorsMode.TEMPORARY)
     def stepper(name: str, namespace: str | None, **_: Any) -> None:
         bind_release(namespace or "", name)
-        release = engine.step(kube, namespace or "", name)
+        release = engine.step(kube, namespace or "", name, prometheus_url=prometheus_url)
         if release is not None:
             metrics.observe(ReleaseKey(namespace or "", name, release.spec.strategy.type.value),
                             last.get((namespace or "", name), release.status), release.status)

@@ -3,6 +3,7 @@ Lease elects the one that acts (kopf's peering would freeze them all)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import logging
 import os
@@ -32,7 +33,9 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
     if metrics_port:
         start_http_server(metrics_port, addr=metrics_address)
     kube = connect()
-    stop = threading.Event()
+    # kopf waits on a threading.Event in an executor thread that outlives a SIGTERM and holds
+    # the process for minutes; a concurrent Future is awaited without one.
+    stop: concurrent.futures.Future[None] = concurrent.futures.Future()
     lost = threading.Event()
     elector = None
     if lease_namespace:
@@ -42,7 +45,7 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
                                                 retry_seconds=min(2.0, lease_seconds / 3)))
         # A standby is healthy too: serve /healthz until kopf's own endpoint takes the port.
         standby = _standby_health(health_port) if health_port else None
-        leading = elector.acquire(stop)
+        leading = elector.acquire()
         if standby:
             standby.shutdown()
             standby.server_close()
@@ -51,11 +54,13 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
 
         def on_lost() -> None:
             lost.set()
-            stop.set()
+            if not stop.done():
+                stop.set_result(None)
 
         elector.keep(on_lost)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url)
+    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url,
+                      on_stop=elector.release if elector else None)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     try:
