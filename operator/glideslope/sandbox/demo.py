@@ -1,126 +1,128 @@
-"""`make demo`: show the sandbox working, live.
+"""`make demo`: the operator on the sandbox, unattended.
 
-Two revisions of an app run on kwok nodes behind an HTTPRoute that sends 90 % of the
-traffic to the stable one; the simulator's traffic shows up in Prometheus, per revision,
-in a table that refreshes every second.
+1. starts the operator as its own ServiceAccount, its metrics scraped by the sandbox's Prometheus;
+2. rolls `checkout` out at 1.0.0, then canaries 1.1.0 (healthy) to success, live;
+3. canaries 1.2.0, whose pods fail 30 % of their requests: the error-rate trigger rolls it
+   back by itself, live;
+4. ends with the history and release notes of both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
+from kubernetes import config
+from rich.console import Console
+from rich.rule import Rule
 
+from glideslope.cli.plugin import Releases, follow, render_history
 from glideslope.sandbox import build
 from glideslope.sandbox.cluster import Sandbox
 
 NAMESPACE = "glideslope-demo"
+NAME = "checkout"
+ERROR_RATE = (
+    'sum(rate(http_requests_total{namespace="{{namespace}}",revision="{{revision}}",code=~"5.."}[10s]))'
+    ' / sum(rate(http_requests_total{namespace="{{namespace}}",revision="{{revision}}"}[10s]))'
+)
 
 
-def _revision(name: str, revision: str, replicas: int, error_rate: str) -> dict[str, Any]:
-    labels = {"app": "checkout", "glideslope.dev/revision": revision}
+def release(version: str, error_rate: float, notes: str) -> dict[str, Any]:
+    labels = {"app": NAME}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "apiVersion": "glideslope.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
-            "replicas": replicas,
+            "version": version,
+            "replicas": 5,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels, "annotations": {"sim.glideslope.dev/error-rate": error_rate}},
-                "spec": {"containers": [{"name": "app", "image": f"shop/checkout:{revision}"}]},
+                "metadata": {"labels": labels, "annotations": {"sim.glideslope.dev/error-rate": str(error_rate)}},
+                "spec": {"containers": [{"name": "app", "image": f"shop/checkout:{version}"}]},
             },
+            "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            "strategy": {"type": "Canary", "canary": {"steps": [
+                {"setWeight": 20}, {"analysis": {"duration": "15s"}},
+                {"setWeight": 60}, {"analysis": {"duration": "10s"}},
+            ]}},
+            "analysis": {"interval": "1s", "triggers": [{
+                "name": "error-rate", "severity": "critical", "query": ERROR_RATE,
+                "failureCondition": "result > 0.05", "onNoData": "Inconclusive",
+            }]},
+            "releaseNotes": notes,
         },
     }
 
 
-def _service(name: str, revision: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"selector": {"app": "checkout", "glideslope.dev/revision": revision},
-                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-    }
-
-
-def manifests() -> list[dict[str, Any]]:
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "checkout", "namespace": NAMESPACE},
-        "spec": {"rules": [{"backendRefs": [
-            {"name": "checkout", "port": 80, "weight": 90},
-            {"name": "checkout-preview", "port": 80, "weight": 10},
-        ]}]},
-    }
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        _revision("checkout-v1", "v1", 3, "0"),
-        _revision("checkout-v2", "v2", 1, "0.2"),
-        _service("checkout", "v1"),
-        _service("checkout-preview", "v2"),
-        route,
-    ]
-
-
-def _promql(url: str, query: str) -> list[dict[str, Any]]:
-    full = f"{url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(full, timeout=3) as resp:
-        result: list[dict[str, Any]] = json.load(resp)["data"]["result"]
-    return result
-
-
-def _view(box: Sandbox, bins: build.Binaries) -> Group:
-    pods = json.loads(box.kubectl(bins, "get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
-    pod_table = Table(title=f"pods in {NAMESPACE}")
-    for col in ("pod", "revision", "node", "phase"):
-        pod_table.add_column(col)
-    for pod in pods:
-        pod_table.add_row(pod["metadata"]["name"], pod["metadata"]["labels"].get("glideslope.dev/revision", ""),
-                          pod["spec"].get("nodeName", "-"), pod["status"].get("phase", "?"))
-    sel = f'namespace="{NAMESPACE}"'
-    rates = {r["metric"]["revision"]: float(r["value"][1]) for r in _promql(
-        box.prometheus_url, f"sum by (revision) (rate(http_requests_total{{{sel}}}[5s]))")}
-    errors = {r["metric"]["revision"]: float(r["value"][1]) for r in _promql(
-        box.prometheus_url, f'sum by (revision) (rate(http_requests_total{{{sel},code=~"5.."}}[5s]))')}
-    total = sum(rates.values()) or 1.0
-    traffic = Table(title="simulated traffic, from Prometheus (HTTPRoute 90/10)")
-    for col in ("revision", "requests/s", "share", "error ratio"):
-        traffic.add_column(col, justify="right")
-    for rev in sorted(rates):
-        ratio = errors.get(rev, 0.0) / rates[rev] if rates[rev] else 0.0
-        traffic.add_row(rev, f"{rates[rev]:.1f}", f"{100 * rates[rev] / total:.0f} %", f"{ratio:.2f}")
-    return Group(pod_table, traffic)
+def _fresh_namespace(box: Sandbox, bins: build.Binaries) -> None:
+    """A demo run starts from nothing: the last run's Release (and its finalizer) goes first."""
+    found = box.kubectl(bins, "get", "releases", "-n", NAMESPACE, "-o", "name", "--ignore-not-found")
+    for name in found.stdout.split():
+        box.kubectl(bins, "patch", name, "-n", NAMESPACE, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    box.kubectl(bins, "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=60s")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and box.kubectl(
+            bins, "get", "namespace", NAMESPACE, "--ignore-not-found", "-o", "name").stdout.strip():
+        time.sleep(0.5)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default=".sandbox")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to watch")
-    parser.add_argument("--keep", action="store_true", help="leave the demo namespace in place")
     args = parser.parse_args()
+    console = Console()
     box = Sandbox(Path(args.dir))
     bins = build.ensure_binaries()
-    console = Console()
-    console.print(f"[bold]Applying the demo app to namespace {NAMESPACE}[/bold]")
-    box.kubectl(bins, "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                              "items": manifests()}))
-    deadline = time.monotonic() + args.seconds
-    with Live(console=console, refresh_per_second=2) as live:
-        while time.monotonic() < deadline:
-            try:
-                live.update(_view(box, bins))
-            except (OSError, RuntimeError, KeyError, ValueError) as exc:
-                live.update(f"waiting for the cluster: {exc}")
-            time.sleep(1)
-    if not args.keep:
-        box.kubectl(bins, "delete", "namespace", NAMESPACE, "--wait=false")
-    console.print("The sandbox keeps running: `glideslope sandbox down` stops it.")
+    config.load_kube_config(config_file=str(box.kubeconfig))
+
+    def apply(doc: dict[str, Any]) -> None:
+        box.kubectl(bins, "apply", "-f", "-", input=json.dumps(doc))
+
+    _fresh_namespace(box, bins)
+    apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    log_path = box.dir / "logs" / "demo-operator.log"
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "glideslope.cli.main", "operator", "--namespace", NAMESPACE,
+         "--prometheus-url", box.prometheus_url, "--metrics-port", str(box.ports.operator_metrics),
+         "--metrics-address", "127.0.0.1", "--interval", "1", "--log-format", "json"],
+        env={**os.environ, "KUBECONFIG": str(box.operator_kubeconfig)},
+        stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+    console.print(f"[bold]operator[/bold] running as ServiceAccount glideslope-system/glideslope "
+                  f"(pid {operator.pid}, log {log_path})")
+    outcomes: list[str | None] = []
+    try:
+        console.print(Rule("1.0.0: the first rollout"))
+        apply(release("1.0.0", 0.0, "### 1.0.0\n- First release"))
+        outcomes.append(follow(NAMESPACE, NAME, console, until_final=True, timeout=120))
+        console.print(Rule("1.1.0: a healthy canary"))
+        apply(release("1.1.0", 0.0, "### 1.1.0\n- Faster search"))
+        outcomes.append(follow(NAMESPACE, NAME, console, until_final=True, timeout=180))
+        console.print(Rule("1.2.0: a canary whose pods fail 30 % of requests"))
+        apply(release("1.2.0", 0.3, "### 1.2.0\n- New payment flow"))
+        outcomes.append(follow(NAMESPACE, NAME, console, until_final=True, timeout=180))
+        console.print(Rule("history"))
+        body = Releases(str(box.kubeconfig), None, NAMESPACE).get(NAME)
+        console.print(render_history(body))
+        console.print(Rule("release notes"))
+        for entry in (body.get("status") or {}).get("history", []):
+            console.print(f"{entry.get('version')}: {entry.get('outcome')} - {entry.get('reason') or ''}")
+        console.print(body["spec"].get("releaseNotes", ""))
+    finally:
+        operator.terminate()
+        try:
+            operator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+    console.print(f"outcomes: {outcomes}. The sandbox keeps running: `glideslope sandbox down` stops it.")
+    if outcomes != ["Succeeded", "Succeeded", "RolledBack"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
