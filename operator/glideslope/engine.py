@@ -56,6 +56,9 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         _invalid(kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
         return None
     problems = [str(e) for e in validate_spec(release.spec, _timezones())]
+    missing = router_for(release).check(kube, release)
+    if missing:
+        problems.append(missing)
     if problems:
         _invalid(kube, body, release, problems)
         return release

@@ -64,3 +64,18 @@ def test_bad_condition_and_zone_leave_the_stable_revision_serving(
     sandbox.apply(release("web", "2", CANARY, replicas=2), namespace)
     st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=90)
     assert {c["type"]: c["status"] for c in st["conditions"]}["Degraded"] == "False"
+
+
+def test_missing_httproute_is_named_and_nothing_is_deployed(
+        sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    routed = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}],
+                                           "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}}}}
+    sandbox.apply(release("shop", "1", routed, replicas=2), namespace)
+    cond = wait_until(lambda: degraded(sandbox, namespace, "shop"), timeout=30, what="Degraded/InvalidSpec")
+    assert "spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute" in cond["message"]
+    assert f"HTTPRoute {namespace}/shop not found" in cond["message"]
+    assert deployments(sandbox, namespace, "shop") == {}
+    # Once the route exists, the first rollout goes ahead.
+    sandbox.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
+                   "spec": {"rules": [{"backendRefs": [{"name": "shop", "port": 80}]}]}}, namespace)
+    wait_phase(sandbox, namespace, "shop", "Succeeded", version="1", timeout=60)

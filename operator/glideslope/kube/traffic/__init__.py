@@ -14,6 +14,10 @@ class TrafficRouter(Protocol):
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int) -> None:
         ...
 
+    def check(self, kube: Kube, release: Release) -> str | None:
+        """What the router needs that is missing (the field, and why), or None."""
+        ...
+
 
 def router_for(release: Release) -> TrafficRouter:
     from glideslope.kube.traffic import gateway_api, replicas

@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from glideslope.api import Release
-from glideslope.kube.client import FIELD_MANAGER, Kube
+from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -35,11 +35,26 @@ def reweighted(rules: list[dict[str, Any]], stable: str, preview: str, weight: i
     return out
 
 
+def _route_name(release: Release) -> str:
+    canary = release.spec.strategy.canary
+    assert canary and canary.traffic_routing and canary.traffic_routing.gateway_api
+    return canary.traffic_routing.gateway_api.http_route
+
+
 class GatewayAPIRouter:
+    def check(self, kube: Kube, release: Release) -> str | None:
+        name, namespace = _route_name(release), release.metadata.namespace
+        try:
+            kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except Exception as exc:
+            if not_found(exc):
+                return (f"spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute: HTTPRoute {namespace}/{name} "
+                        "not found (or the Gateway API CRDs are not installed)")
+            raise
+        return None
+
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int) -> None:
-        canary = release.spec.strategy.canary
-        assert canary and canary.traffic_routing and canary.traffic_routing.gateway_api
-        name = canary.traffic_routing.gateway_api.http_route
+        name = _route_name(release)
         namespace = release.metadata.namespace
         route = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         rules = (route.get("spec") or {}).get("rules") or []

@@ -10,3 +10,6 @@ from glideslope.kube.client import Kube
 class ReplicasRouter:
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int) -> None:
         return None
+
+    def check(self, kube: Kube, release: Release) -> str | None:
+        return None
