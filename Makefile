@@ -21,6 +21,7 @@ help:
 	@echo "make e2e       e2e tests against a running sandbox (make up first)"
 	@echo "make up/down   start/stop the sandbox in $(SANDBOX)/"
 	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
+	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make manifests regenerate deploy/ from the Helm chart"
 
@@ -80,6 +81,16 @@ e2e: install
 	GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m e2e -q -n $(E2E_WORKERS)
 
 # The models are the one source of the CRD; the chart carries a copy (Helm installs crds/).
+# Benchmarks print figures and write JSON to tests/bench/results/; they assert no time.
+.PHONY: bench
+bench: binaries
+	@status=0; \
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench -s -q || status=$$?; \
+	fi; \
+	exit $$status
+
 .PHONY: crds
 crds: install
 	$(GLIDESLOPE) crd > crds/glideslope.dev_releases.yaml

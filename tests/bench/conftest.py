@@ -1,0 +1,3 @@
+"""Benchmarks run on the sandbox like the e2e tests, with the same fixtures."""
+
+from tests.e2e.conftest import namespace, sandbox  # noqa: F401
