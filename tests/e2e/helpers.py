@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,15 @@ class Cluster:
         doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
         self.kubectl(*args, input=doc)
+
+    def kubeconfig_for(self, account: str, namespace: str, path: Path) -> Path:
+        """A kubeconfig at `path` for ServiceAccount `namespace/account`, with a TokenRequest token."""
+        token = self.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = account
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)

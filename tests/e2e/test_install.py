@@ -86,12 +86,7 @@ def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
     proc = None
     try:
         account = f"{helm_release}-glideslope"
-        token = sandbox.kubectl("create", "token", account, "-n", install_ns).stdout.strip()
-        config = yaml.safe_load(sandbox.kubeconfig.read_text())
-        config["users"] = [{"name": account, "user": {"token": token}}]
-        config["contexts"][0]["context"]["user"] = account
-        kubeconfig = tmp_path / "chart-operator.kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(config))
+        kubeconfig = sandbox.kubeconfig_for(account, install_ns, tmp_path / "chart-operator.kubeconfig")
 
         def as_chart(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sandbox.kubectl_bin, f"--kubeconfig={kubeconfig}", *args],

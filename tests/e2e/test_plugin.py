@@ -62,12 +62,7 @@ def test_missing_release_and_missing_permission_are_clear(sandbox: Cluster, name
 
     # An account with no RBAC at all.
     sandbox.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
-    token = sandbox.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
-    admin = yaml.safe_load(sandbox.kubeconfig.read_text())
-    admin["users"] = [{"name": "nobody", "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = "nobody"
-    nobody = tmp_path / "nobody.kubeconfig"
-    nobody.write_text(yaml.safe_dump(admin))
+    nobody = sandbox.kubeconfig_for("nobody", namespace, tmp_path / "nobody.kubeconfig")
     denied = kubectl_release(sandbox, "list", "-n", namespace, kubeconfig=nobody)
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr and "Traceback" not in denied.stderr
