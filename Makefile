@@ -51,7 +51,7 @@ install: system-deps $(VENV)/.installed
 
 .PHONY: binaries
 binaries: install
-	$(PY) -m glideslope.sandbox.build
+	$(GLIDESLOPE) build
 
 .PHONY: lint
 lint: install

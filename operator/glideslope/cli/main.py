@@ -43,9 +43,11 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from glideslope.sandbox.build import ensure_binaries
+    from glideslope.sandbox.build import ensure_binaries, ensure_helm
 
+    # The same set `make binaries` builds: the sandbox's binaries and helm.
     print(ensure_binaries(force=args.force).folder)
+    print(ensure_helm(force=args.force))
     return 0
 
 
@@ -59,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     sb.add_argument("--purge", action="store_true", help="with down: also delete etcd and Prometheus data")
     sb.set_defaults(func=_sandbox)
 
-    bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd and kwok binaries")
+    bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd, kwok and helm binaries")
     bd.add_argument("--force", action="store_true", help="rebuild even when cached")
     bd.set_defaults(func=_build)
 

@@ -258,14 +258,3 @@ def ensure_helm(force: bool = False) -> Path:
             for pkg in ("chartutil", "lint/rules") for part, value in (("Major", major), ("Minor", minor))])
         _run(["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], work, env)
     return helm
-
-
-def main() -> None:
-    """Build (or find) everything: the sandbox's binaries and helm; print where they are."""
-    force = "--force" in sys.argv
-    print(ensure_binaries(force=force).folder)
-    print(ensure_helm(force=force))
-
-
-if __name__ == "__main__":
-    main()
