@@ -71,7 +71,12 @@ def operator_fixture(sandbox: Cluster, namespace: str, tmp_path: Path) -> Iterat
     op.stop()
     # pytest shows captured output of failed tests only.
     print(f"--- operator log ({namespace}) ---\n{op.log()[-6000:]}")
-    # kopf's finalizer would keep the namespace alive without the operator.
+    release_finalizers(sandbox, namespace)
+
+
+def release_finalizers(sandbox: Cluster, namespace: str) -> None:
+    """Drop kopf's finalizer from the namespace's Releases: without a running operator it would
+    keep them, and so the namespace, from being deleted."""
     for name in sandbox.kubectl("get", "releases", "-n", namespace, "-o", "name", check=False).stdout.split():
         sandbox.kubectl("patch", name, "-n", namespace, "--type=merge", "-p",
                         '{"metadata":{"finalizers":null}}', check=False)

@@ -75,7 +75,7 @@ def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
         sandbox: Cluster, namespace: str, tmp_path: Path) -> None:
     """The chart's ServiceAccount, run as a process (the sandbox has no image registry), is
     enough for a canary, and is refused what it does not need."""
-    from tests.e2e.operator_fixture import release, wait_phase
+    from tests.e2e.operator_fixture import release, release_finalizers, wait_phase
 
     install_ns = f"{namespace}-op"[:63]
     helm_release = f"gs{uuid.uuid4().hex[:6]}"
@@ -120,8 +120,6 @@ def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        for name in sandbox.kubectl("get", "releases", "-n", namespace, "-o", "name", check=False).stdout.split():
-            sandbox.kubectl("patch", name, "-n", namespace, "--type=merge", "-p",
-                            '{"metadata":{"finalizers":null}}', check=False)
+        release_finalizers(sandbox, namespace)
         helm("uninstall", helm_release, "--namespace", install_ns, *env_args)
         sandbox.kubectl("delete", "namespace", install_ns, "--wait=false", check=False)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import REPO, Cluster, wait_until
-from tests.e2e.operator_fixture import release, status, wait_phase
+from tests.e2e.operator_fixture import release, release_finalizers, status, wait_phase
 
 pytestmark = pytest.mark.e2e
 
@@ -64,9 +64,7 @@ def lease(sandbox: Cluster, namespace: str) -> Iterator[str]:
     name = f"e2e-{namespace}"[:63]
     yield name
     sandbox.kubectl("delete", "lease", name, "-n", LEASE_NAMESPACE, "--ignore-not-found", check=False)
-    for rel in sandbox.kubectl("get", "releases", "-n", namespace, "-o", "name", check=False).stdout.split():
-        sandbox.kubectl("patch", rel, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                        check=False)
+    release_finalizers(sandbox, namespace)
 
 
 @pytest.fixture
