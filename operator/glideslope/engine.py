@@ -108,6 +108,12 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     for event in announcements:
         log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
         events.record(kube, release, event.reason, event.message, warning=event.warning)
+    # The closing record (one write per tick that announced something) and the notifications
+    # (queued for a worker): neither raises, neither waits on a receiver.
+    from glideslope.kube import records
+    from glideslope.notify.publish import publish
+    records.write(kube, release, decision.status, announcements, now)
+    publish(kube, release, decision.status, announcements, now=now)
     return release.model_copy(update={"status": decision.status})
 
 
