@@ -102,7 +102,8 @@ def release(*notifications: dict[str, Any]) -> Release:
     return Release.model_validate({
         "metadata": {"name": "checkout", "namespace": "shop", "uid": "u-1"},
         "spec": {"version": "2.5.0", "selector": {"matchLabels": {"app": "c"}},
-                 "template": {"metadata": {"labels": {"app": "c"}}, "spec": {"containers": [{"name": "a", "image": "c:1"}]}},
+                 "template": {"metadata": {"labels": {"app": "c"}},
+                              "spec": {"containers": [{"name": "a", "image": "c:1"}]}},
                  "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 10}]}},
                  "notifications": list(notifications)},
     })
