@@ -19,10 +19,13 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from glideslope.api import ConditionType, Release, parse_release, parse_status, status_patch
+from glideslope import gates
+from glideslope.api import ConditionType, Release, parse_duration, parse_release, parse_status, status_patch
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
+from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
+    APPROVED_BY,
     COMMANDS,
     DeleteRevision,
     Observation,
@@ -32,7 +35,7 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
-from glideslope.core.triggers import Due, due_measurements, rendered_queries, variables
+from glideslope.core.triggers import Due, due_measurements, gate_queries, rendered_queries, variables
 from glideslope.kube import events, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
@@ -64,8 +67,12 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         return release
     given = now
     now = given or datetime.now(UTC)
-    measurements = _analysis(kube, body, release, prometheus_url, now) if release.spec.analysis.triggers else {}
+    measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
+    measurements = _analysis(kube, body, release, prometheus_url, now) if measured else {}
     if measurements is None:
+        return release
+    gate_observations = _gates(kube, body, release, prometheus_url, now)
+    if gate_observations is None:
         return release
     if given is None and measurements:
         # Decide after the measurements were taken, so that nothing is timed before its cause.
@@ -74,8 +81,13 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     observation = Observation(
         generation=release.metadata.generation or 0,
         revisions=workloads.observe(kube, namespace, name),
-        commands={k: annotations[k] for k in COMMANDS if k in annotations},
+        commands={k: annotations[k] for k in (*COMMANDS, APPROVED_BY) if k in annotations},
         measurements=measurements,
+        gates=gate_observations,
+        zones={g.window.timezone: zoneinfo.ZoneInfo(g.window.timezone)
+               for g in release.spec.gates if g.window is not None},
+        name=name,
+        namespace=namespace,
     )
     decision = decide(release.spec, release.status, observation, now)
     resource_version: str = body["metadata"]["resourceVersion"]
@@ -108,12 +120,6 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     for event in announcements:
         log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
         events.record(kube, release, event.reason, event.message, warning=event.warning)
-    # The closing record (one write per tick that announced something) and the notifications
-    # (queued for a worker): neither raises, neither waits on a receiver.
-    from glideslope.kube import records
-    from glideslope.notify.publish import publish
-    records.write(kube, release, decision.status, announcements, now)
-    publish(kube, release, decision.status, announcements, now=now)
     return release.model_copy(update={"status": decision.status})
 
 
@@ -152,20 +158,9 @@ def _analysis(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_
     due = due_measurements(spec, release.status, candidate, values, now)
     if checked is not None and not due:
         return {}
-    prometheus = spec.analysis.prometheus
-    address = (prometheus.address if prometheus else None) or prometheus_url
-    if not address:
-        _invalid(kube, body, release, ["spec.analysis.prometheus.address: no Prometheus to query; set it, "
-                                       "or start the operator with --prometheus-url"])
+    provider = _prometheus(kube, body, release, prometheus_url)
+    if provider is None:
         return None
-    auth = None
-    if prometheus is not None and prometheus.secret_ref is not None:
-        try:
-            auth = secrets.prometheus_auth(kube, namespace, prometheus.secret_ref.name)
-        except secrets.SecretUnreadable as exc:
-            _invalid(kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
-            return None
-    provider = _provider(address, auth)
     if checked is None:
         queries, problems = rendered_queries(spec, values)
         refusals = _run(_check(provider, [q for _, q in queries]))
@@ -179,6 +174,60 @@ def _analysis(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_
             _invalid(kube, body, release, problems)
             return None
     return _run(_measure(provider, due, now))
+
+
+def _prometheus(kube: Kube, body: Mapping[str, Any], release: Release,
+                prometheus_url: str | None) -> PrometheusProvider | None:
+    """The Release's Prometheus (its own address and credentials, or the operator's); None when
+    there is none or its Secret cannot be read (then it is Degraded, with an Event)."""
+    prometheus = release.spec.analysis.prometheus
+    address = (prometheus.address if prometheus else None) or prometheus_url
+    if not address:
+        _invalid(kube, body, release, ["spec.analysis.prometheus.address: no Prometheus to query; set it, "
+                                       "or start the operator with --prometheus-url"])
+        return None
+    auth = None
+    if prometheus is not None and prometheus.secret_ref is not None:
+        try:
+            auth = secrets.prometheus_auth(kube, release.metadata.namespace or "", prometheus.secret_ref.name)
+        except secrets.SecretUnreadable as exc:
+            _invalid(kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
+            return None
+    return _provider(address, auth)
+
+
+def _gates(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_url: str | None,
+           now: datetime) -> dict[str, GateObservation] | None:
+    """What the gates due now say (None: the Release cannot be acted on this tick)."""
+    spec = release.spec
+    due = checklist.due(spec, release.status, parse_duration(spec.analysis.interval), now)
+    if not due:
+        return {}
+    meta = release.metadata
+    queries: dict[str, str] = {}
+    problems: list[str] = []
+    if any(g.metric is not None for g in due):
+        service_names = services.names(release)
+        values = variables(spec, release.status, revision_of(spec.template), namespace=meta.namespace or "",
+                           release=meta.name or "", service=service_names[0] if service_names else meta.name or "")
+        queries, problems = gate_queries(spec, values)
+    if problems:
+        _invalid(kube, body, release, problems)
+        return None
+
+    def measure(wanted: Mapping[str, str]) -> Mapping[str, Measurement]:
+        provider = _prometheus(kube, body, release, prometheus_url)
+        if provider is None:
+            return {}
+        return _run(_measure_queries(provider, wanted))
+
+    return gates.observe(kube, release, due, now, queries=queries, measure=measure)
+
+
+async def _measure_queries(provider: PrometheusProvider, queries: Mapping[str, str]) -> dict[str, Measurement]:
+    names = list(queries)
+    results = await asyncio.gather(*(provider.query(queries[n]) for n in names))
+    return dict(zip(names, results, strict=True))
 
 
 def _provider(address: str, auth: PrometheusAuth | None) -> PrometheusProvider:

@@ -279,6 +279,12 @@ class Strategy(ApiModel):
 # Gates
 
 
+class LocalObjectReference(ApiModel):
+    """An object in the Release's namespace."""
+
+    name: ObjectName
+
+
 class ApprovalGate(ApiModel):
     """Passed by `kubectl release approve NAME --gate GATE` (the `glideslope.dev/approve` annotation)."""
 
@@ -337,6 +343,9 @@ class MetricGate(ApiModel):
     """CEL over `result` (a double): the gate passes when it holds."""
     failure_condition: CelCondition | None = None
     """CEL over `result`: the gate fails when it holds."""
+    timeout_seconds: int = Field(default=600, ge=1)
+    """The gate fails if its condition has not been met by then; until then it is re-checked
+    every `spec.analysis.interval`."""
 
 
 class ReleaseGate(ApiModel):
@@ -357,6 +366,8 @@ class JobGate(ApiModel):
     """The gate fails if the Job has not succeeded by then."""
     backoff_limit: int = Field(default=0, ge=0)
     """Retries of the Job's pod before the gate fails."""
+    ttl_seconds_after_finished: int = Field(default=3600, ge=0)
+    """The finished Job (and its pods' logs) is deleted this long after it ends."""
 
 
 class SecretKeySelector(ApiModel):
@@ -387,6 +398,12 @@ class WebhookGate(ApiModel):
     url_from: ValueFrom | None = None
     """Read the URL from a Secret instead."""
     timeout_seconds: int = Field(default=10, ge=1, le=300)
+    """Per attempt."""
+    retries: int = Field(default=3, ge=0, le=10)
+    """Further attempts, with backoff, after a connection error, a timeout or a 5xx answer."""
+    headers_from: LocalObjectReference | None = None
+    """A Secret in the Release's namespace whose keys and values are sent as HTTP headers
+    (such as `Authorization`)."""
 
 
 GATE_KINDS = ("approval", "window", "metric", "release", "job", "webhook")
@@ -420,12 +437,6 @@ class Gate(ApiModel):
 
 # ---------------------------------------------------------------------------------------------
 # Analysis, validation, rollback, notifications
-
-
-class LocalObjectReference(ApiModel):
-    """An object in the Release's namespace."""
-
-    name: ObjectName
 
 
 class PrometheusSpec(ApiModel):

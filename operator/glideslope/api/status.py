@@ -34,6 +34,13 @@ class GateStatus(ApiModel):
     approved_by: str | None = None
     """Who approved an approval gate (the `glideslope.dev/approved-by` annotation)."""
     last_transition_time: Timestamp | None = None
+    started_at: Timestamp | None = None
+    """When its stage began checking it: timeouts count from here, and a Job gate's Job is
+    named after it."""
+    last_checked_time: Timestamp | None = None
+    """When the check last ran (a query, a request, a look at a Job or Release)."""
+    last_value: float | None = None
+    """A metric gate's last measured value."""
 
 
 class TriggerStatus(ApiModel):
@@ -108,6 +115,11 @@ class ReleaseStatus(ApiModel):
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     gates_display: str | None = None
     """Passed/total gates, e.g. `2/3`, for `kubectl get`."""
+    gate_stage: GateStage | None = None
+    """The stage whose gates are being checked now; absent when none is."""
+    paused_by: str | None = None
+    """Why a person paused the rollout (`kubectl release pause`, the `glideslope.dev/pause`
+    annotation); cleared by `kubectl release resume`. `spec.paused` is the declarative twin."""
     analysis: list[TriggerStatus] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=rules(
@@ -144,6 +156,7 @@ def step_display(current_step: int | None, total_steps: int | None) -> str | Non
 
 def gates_display(gates: list[GateStatus]) -> str | None:
     """The `Gates` column: passed of total, `2/3`."""
-    if not gates:
+    counted = [g for g in gates if g.state != GateState.SKIPPED]
+    if not counted:
         return None
-    return f"{sum(g.state == GateState.PASSED for g in gates)}/{len(gates)}"
+    return f"{sum(g.state == GateState.PASSED for g in counted)}/{len(counted)}"

@@ -37,6 +37,8 @@ class GateState(StrEnum):
     PENDING = "Pending"
     PASSED = "Passed"
     FAILED = "Failed"
+    # Not run in this rollout: a first rollout has no prePromotion or postDeploy stage.
+    SKIPPED = "Skipped"
 
 
 class Severity(StrEnum):

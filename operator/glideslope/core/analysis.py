@@ -112,7 +112,7 @@ class _Outcome(StrEnum):
 
 
 @lru_cache(maxsize=256)
-def _compiled(source: str) -> Condition:
+def compiled_condition(source: str) -> Condition:
     # Compiling CEL takes milliseconds; triggers are measured every few seconds for hours.
     return compile_condition(source)
 
@@ -135,9 +135,9 @@ def _judge(trigger: Trigger, measurement: Measurement) -> tuple[_Outcome, str]:
         return _Outcome.ERROR, "error: the trigger has neither successCondition nor failureCondition"
     shown = _format(value)
     try:
-        if trigger.failure_condition is not None and _compiled(trigger.failure_condition).holds(value):
+        if trigger.failure_condition is not None and compiled_condition(trigger.failure_condition).holds(value):
             return _Outcome.FAIL, f'{shown} meets failureCondition "{trigger.failure_condition}"'
-        if trigger.success_condition is not None and not _compiled(trigger.success_condition).holds(value):
+        if trigger.success_condition is not None and not compiled_condition(trigger.success_condition).holds(value):
             return _Outcome.FAIL, f'{shown} does not meet successCondition "{trigger.success_condition}"'
     except ConditionError as exc:
         return _Outcome.ERROR, f"error: condition: {exc}"

@@ -8,7 +8,7 @@ taken per call, so none is skipped. Commands (annotations) are consumed whatever
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from glideslope.api import (
     HISTORY_LIMIT,
@@ -16,6 +16,8 @@ from glideslope.api import (
     Condition,
     ConditionStatus,
     ConditionType,
+    GateStage,
+    GateState,
     HistoryEntry,
     HistoryOutcome,
     Phase,
@@ -23,14 +25,20 @@ from glideslope.api import (
     ReleaseStatus,
     Severity,
     TriggerStatus,
+    gates_display,
     step_display,
 )
 from glideslope.core.analysis import Action as Order
 from glideslope.core.analysis import Stage, Verdict, record, verdict
+from glideslope.core.gates import approval, checklist
 from glideslope.core.model import (
     ABORT,
+    APPROVE,
+    APPROVED_BY,
     COMMANDS,
+    PAUSE,
     PROMOTE,
+    RESUME,
     RETRY,
     UNDO,
     Action,
@@ -77,9 +85,12 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         _start(st, spec, candidate, steps, now, events)
     elif st.version != spec.version and st.phase in ROLLING_OUT:
         st.version = spec.version
+    checklist.sync(spec, st, now)
     consumed = tuple(k for k in COMMANDS if k in observation.commands)
     for key in consumed:
         _command(key, observation.commands[key], st, spec, strategy, steps, observation, now, events)
+    if APPROVE in consumed and APPROVED_BY in observation.commands:
+        consumed += (APPROVED_BY,)
 
     # Analysis: record what was measured, then obey the triggers' verdict (API.md severity table).
     judged = _analyse(st, spec, candidate, observation, events)
@@ -90,12 +101,17 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
                                   warning=True))
         judged = None
     found = judged[1] if judged is not None else None
+    _gates(st, spec, strategy, steps, candidate, observation, now, events)
 
     stable = st.stable_revision
     pinned = strategy.pins_active(spec)
     settled = st.step_started_at is None or (now - st.step_started_at).total_seconds() >= HANDOVER_SECONDS
     replicas: dict[str, int] = {}
-    if stable is None:
+    traffic: SetTraffic | None
+    if stable is None and st.phase in (Phase.GATED, Phase.FAILED):
+        # A first rollout held (or stopped) by its preDeploy gates: nothing exists yet.
+        traffic = None
+    elif stable is None:
         # The first rollout: nothing serves yet, so there is nothing to be careful of.
         ready = observation.ready(candidate)
         replicas[candidate] = spec.replicas
@@ -103,6 +119,10 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         st.message = f"first rollout: {ready}/{spec.replicas} pods ready"
         if ready >= spec.replicas:
             _finish(st, spec, candidate, now, events, downtime=None)
+    elif st.phase == Phase.GATED:
+        # Nothing of the candidate is created until its preDeploy gates pass.
+        replicas[stable] = spec.replicas
+        traffic = SetTraffic(stable if pinned else None, stable, 0)
     elif st.phase == Phase.VALIDATING and candidate != stable:
         traffic = _validate(st, spec, candidate, stable, pinned, settled, observation, found, now, events,
                             replicas)
@@ -118,7 +138,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
             st.weight, st.step_started_at, settled = 0, now, False
         moved = not (st.phase == Phase.ROLLING_BACK and st.weight)
         stable_ready = stable_up and settled and moved
-        if candidate != stable:
+        if candidate != stable and candidate in observation.revisions:
             replicas[candidate] = 0 if stable_ready else observation.replicas(candidate)
         # Until it has moved, traffic stays on the revision being undone (history's last entry).
         serving_revision = stable if moved else (st.history[-1].revision if st.history else None) or candidate
@@ -142,7 +162,8 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     actions: list[Action] = []
     actions += [ScaleRevision(r, n) for r, n in sorted(replicas.items()) if n > observation.replicas(r)
                 or r not in observation.revisions]
-    actions.append(traffic)
+    if traffic is not None:
+        actions.append(traffic)
     actions += [ScaleRevision(r, n) for r, n in sorted(replicas.items())
                 if not (n > observation.replicas(r) or r not in observation.revisions)]
     actions += [DeleteRevision(r) for r in _expired(st, candidate, observation, replicas)]
@@ -151,6 +172,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     st.observed_generation = observation.generation
     st.total_steps = len(steps)
     st.step_display = step_display(st.current_step, st.total_steps)
+    st.gates_display = gates_display(st.gates)
     st.replicas = sum(s.pods for s in observation.revisions.values())
     st.ready_replicas = sum(s.ready for s in observation.revisions.values())
     st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
@@ -165,7 +187,18 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     index = min(max(st.current_step or 1, 1), len(steps)) - 1
     started = st.step_started_at or now
     view = View(stable, candidate, observation, st.weight or 0, (now - started).total_seconds())
-    target: Target = strategy.target(spec, steps, index, view)
+    held = index >= strategy.full_step(steps) and checklist.waits(spec, st, GateStage.PRE_PROMOTION)
+    target: Target
+    if held:
+        # Until the prePromotion gates pass, the rollout holds where the step before full
+        # promotion left it (a strategy that promotes at once: nothing of the candidate).
+        before = strategy.full_step(steps) - 1
+        target = strategy.target(spec, steps, before, view) if before >= 0 else Target(
+            spec.replicas, 0, stable if strategy.pins_active(spec) else None, 0, False, "")
+        target = Target(target.stable_replicas, target.candidate_replicas, target.active, target.weight, False,
+                        checklist.summary(spec, st, GateStage.PRE_PROMOTION))
+    else:
+        target = strategy.target(spec, steps, index, view)
     replicas[stable] = target.stable_replicas
     replicas[candidate] = target.candidate_replicas
     st.weight = target.weight
@@ -175,8 +208,11 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     # only once every trigger has passed (no data, an error or a failure holds it).
     waived = st.promoted_step is not None and index + 1 <= st.promoted_step
     hold = found is not None and not found.promotable and not waived
-    if spec.paused:
-        st.phase, st.message = Phase.PAUSED, prefix + "paused (spec.paused)"
+    if spec.paused or st.paused_by:
+        why = "spec.paused" if spec.paused else st.paused_by
+        st.phase, st.message = Phase.PAUSED, prefix + f"paused ({why})"
+    elif held:
+        st.phase, st.message = Phase.PROGRESSING, prefix + target.message
     elif found is not None and found.action == Order.PAUSE and not waived:
         st.phase, st.message = Phase.PAUSED, prefix + f"paused by analysis: {found.message}"
     elif target.done and hold:
@@ -184,13 +220,17 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
         st.phase, st.message = target.phase, prefix + f"{target.message}; waiting for analysis: {found.message}"
     elif target.done and index + 1 == len(steps):
         downtime = (now - started).total_seconds() if spec.strategy.type == "BigBang" else None
-        if spec.validation.window_seconds > 0:
+        post = checklist.waits(spec, st, GateStage.POST_DEPLOY)
+        if spec.validation.window_seconds > 0 or post:
             st.phase, st.weight, st.step_started_at = Phase.VALIDATING, 100, now
             # A rollback in the window is timed from a failure in the window.
             st.downtime_seconds, st.breach_at = downtime, None
             st.message = f"validating {spec.version} ({candidate}): {spec.validation.window_seconds}s left"
+            also = "; postDeploy gates start" if post else ""
+            if post:
+                checklist.begin(spec, st, GateStage.POST_DEPLOY, now)
             events.append(RecordEvent("Validating", f"{spec.version} ({candidate}) fully promoted; validation "
-                                      f"window of {spec.validation.window_seconds}s started"))
+                                      f"window of {spec.validation.window_seconds}s started{also}"))
         else:
             _finish(st, spec, candidate, now, events, downtime=downtime)
     elif target.done:
@@ -215,7 +255,9 @@ def _validate(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, stable: str,
     started = st.step_started_at or now
     left = spec.validation.window_seconds - (now - started).total_seconds()
     waived = st.promoted_step is not None and st.promoted_step > (st.total_steps or 0)
-    if left <= 0 and (found is None or found.promotable or waived):
+    gated = checklist.waits(spec, st, GateStage.POST_DEPLOY)
+    paused = spec.paused or st.paused_by is not None
+    if left <= 0 and (found is None or found.promotable or waived) and not gated and not paused:
         _finish(st, spec, candidate, now, events, downtime=st.downtime_seconds)
         return traffic
     st.weight = 100
@@ -223,6 +265,10 @@ def _validate(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, stable: str,
         st.message = f"validating {spec.version} ({candidate}): {math.ceil(left)}s left"
     else:
         st.message = f"validation window over for {spec.version} ({candidate})"
+    if gated:
+        st.message += "; " + checklist.summary(spec, st, GateStage.POST_DEPLOY)
+    if paused:
+        st.message += f"; paused ({'spec.paused' if spec.paused else st.paused_by})"
     if found is not None and not found.promotable:
         st.message += f"; {'paused by' if found.action == Order.PAUSE else 'waiting for'} analysis: {found.message}"
     return traffic
@@ -270,13 +316,89 @@ def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[St
     st.started_at = st.step_started_at = now
     st.current_step, st.weight = 1, 0
     _reset_analysis(st)
+    # Gates belong to one revision: an approval given for another does not count.
+    st.gates, st.gate_stage = checklist.fresh(spec, now, first_rollout=st.stable_revision is None), None
     if st.stable_revision == candidate:
         st.phase, st.message = Phase.SUCCEEDED, f"{candidate} is already stable"
         st.current_step = len(steps)
+        st.gates = [g.model_copy(update={"state": GateState.SKIPPED, "message": "the revision is already stable"})
+                    for g in st.gates]
+        return
+    if _gate_deploy(st, spec, now, events):
         return
     st.phase = Phase.PROGRESSING
     st.message = f"step 1/{len(steps)}: {steps[0].describe()}" if st.stable_revision else "first rollout"
     events.append(RecordEvent("Started", f"rollout of {spec.version} ({candidate}) started"))
+
+
+def _gate_deploy(st: ReleaseStatus, spec: ReleaseSpec, now: datetime, events: list[RecordEvent]) -> bool:
+    """Hold a new (or retried) rollout behind its preDeploy gates, if it has any waiting."""
+    if not checklist.waits(spec, st, GateStage.PRE_DEPLOY):
+        return False
+    checklist.begin(spec, st, GateStage.PRE_DEPLOY, now)
+    st.phase = Phase.GATED
+    st.message = checklist.summary(spec, st, GateStage.PRE_DEPLOY)
+    events.append(RecordEvent("Gated", f"rollout of {st.version} ({st.revision}) waits for its preDeploy gates: "
+                              + ", ".join(g.name for g in spec.gates if g.stage == GateStage.PRE_DEPLOY)))
+    return True
+
+
+def _gates(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps: tuple[Step, ...],
+           candidate: str, observation: Observation, now: datetime, events: list[RecordEvent]) -> None:
+    """Run the gates of the stage the rollout is in: preDeploy while Gated, prePromotion once
+    the rollout reaches full promotion, postDeploy while Validating. A failed preDeploy gate
+    stops the release before anything changed; a failed prePromotion gate aborts to the stable
+    revision; a failed postDeploy gate rolls back."""
+    if st.revision != candidate:
+        return
+
+    def run(stage: GateStage) -> checklist.Outcome:
+        if st.gate_stage != stage:
+            checklist.begin(spec, st, stage, now)
+        outcome = checklist.run(spec, st, stage, observation.gates, observation.zones, namespace=observation.namespace,
+                                name=observation.name, now=now, announce=events)
+        if outcome.state != GateState.PENDING:
+            st.gate_stage = None
+        return outcome
+
+    stable = st.stable_revision
+    if st.phase == Phase.GATED:
+        outcome = run(GateStage.PRE_DEPLOY)
+        if outcome.state == GateState.PASSED:
+            # The deployment starts now: its durations and analysis count from here.
+            st.phase, st.started_at, st.step_started_at = Phase.PROGRESSING, now, now
+            st.message = f"step 1/{len(steps)}: {steps[0].describe()}" if stable else "first rollout"
+            events.append(RecordEvent("Started", f"preDeploy gates passed; rollout of {st.version} ({candidate}) "
+                                      "started"))
+        elif outcome.state == GateState.FAILED:
+            _record(st, HistoryEntry(version=st.version, revision=candidate, outcome=HistoryOutcome.FAILED,
+                                     started_at=st.started_at, finished_at=now,
+                                     duration_seconds=_seconds(st.started_at, now), reason=outcome.message))
+            st.phase = Phase.FAILED
+            st.message = f"{outcome.message}; nothing was changed; retry to check the gates again"
+            events.append(RecordEvent("Failed", st.message, warning=True))
+        else:
+            st.message = outcome.message
+        return
+    if stable is None or candidate == stable:
+        return
+    at_promotion = (st.current_step or 1) - 1 >= strategy.full_step(steps)
+    if st.phase in (Phase.PROGRESSING, Phase.PAUSED) and at_promotion and checklist.waits(
+            spec, st, GateStage.PRE_PROMOTION):
+        outcome = run(GateStage.PRE_PROMOTION)
+        if outcome.state == GateState.FAILED:
+            _roll_back(st, candidate, outcome.message, now)
+            events.append(RecordEvent("RollingBack", f"aborting {st.version} ({candidate}): {outcome.message}",
+                                      warning=True))
+        elif outcome.state == GateState.PASSED:
+            st.step_started_at = now
+    elif st.phase == Phase.VALIDATING and checklist.waits(spec, st, GateStage.POST_DEPLOY):
+        outcome = run(GateStage.POST_DEPLOY)
+        if outcome.state == GateState.FAILED:
+            # The previous revision is scaled down: traffic stays until it is Ready again.
+            _roll_back(st, candidate, outcome.message, now, keep_traffic=True)
+            events.append(RecordEvent("RollingBack", f"rolling back {st.version} ({candidate}): {outcome.message}",
+                                      warning=True))
 
 
 def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule,
@@ -316,17 +438,52 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
         st.phase, st.current_step, st.weight = Phase.PROGRESSING, 1, 0
         st.started_at = st.step_started_at = now
         _reset_analysis(st)
-        st.message = f"retry: step 1/{len(steps)}: {steps[0].describe()}"
+        checklist.retry(spec, st, now)
         events.append(RecordEvent("Retried", f"rollout of {st.version} ({st.revision}) started again"))
+        if not _gate_deploy(st, spec, now, events):
+            st.message = f"retry: step 1/{len(steps)}: {steps[0].describe()}"
+    elif key == APPROVE:
+        gate = next((g for g in spec.gates if g.name == value.strip() and g.approval is not None), None)
+        given = next((g for g in st.gates if gate is not None and g.name == gate.name), None)
+        if gate is None or given is None:
+            known = ", ".join(g.name for g in spec.gates if g.approval is not None) or "none"
+            events.append(RecordEvent("CommandIgnored", f"approve: no approval gate named {value.strip()!r} "
+                                      f"(approval gates: {known})", warning=True))
+        elif given.state != GateState.PENDING:
+            events.append(RecordEvent("CommandIgnored", f"approve: gate {gate.name} is already {given.state.value}"
+                                      + (f" ({given.message})" if given.message else "")))
+        else:
+            approved = approval.approve(given, observation.commands.get(APPROVED_BY), now)
+            st.gates = [approved if g.name == gate.name else g for g in st.gates]
+            events.append(RecordEvent("GatePassed", f"gate {gate.name} (approval, {gate.stage.value}) passed: "
+                                      f"{approved.message} for {st.version} ({st.revision})"))
+    elif key == PAUSE:
+        if not (st.phase in ROLLING_OUT and st.revision != st.stable_revision):
+            events.append(RecordEvent("CommandIgnored", "pause: no rollout in progress", warning=True))
+            return
+        st.paused_by = value.strip() or "paused by a person"
+        events.append(RecordEvent("Paused", f"rollout of {st.version} ({st.revision}) paused: {st.paused_by}"))
+    elif key == RESUME:
+        if st.paused_by is None:
+            why = "spec.paused is set: change the spec" if spec.paused else "not paused"
+            events.append(RecordEvent("CommandIgnored", f"resume: {why}", warning=True))
+            return
+        st.paused_by = None
+        st.phase = Phase.PROGRESSING if st.phase == Phase.PAUSED else st.phase
+        events.append(RecordEvent("Resumed", f"rollout of {st.version} ({st.revision}) resumed"))
     elif key == PROMOTE:
         if not rolling_out or spec.paused:
             events.append(RecordEvent("CommandIgnored", "promote: no running rollout to promote", warning=True))
             return
         if st.phase == Phase.VALIDATING:
-            # Ends the validation window now, whatever the triggers say.
+            # Ends the validation window now, whatever the triggers say; not the postDeploy
+            # gates, which are a checklist, not a judgement.
             st.promoted_step = len(steps) + 1
-            st.step_started_at = now
             events.append(RecordEvent("Promoted", f"promote {value or 'step'}: validation window ended"))
+            if checklist.waits(spec, st, GateStage.POST_DEPLOY) or st.paused_by:
+                st.step_started_at = now - timedelta(seconds=spec.validation.window_seconds)
+                return
+            st.step_started_at = now
             _finish(st, spec, st.revision or "", now, events, downtime=st.downtime_seconds)
             return
         current = (st.current_step or 1) - 1

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from enum import StrEnum
 
 from glideslope.api import Phase, ReleaseStatus
 from glideslope.core.analysis import Measurement
+from glideslope.core.gates import GateObservation
 
 RELEASE_LABEL = "glideslope.dev/release"
 REVISION_LABEL = "glideslope.dev/revision"
@@ -20,7 +22,12 @@ PROMOTE = "glideslope.dev/promote"
 ABORT = "glideslope.dev/abort"
 RETRY = "glideslope.dev/retry"
 UNDO = "glideslope.dev/undo"
-COMMANDS = (ABORT, UNDO, RETRY, PROMOTE)
+APPROVE = "glideslope.dev/approve"
+APPROVED_BY = "glideslope.dev/approved-by"
+"""Who approved; read with APPROVE and consumed with it."""
+PAUSE = "glideslope.dev/pause"
+RESUME = "glideslope.dev/resume"
+COMMANDS = (ABORT, UNDO, RETRY, APPROVE, PAUSE, RESUME, PROMOTE)
 """Command annotations this engine consumes, in the order they are obeyed."""
 
 
@@ -47,6 +54,13 @@ class Observation:
     measurements: Mapping[str, tuple[str, Measurement]] = field(default_factory=dict)
     """Trigger name -> (the resolved query, its measurement), for the triggers that were due
     this tick (`core.triggers.due_measurements`)."""
+    gates: Mapping[str, GateObservation] = field(default_factory=dict)
+    """Gate name -> what the shell found for the gates that were due (`checklist.due`)."""
+    zones: Mapping[str, tzinfo] = field(default_factory=dict)
+    """The time zones the window gates name (the shell reads the zone database)."""
+    name: str = ""
+    """The Release's name and namespace, for messages and a release gate's default namespace."""
+    namespace: str = ""
 
     def ready(self, revision: str | None) -> int:
         state = self.revisions.get(revision or "")

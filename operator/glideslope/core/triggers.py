@@ -21,7 +21,8 @@ from datetime import datetime
 from glideslope.api import Phase, ReleaseSpec, ReleaseStatus, Trigger, TriggerStatus, parse_duration
 from glideslope.core.analysis import QueryTemplateError, Stage, due, render_query
 
-ANALYSED_ROLLOUT = frozenset({Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED})
+# Not Gated: nothing of the candidate runs before its preDeploy gates pass.
+ANALYSED_ROLLOUT = frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED})
 
 
 def stage(status: ReleaseStatus, candidate: str) -> tuple[Stage, datetime] | None:
@@ -81,10 +82,27 @@ def rendered_queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list
     Prometheus before a rollout starts; and the problems found rendering them."""
     queries: list[tuple[str, str]] = []
     problems: list[str] = []
-    for i, trigger in enumerate(spec.analysis.triggers):
-        path = f"spec.analysis.triggers[{i}].query"
+    sources = [(f"spec.analysis.triggers[{i}].query", t.query) for i, t in enumerate(spec.analysis.triggers)]
+    sources += [(f"spec.gates[{i}].metric.query", g.metric.query) for i, g in enumerate(spec.gates)
+                if g.metric is not None]
+    for path, template in sources:
         try:
-            queries.append((path, render_query(trigger.query, values)))
+            queries.append((path, render_query(template, values)))
         except QueryTemplateError as exc:
             problems.append(f"{path}: {exc}")
+    return queries, problems
+
+
+def gate_queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The metric gates' queries as they are sent, by gate name; and the problems found
+    rendering them (each naming its field)."""
+    queries: dict[str, str] = {}
+    problems: list[str] = []
+    for i, gate in enumerate(spec.gates):
+        if gate.metric is None:
+            continue
+        try:
+            queries[gate.name] = render_query(gate.metric.query, values)
+        except QueryTemplateError as exc:
+            problems.append(f"spec.gates[{i}].metric.query: {exc}")
     return queries, problems

@@ -22,9 +22,9 @@ class SecretUnreadable(Exception):
     """The Secret is missing, forbidden to the operator, or does not hold usable credentials."""
 
 
-def prometheus_auth(kube: Kube, namespace: str, name: str) -> PrometheusAuth:
-    """`token`, or `username` and `password`, and optionally `ca.crt`, from the Secret."""
-    where = f"spec.analysis.prometheus.secretRef: Secret {namespace}/{name}"
+def read(kube: Kube, namespace: str, name: str, where: str) -> dict[str, str]:
+    """The Secret's keys and values as text; `where` names the field that refers to it, for
+    the error (missing, forbidden, not text)."""
     try:
         secret = kube.core.read_namespaced_secret(name, namespace)
     except kubernetes.client.ApiException as exc:
@@ -34,14 +34,21 @@ def prometheus_auth(kube: Kube, namespace: str, name: str) -> PrometheusAuth:
             raise SecretUnreadable(f"{where}: the operator may not read it (grant get on secrets in "
                                    f"{namespace} with a Role, e.g. the chart's secretNamespaces)") from exc
         raise SecretUnreadable(f"{where}: cannot read it ({exc.status} {exc.reason})") from exc
-    data: dict[str, str] = {}
+    out: dict[str, str] = {}
     for key, value in (secret.data or {}).items():
         try:
-            data[key] = base64.b64decode(value).decode()
+            out[key] = base64.b64decode(value).decode()
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise SecretUnreadable(f"{where}: key {key!r} is not UTF-8 text") from exc
     for key, value in (secret.string_data or {}).items():
-        data[key] = value
+        out[key] = value
+    return out
+
+
+def prometheus_auth(kube: Kube, namespace: str, name: str) -> PrometheusAuth:
+    """`token`, or `username` and `password`, and optionally `ca.crt`, from the Secret."""
+    where = f"spec.analysis.prometheus.secretRef: Secret {namespace}/{name}"
+    data = read(kube, namespace, name, where)
     token = data.get("token", "").strip() or None
     username, password = data.get("username"), data.get("password")
     if token is None and username is None and "ca.crt" not in data:

@@ -76,7 +76,8 @@ class WebhookNotifier:
         self._sleep = sleep
         self._rng = rng
 
-    async def send(self, url: str, payload: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT) -> DeliveryResult:
+    async def send(self, url: str, payload: Mapping[str, Any], *, timeout: float = DEFAULT_TIMEOUT,
+                   headers: Mapping[str, str] | None = None) -> DeliveryResult:
         """POST `payload` as JSON to `url`; 2xx is delivered. `timeout` bounds each attempt.
 
         Never raises for delivery problems (bad URL, unserialisable payload, network, HTTP
@@ -105,7 +106,8 @@ class WebhookNotifier:
         ) as session:
             result = DeliveryResult(False, 0, None, "not attempted")
             for attempt in range(1, self.attempts + 1):
-                result, retry, retry_after = await self._attempt(session, url, where, body, attempt, timeout)
+                result, retry, retry_after = await self._attempt(session, url, where, body, attempt, timeout,
+                                                                 headers or {})
                 if result.ok:
                     log.info("notification delivered to %s (HTTP %s, attempt %d)", where, result.status, attempt)
                     return result
@@ -119,11 +121,12 @@ class WebhookNotifier:
 
     async def _attempt(
         self, session: aiohttp.ClientSession, url: str, where: str, body: bytes, attempt: int, timeout: float,
+        headers: Mapping[str, str],
     ) -> tuple[DeliveryResult, bool, float | None]:
         """One POST: its result, whether another attempt may help, and the server's Retry-After."""
         try:
             # No redirects: following one would resend the body, maybe to another host.
-            async with session.post(url, data=body, allow_redirects=False) as response:
+            async with session.post(url, data=body, headers=dict(headers), allow_redirects=False) as response:
                 status = response.status
                 if 200 <= status < 300:
                     return DeliveryResult(True, attempt, status, None), False, None

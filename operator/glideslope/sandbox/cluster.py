@@ -258,7 +258,8 @@ class Sandbox:
             "--cidr=10.244.0.0/16", "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{self.ports.kwok}",
         ]
-        for stage in bins.kwok_stages:
+        # kwok's own stages, then the sandbox's (a Job pod that fails on request).
+        for stage in [*bins.kwok_stages, *sorted((Path(__file__).parent / "kwok").glob("*.yaml"))]:
             args.append(f"--config={stage}")
         self._ensure("kwok", args, lambda: _http_ok(f"http://127.0.0.1:{self.ports.kwok}/healthz"))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from glideslope.api import WindowGate
+from glideslope.api import GateState, WindowGate
+from glideslope.core.gates import Check
 
 # How far ahead to look for the next opening: a week covers every days/hours pattern; freeze
 # ends are added as starting points, so a long holiday freeze is looked past as well.
@@ -80,3 +81,9 @@ def window_state(gate: WindowGate, tz: tzinfo, now: datetime) -> WindowState:
     active = next((f for f in gate.freezes or [] if f.start <= now < f.end), None)
     why = f"frozen ({active.reason or 'freeze'}) until {active.end.isoformat()}" if active else "outside the window"
     return WindowState(False, f"{why}; opens at {shown}" if shown else f"{why}; no opening ahead", change)
+
+
+def check(gate: WindowGate, tz: tzinfo, now: datetime) -> Check:
+    """Passed while the window is open; otherwise Pending with when it opens. Never Failed."""
+    state = window_state(gate, tz, now)
+    return Check(GateState.PASSED if state.open else GateState.PENDING, state.message)

@@ -1,0 +1,48 @@
+"""Gates I/O: the shell's side of the gates that wait for an answer from outside.
+
+`observe` looks at the gates `core.gates.checklist.due` names (one module per kind that needs
+I/O: `job`, `release`, `webhook`; metric gates are measured by the engine's Prometheus
+provider) and returns what it found, for `decide` to judge. A look that fails is logged and
+left out: the gate keeps waiting (and its timeout, if any, still runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+
+from glideslope.api import Gate, Release
+from glideslope.core.analysis import Measurement
+from glideslope.core.gates import GateObservation
+from glideslope.gates import job, release, webhook
+from glideslope.kube.client import Kube
+
+log = logging.getLogger(__name__)
+
+Measure = Callable[[Mapping[str, str]], Mapping[str, Measurement]]
+"""Gate name -> resolved query, to gate name -> measurement."""
+
+
+def observe(kube: Kube, subject: Release, due: Sequence[Gate], now: datetime, *,
+            queries: Mapping[str, str], measure: Measure | None) -> dict[str, GateObservation]:
+    """What the due gates say now. `queries` holds the metric gates' resolved queries."""
+    out: dict[str, GateObservation] = {}
+    wanted = {g.name: queries[g.name] for g in due if g.metric is not None and g.name in queries}
+    if wanted and measure is not None:
+        out.update(measure(wanted))
+    for gate in due:
+        try:
+            if gate.release is not None:
+                out[gate.name] = release.observe(kube, subject, gate.release)
+            elif gate.job is not None:
+                found = job.observe(kube, subject, gate.name, gate.job)
+                if found is not None:
+                    out[gate.name] = found
+            elif gate.webhook is not None:
+                out[gate.name] = webhook.ask(kube, subject, gate.name, gate.webhook)
+        except Exception:
+            # The next tick looks again; a broken gate must not stop the reconcile of the rest.
+            log.exception("%s/%s: gate %s: could not look", subject.metadata.namespace, subject.metadata.name,
+                          gate.name)
+    return out
