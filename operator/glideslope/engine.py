@@ -36,9 +36,10 @@ from glideslope.core.model import (
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
 from glideslope.core.triggers import Due, due_measurements, gate_queries, rendered_queries, variables
-from glideslope.kube import events, releases, secrets, services, workloads
+from glideslope.kube import events, records, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
+from glideslope.notify.publish import publish
 from glideslope.prom import PrometheusAuth, PrometheusProvider
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,10 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     for event in announcements:
         log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
         events.record(kube, release, event.reason, event.message, warning=event.warning)
+    # The closing record (one write per tick that announced something) and the notifications
+    # (queued for a worker): neither raises, neither waits on a receiver.
+    records.write(kube, release, decision.status, announcements, now)
+    publish(kube, release, decision.status, announcements, now=now)
     return release.model_copy(update={"status": decision.status})
 
 
