@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.helpers import REPO, Cluster
-from tests.e2e.operator_fixture import Operator, operator_fixture, release, wait_phase  # noqa: F401
+from tests.e2e.helpers import REPO, Cluster, wait_until
+from tests.e2e.operator_fixture import Operator, operator_fixture, release, status, wait_phase  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +86,53 @@ def test_live_view_follows_a_rollout_to_its_end(sandbox: Cluster, namespace: str
     assert phase == "Succeeded"
     text = out.getvalue()
     assert "setWeight 50" in text and "revisions" in text and "Started" in text
+
+
+def test_every_command_drives_a_rollout(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    """approve, pause, resume, promote, undo, retry, promote --full, abort, then history and notes,
+    each as a person types it, each obeyed by the operator."""
+    def run(*args: str) -> str:
+        res = kubectl_release(sandbox, *args[:1], "drive", *args[1:], "-n", namespace)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "1h"}}]}}
+    gate = [{"name": "change-approved", "stage": "preDeploy", "approval": {}}]
+    sandbox.apply(release("drive", "1", steps, replicas=2), namespace)
+    wait_phase(sandbox, namespace, "drive", "Succeeded", version="1")
+    sandbox.apply(release("drive", "2", steps, replicas=2, gates=gate, releaseNotes="- two"), namespace)
+    wait_phase(sandbox, namespace, "drive", "Gated", version="2")
+
+    run("approve", "--gate", "change-approved", "--as", "alice")
+    wait_until(lambda: status(sandbox, namespace, "drive").get("currentStep") == 2, 60, "step 2 (the 1h pause)")
+    run("pause", "--reason", "db migration")
+    paused = wait_phase(sandbox, namespace, "drive", "Paused", version="2")
+    assert "db migration" in paused["message"]
+    assert "glideslope.dev/pause" not in annotations(sandbox, namespace, "drive")  # consumed
+    run("resume")
+    wait_phase(sandbox, namespace, "drive", "Progressing", version="2")
+    run("promote")
+    wait_phase(sandbox, namespace, "drive", "Succeeded", version="2")
+
+    run("undo")
+    undone = wait_phase(sandbox, namespace, "drive", "RolledBack", version="2")
+    assert undone["stableVersion"] == "1"
+    run("retry")
+    wait_until(lambda: status(sandbox, namespace, "drive").get("currentStep") == 2, 60, "step 2 again")
+    run("promote", "--full")
+    assert wait_phase(sandbox, namespace, "drive", "Succeeded", version="2")["stableVersion"] == "2"
+
+    sandbox.apply(release("drive", "3", steps, replicas=2), namespace)
+    wait_until(lambda: status(sandbox, namespace, "drive").get("currentStep") == 2, 60, "3 at step 2")
+    run("abort", "--reason", "bad latency")
+    wait_phase(sandbox, namespace, "drive", "RolledBack", version="3")
+
+    history = run("history")
+    assert history.count("RolledBack") == 2 and "abort: bad latency" in history
+    notes = run("notes", "--revision", "2")
+    timeline = notes.split("## Timeline", 1)[1].split("\n## ", 1)[0]
+    for reason in ("GatePassed", "Paused", "Resumed", "Promoted", "Undo", "RolledBack", "Retried", "Succeeded"):
+        assert f"| {reason} |" in timeline.replace("**", ""), (reason, notes)
+    assert "| change-approved | preDeploy | Passed |" in notes and "alice" in notes
+    assert "- two" in notes
+    assert "abort: bad latency" in run("notes")

@@ -16,12 +16,16 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_status
+from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_release, parse_status
 from glideslope.cli.live import FINAL_PHASES, Watcher
+from glideslope.core import notes
+from glideslope.kube import records
+from glideslope.kube.client import Kube
 
 ANNOTATION_PREFIX = "glideslope.dev/"
 
@@ -46,6 +50,7 @@ class Releases:
             default_ns = "default"
         self.namespace: str = namespace or default_ns
         self.api = client.CustomObjectsApi()
+        self.core = client.CoreV1Api()
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -74,6 +79,13 @@ class Releases:
         body: dict[str, Any] = self._call(f"release {name}", self.api.get_namespaced_custom_object,
                                           GROUP, VERSION, self.namespace, PLURAL, name)
         return body
+
+    def record(self, name: str) -> notes.Record | None:
+        """The closing record the operator keeps (ConfigMap `<name>-record`); None: none yet."""
+        kube = Kube(self.api.api_client, self.core, None, self.api)
+        found: notes.Record | None = self._call(f"record of release {name} (ConfigMap {records.name_for(name)})",
+                                                records.read, kube, self.namespace, name)
+        return found
 
     def annotate(self, name: str, annotations: dict[str, str]) -> None:
         self.get(name)  # a clear "not found" before a patch that would say less
@@ -144,6 +156,30 @@ def render_history(body: dict[str, Any]) -> Table:
     return table
 
 
+def release_notes(body: dict[str, Any], record: notes.Record | None, wanted: str | None = None, *,
+                  every: bool = False) -> str:
+    """The release notes and closing record of one rollout (`wanted`: a revision, a unique
+    prefix of one, or a version; default the current one), or of every rollout, as Markdown.
+    The stored record is brought up to date with the status as it is now."""
+    meta = body["metadata"]
+    try:
+        release = parse_release(body)
+    except ValidationError as exc:
+        raise PluginError(f"release {meta['name']}: its spec cannot be read: {exc.error_count()} problem(s)") from exc
+    folded = notes.fold(record or notes.Record(), release.spec, release.status, [],
+                        release=meta["name"], namespace=meta["namespace"])
+    if every:
+        if not folded.rollouts:
+            raise PluginError(f"release {meta['name']}: nothing rolled out yet")
+        return "\n---\n\n".join(notes.render(folded, r) for r in reversed(folded.rollouts))
+    rollout = folded.find(wanted)
+    if rollout is None:
+        known = ", ".join(f"{r.version} ({r.revision})" for r in folded.rollouts) or "none yet"
+        what = f"no rollout of {wanted!r}" if wanted else "nothing rolled out yet"
+        raise PluginError(f"release {meta['name']}: {what}; recorded: {known}")
+    return notes.render(folded, rollout)
+
+
 def command_annotations(args: argparse.Namespace) -> dict[str, str]:
     """The annotation(s) a command sets (API.md, "Commands")."""
     if args.command == "approve":
@@ -157,6 +193,10 @@ def command_annotations(args: argparse.Namespace) -> dict[str, str]:
         return {f"{ANNOTATION_PREFIX}retry": "true"}
     if args.command == "undo":
         return {f"{ANNOTATION_PREFIX}undo": args.revision or ""}
+    if args.command == "pause":
+        return {f"{ANNOTATION_PREFIX}pause": args.reason or "paused by kubectl release"}
+    if args.command == "resume":
+        return {f"{ANNOTATION_PREFIX}resume": ""}
     raise PluginError(f"unknown command {args.command}")
 
 
@@ -199,6 +239,16 @@ def parser() -> argparse.ArgumentParser:
     un = sub.add_parser("undo", help="go back to the previous revision")
     un.add_argument("name")
     un.add_argument("--revision", default=None)
+    pa = sub.add_parser("pause", help="hold the rollout where it is until `resume`")
+    pa.add_argument("name")
+    pa.add_argument("--reason", default=None)
+    sub.add_parser("resume", help="go on after `pause`").add_argument("name")
+    no = sub.add_parser("notes", help="release notes and the closing record of a rollout, as Markdown")
+    no.add_argument("name")
+    which = no.add_mutually_exclusive_group()
+    which.add_argument("--revision", default=None, help="a revision (or a prefix of one) or a version; "
+                       "default: the current rollout")
+    which.add_argument("--all", dest="every", action="store_true", help="every recorded rollout, newest first")
     return p
 
 
@@ -222,6 +272,11 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         out.print(render_status(releases.get(args.name)))
     elif args.command == "history":
         out.print(render_history(releases.get(args.name)))
+    elif args.command == "notes":
+        body = releases.get(args.name)
+        text = release_notes(body, releases.record(args.name), args.revision, every=args.every)
+        # Plain Markdown, as stored: for a terminal, a file or a pull request alike.
+        out.print(text, markup=False, highlight=False, emoji=False)
     else:
         annotations = command_annotations(args)
         releases.annotate(args.name, annotations)

@@ -340,7 +340,7 @@ def render(record: Record, rollout: RolloutRecord) -> str:
         out += ["| gate | stage | state | message |", "|---|---|---|---|"]
         for g in rollout.gates:
             message = g.message or ""
-            if g.approved_by:
+            if g.approved_by and g.approved_by not in message:
                 message = f"{message} (approved by {g.approved_by})".strip()
             out.append(f"| {_cell(g.name)} | {g.stage or ''} | {g.state} | {_cell(message)} |")
     else:
