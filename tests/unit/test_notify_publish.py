@@ -230,3 +230,21 @@ def test_publish_never_raises() -> None:
 
     rel = release({"name": "n", "webhook": {"url": "http://127.0.0.1:9/x"}})
     publish(kube(), rel, STATUS, [RecordEvent("Started", "x")], publisher=Broken())
+
+
+def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
+    slow = Receiver(delay=0.5)
+    try:
+        rel = release({"name": "slow", "webhook": {"url": slow.url()}},
+                      {"name": "fast", "webhook": {"url": receiver.url()}})
+        pub = fast_publisher(workers=4)
+        for reason in ("Started", "Promoted", "Succeeded"):
+            publish(kube(), rel, STATUS, [RecordEvent(reason, "x")], now=STATUS_AT, publisher=pub)
+        deadline = time.monotonic() + 1.0
+        while len(receiver.bodies) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.events() == ["Started", "Promoted", "Succeeded"]
+        assert len(slow.bodies) < 3  # still working through its own, in order
+        assert pub.drain(10) and slow.events() == ["Started", "Promoted", "Succeeded"]
+    finally:
+        slow.shutdown()

@@ -2,8 +2,8 @@
 
 The engine calls `publish` after the Events are recorded; it only builds the messages and
 queues them, so a slow or failing receiver never holds a rollout. Deliveries run in a few
-worker threads, each with its own bounded queue; a Release always goes to the same worker,
-so its receivers hear its events in order. A worker reads the webhook URL (from the Secret in
+worker threads, each with its own bounded queue; a Release's notification always goes to the
+same worker, so each receiver hears a Release's events in order. A worker reads the webhook URL (from the Secret in
 the Release's namespace when `urlFrom` is used), sends with `WebhookNotifier`'s retries and
 backoff, and records a Warning Event `NotificationFailed` when a receiver keeps failing.
 A full queue drops the newest message (with a log line): memory stays bounded.
@@ -90,16 +90,16 @@ def release_event(release: Release, status: ReleaseStatus, announced: RecordEven
 
 @dataclass(frozen=True)
 class Delivery:
-    """One announcement of one Release, for the notifications that want it."""
+    """One announcement of one Release, for one of its notifications."""
 
     kube: Kube
     release: Release
     event: ReleaseEvent
-    notifications: tuple[Notification, ...]
+    notification: Notification
 
 
 class Publisher:
-    """Worker threads delivering `Delivery`s; a Release's deliveries stay in order."""
+    """Worker threads delivering `Delivery`s; those of one notification of one Release stay in order."""
 
     def __init__(self, *, workers: int = 2, queue_size: int = 256, notifier: WebhookNotifier | None = None,
                  timeout: float = 10.0) -> None:
@@ -113,13 +113,14 @@ class Publisher:
         """Queue it; False (and a log line) when its worker's queue is full. Never blocks."""
         self._ensure_started()
         meta = delivery.release.metadata
-        # A stable hash (not hash(), salted per process) so a Release keeps its worker.
-        index = zlib.crc32(f"{meta.namespace}/{meta.name}".encode()) % len(self._queues)
+        # A stable hash (not hash(), salted per process) so a receiver of a Release keeps its worker.
+        key = f"{meta.namespace}/{meta.name}/{delivery.notification.name}"
+        index = zlib.crc32(key.encode()) % len(self._queues)
         try:
             self._queues[index].put_nowait(delivery)
         except queue.Full:
-            log.warning("%s/%s: notification queue full, %s not sent", meta.namespace, meta.name,
-                        delivery.event.event)
+            log.warning("%s/%s: notification queue full, %s not sent to %s", meta.namespace, meta.name,
+                        delivery.event.event, delivery.notification.name)
             return False
         return True
 
@@ -155,7 +156,7 @@ class Publisher:
                 try:
                     if delivery is None:
                         return
-                    loop.run_until_complete(self._deliver(delivery))
+                    loop.run_until_complete(self._one(delivery))
                 except Exception:  # a worker must outlive any one delivery
                     log.exception("notification delivery failed")
                 finally:
@@ -163,12 +164,8 @@ class Publisher:
         finally:
             loop.close()
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        # Receivers of one event do not wait for each other; the next event waits for all.
-        await asyncio.gather(*(self._one(delivery, n) for n in delivery.notifications))
-
-    async def _one(self, delivery: Delivery, notification: Notification) -> None:
-        release, event = delivery.release, delivery.event
+    async def _one(self, delivery: Delivery) -> None:
+        release, event, notification = delivery.release, delivery.event, delivery.notification
         where = f"notification {notification.name} ({event.event})"
         try:
             url = webhook_url(delivery.kube, release, notification)
@@ -248,8 +245,10 @@ def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: 
             event = notification_event(announced.reason)
             if event is None:
                 continue
-            chosen = tuple(n for n in release.spec.notifications if wants(n, event))
+            chosen = [n for n in release.spec.notifications if wants(n, event)]
             if chosen:
-                target.submit(Delivery(kube, release, release_event(release, status, announced, event, at), chosen))
+                said = release_event(release, status, announced, event, at)
+                for notification in chosen:
+                    target.submit(Delivery(kube, release, said, notification))
     except Exception:  # notifications are for people; a rollout must never wait on them
         log.exception("%s/%s: notifications not queued", release.metadata.namespace, release.metadata.name)
