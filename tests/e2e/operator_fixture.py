@@ -158,6 +158,18 @@ def annotate(sandbox: Cluster, namespace: str, name: str, key: str, value: str) 
     sandbox.kubectl("annotate", "--overwrite", "release", name, "-n", namespace, f"{key}={value}")
 
 
+def grant_secrets(sandbox: Cluster, namespace: str) -> None:
+    """Let the operator read Secrets in `namespace`, as the chart's `secretNamespaces` does."""
+    sandbox.apply([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "glideslope-secrets"},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "glideslope-secrets"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "glideslope-secrets"},
+         "subjects": [{"kind": "ServiceAccount", "name": "glideslope", "namespace": "glideslope-system"}]},
+    ], namespace)
+
+
 def events(sandbox: Cluster, namespace: str) -> list[str]:
     items = sandbox.get_json("events", "-n", namespace, "--field-selector", "involvedObject.kind=Release")["items"]
     return [e["reason"] for e in items]

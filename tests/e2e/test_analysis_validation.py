@@ -13,6 +13,7 @@ from tests.e2e.operator_fixture import (
     Operator,
     deployments,
     events,
+    grant_secrets,
     operator_fixture,  # noqa: F401
     release,
     selector,
@@ -76,17 +77,6 @@ def test_failure_in_validation_window_rolls_back(sandbox: Cluster, namespace: st
     assert "Validating" in events(sandbox, namespace)
 
 
-def _grant_secrets(sandbox: Cluster, namespace: str) -> None:
-    sandbox.apply([
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "glideslope-secrets"},
-         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "glideslope-secrets"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "glideslope-secrets"},
-         "subjects": [{"kind": "ServiceAccount", "name": "glideslope", "namespace": "glideslope-system"}]},
-    ], namespace)
-
-
 def test_prometheus_secret(sandbox: Cluster, namespace: str, operator: Operator) -> None:
     canary = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "2s"}}]}}
     spec = {"analysis": {**analysis(trigger("critical")), "prometheus": {
@@ -105,7 +95,7 @@ def test_prometheus_secret(sandbox: Cluster, namespace: str, operator: Operator)
     assert "SecretUnreadable" in events(sandbox, namespace)
     assert deployments(sandbox, namespace, "web") == {}
     # a namespaced Role lets it go on, with the token
-    _grant_secrets(sandbox, namespace)
+    grant_secrets(sandbox, namespace)
     wait_phase(sandbox, namespace, "web", "Succeeded", version="1", timeout=60)
     sandbox.apply(release("web", "2", canary, **spec), namespace)
     st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=90)

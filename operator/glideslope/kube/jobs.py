@@ -24,7 +24,9 @@ def manifest(release: Release, gate_name: str, gate: JobGate, revision: str, nam
     labels = {RELEASE_LABEL: release.metadata.name or "", REVISION_LABEL: revision, GATE_LABEL: gate_name}
     template = gate.template.to_dict()
     template.setdefault("metadata", {})
-    template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
+    # The pods get the gate's label only: with the release and revision labels they would be
+    # counted among the revision's serving pods.
+    template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), GATE_LABEL: gate_name}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": release.metadata.namespace, "labels": labels,
