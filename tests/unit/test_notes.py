@@ -126,11 +126,12 @@ def test_a_rollback_keeps_the_failing_values_and_the_rollback_time() -> None:
     r.tick(V3, status(V3, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(100), started_at=at(100),
                       history=history, **stable), at(100), RecordEvent("Started", "rollout of 1.2.0 started"))
     failing = [TriggerStatus(name="error-rate", severity=Severity.HIGH, state=AnalysisState.FAILING,
-                             last_value=0.31, failures=3, successes=1)]
+                             last_value=0.31, failures=3, successes=1, query="sum(rate(x[5s]))")]
     for i in range(3):  # a trigger failing at every measurement is one entry, counted
         r.tick(V3, status(V3, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(100),
                           started_at=at(100), history=history, analysis=failing, **stable), at(101 + i),
-               RecordEvent("TriggerFailed", f"trigger error-rate (high): failed {i + 1} times", warning=True))
+               RecordEvent("TriggerFailed", f"trigger error-rate (high): failed {i + 1} times; query: sum(rate(x[5s]))",
+                           warning=True))
     back = HistoryEntry(version="1.2.0", revision=R3, outcome=HistoryOutcome.ROLLED_BACK, started_at=at(100),
                         finished_at=at(103), duration_seconds=3.0, reason="trigger error-rate failed")
     r.tick(V3, status(V3, phase=Phase.ROLLING_BACK, current_step=1, started_at=at(100), history=[*history, back],
@@ -144,14 +145,15 @@ def test_a_rollback_keeps_the_failing_values_and_the_rollback_time() -> None:
     assert [(e.reason, e.count) for e in rollout.timeline] == [
         ("Started", 1), ("Step", 1), ("TriggerFailed", 3), ("RollingBack", 1), ("RolledBack", 1)]
     repeated = rollout.timeline[2]
-    assert repeated.until == at(103) and repeated.message.endswith("failed 3 times")
+    assert repeated.until == at(103) and "failed 3 times" in repeated.message
     assert len(rollout.attempts) == 1 and rollout.attempts[0].rollback_seconds == 4.5  # updated, not added
     assert rollout.analysis[0].last_value == 0.31  # the values that rolled it back, not the reset
     text = notes.render(r.record, rollout)
     assert "**Durations:** deployment 3.0s, rollback 4.5s" in text
     assert "**Outcome:** **RolledBack**: trigger error-rate failed" in text
     assert "| error-rate | high | Failing | 0.31 | 1 | 3 | 0 | 0 |" in text
-    assert "| TriggerFailed \u00d73 |" in text.replace("**", "")
+    assert "| TriggerFailed \u00d73 | trigger error-rate (high): failed 3 times |" in text.replace("**", "")
+    assert text.count("sum(rate(x[5s]))") == 1 and "- `error-rate`: `sum(rate(x[5s]))`" in text  # said once
     # The earlier rollout keeps its own notes, not the new spec's.
     older = r.record.find("1.1.0")
     assert older is not None and older.notes == "### 1.1.0\n- Faster search" and older.outcome == "Succeeded"

@@ -12,6 +12,7 @@ bounded: `MAX_ROLLOUTS` rollouts, `MAX_TIMELINE` entries each, `MAX_BYTES` in al
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -310,7 +311,7 @@ def render(record: Record, rollout: RolloutRecord) -> str:
             if entry.warning:
                 event = f"**{event}**"
             when = _time(entry.at) + (f" \u2013 {_clock(entry.until)}" if entry.until else "")
-            out.append(f"| {when} | {_after(start, entry.at)} | {event} | {_cell(entry.message)} |")
+            out.append(f"| {when} | {_after(start, entry.at)} | {event} | {_cell(_short(entry.message))} |")
     else:
         out.append("_nothing recorded_")
     out.append("")
@@ -320,7 +321,8 @@ def render(record: Record, rollout: RolloutRecord) -> str:
                 "|---|---|---|---|---|---|"]
         for a in rollout.attempts:
             out.append(f"| {a.outcome} | {_time(a.started_at)} | {_time(a.finished_at)} | "
-                       f"{_seconds(a.duration_seconds)} | {_seconds(a.rollback_seconds)} | {_cell(a.reason or '')} |")
+                       f"{_seconds(a.duration_seconds)} | {_seconds(a.rollback_seconds)} | "
+                       f"{_cell(_short(a.reason or ''))} |")
         out.append("")
 
     out += ["## Analysis", ""]
@@ -331,6 +333,10 @@ def render(record: Record, rollout: RolloutRecord) -> str:
             value = "-" if t.last_value is None else f"{t.last_value:.6g}"
             out.append(f"| {_cell(t.name)} | {t.severity or ''} | {t.state} | {value} | {t.successes} | "
                        f"{t.failures} | {t.inconclusive} | {t.errors} |")
+        queries = [t for t in rollout.analysis if t.query]
+        if queries:
+            out.append("")
+            out += [f"- `{t.name}`: `{' '.join((t.query or '').split()).replace('`', chr(39))}`" for t in queries]
     else:
         out.append("_no rollback triggers measured_")
     out.append("")
@@ -359,7 +365,7 @@ def _outcome(rollout: RolloutRecord) -> str:
         text += f": {last.reason}"
     elif rollout.message and outcome != Phase.SUCCEEDED:
         text += f": {rollout.message}"
-    return _cell(text)
+    return _cell(_short(text))
 
 
 def _durations(rollout: RolloutRecord) -> str:
@@ -392,6 +398,14 @@ def _after(start: datetime, at: datetime) -> str:
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}s"
+
+
+# Trigger messages end in the query they ran; the Analysis section shows each query once.
+_QUERY = re.compile(r"; query: .*?(?=; retry to roll out|$)", re.DOTALL)
+
+
+def _short(text: str) -> str:
+    return _QUERY.sub("", text)
 
 
 def _cell(text: str) -> str:

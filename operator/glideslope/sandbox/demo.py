@@ -4,7 +4,8 @@
 2. rolls `checkout` out at 1.0.0, then canaries 1.1.0 (healthy) to success, live;
 3. canaries 1.2.0, whose pods fail 30 % of their requests: the error-rate trigger rolls it
    back by itself, live;
-4. ends with the history and release notes of both.
+4. ends with the history, and the release notes and closing record of both canaries, as
+   `kubectl release notes` prints them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from kubernetes import config
 from rich.console import Console
 from rich.rule import Rule
 
-from glideslope.cli.plugin import Releases, follow, render_history
+from glideslope.cli.plugin import Releases, follow, release_notes, render_history
 from glideslope.sandbox import build
 from glideslope.sandbox.cluster import Sandbox
 
@@ -108,12 +109,15 @@ def main() -> None:
         apply(release("1.2.0", 0.3, "### 1.2.0\n- New payment flow"))
         outcomes.append(follow(NAMESPACE, NAME, console, until_final=True, timeout=180))
         console.print(Rule("history"))
-        body = Releases(str(box.kubeconfig), None, NAMESPACE).get(NAME)
+        releases = Releases(str(box.kubeconfig), None, NAMESPACE)
+        body = releases.get(NAME)
         console.print(render_history(body))
-        console.print(Rule("release notes"))
-        for entry in (body.get("status") or {}).get("history", []):
-            console.print(f"{entry.get('version')}: {entry.get('outcome')} - {entry.get('reason') or ''}")
-        console.print(body["spec"].get("releaseNotes", ""))
+        record = releases.record(NAME)
+        for version in ("1.1.0", "1.2.0"):
+            console.print(Rule(f"kubectl release notes {NAME} --revision {version}"))
+            # Whole lines, as `kubectl release notes` prints them: Markdown tables must not be cut.
+            console.print(release_notes(body, record, version), markup=False, highlight=False, emoji=False,
+                          soft_wrap=True)
     finally:
         operator.terminate()
         try:
