@@ -100,7 +100,7 @@ def test_receivers_hear_the_events_in_order(sandbox: Cluster, namespace: str, op
 
     sandbox.apply(release("web", "1", STEPS, replicas=2, **spec), namespace)
     wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", STEPS, replicas=2, **spec), namespace)
+    sandbox.apply(release("web", "2", STEPS, replicas=2, releaseNotes="### 2\n- Faster search", **spec), namespace)
     wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=60)
     sandbox.apply(release("web", "3", STEPS, replicas=2, error_rate=0.5, **spec), namespace)
     wait_phase(sandbox, namespace, "web", "RolledBack", version="3", timeout=90)
@@ -117,6 +117,8 @@ def test_receivers_hear_the_events_in_order(sandbox: Cluster, namespace: str, op
     assert all(b["schemaVersion"] == 1 and b["release"] == {"name": "web", "namespace": namespace} for b in bodies)
     versions = [(b["event"], b["version"]) for b in bodies]
     assert versions[:4] == [("Started", "1"), ("Succeeded", "1"), ("Started", "2"), ("Succeeded", "2")]
+    # The notes open and close their rollout.
+    assert [b["releaseNotes"] for b in bodies[2:4]] == ["### 2\n- Faster search"] * 2
     failed = next(b for b in bodies if b["event"] == "TriggerFailed")
     assert failed["trigger"]["name"] == "error-rate" and failed["trigger"]["value"] > 0.1
     back = next(b for b in bodies if b["event"] == "RollingBack")

@@ -110,6 +110,7 @@ def test_json_payload_full_shape() -> None:
         "trigger": {"name": "error-rate", "severity": "critical", "value": 0.0123,
                     "query": 'sum(rate(http_requests_total{code=~"5.."}[30s]))'},
         "summary": "shop/checkout 2.5.0: trigger error-rate failed (0.0123)",
+        "releaseNotes": None,
     }
 
 
@@ -263,3 +264,16 @@ def test_any_event_renders_valid_bodies(
     assert None not in walk(as_slack)
     assert all(text.strip() for text in slack_texts(as_slack))
     assert len(as_slack["blocks"][1]["text"]["text"]) <= 3000
+
+
+def test_release_notes_go_in_both_formats_within_slack_limits() -> None:
+    notes = "### What's new\n- Faster <search> & more\n" + "- item\n" * 1000
+    event = full_event(NotificationEvent.STARTED, release_notes=notes)
+    assert json_payload(event)["releaseNotes"] == notes
+    blocks = slack_payload(event)["blocks"]
+    assert [b["type"] for b in blocks] == ["header", "section", "section", "context"]
+    text = blocks[2]["text"]["text"]
+    assert text.startswith("*Release notes*\n### What's new\n- Faster &lt;search&gt; &amp; more")
+    assert len(text) <= 3000 and text.endswith("\u2026")
+    assert [b["type"] for b in slack_payload(full_event(release_notes="  \n"))["blocks"]] == [
+        "header", "section", "context"]

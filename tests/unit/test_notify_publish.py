@@ -137,6 +137,10 @@ def test_a_trigger_event_carries_the_trigger_and_a_rollback_its_reason() -> None
                          NotificationEvent.ROLLING_BACK, STATUS_AT)
     assert back.trigger_name == "error-rate" and back.reason == "trigger error-rate: 0.31 > 0.05"
     assert back.stable_version == "2.4.1" and back.strategy == "Canary" and back.weight == 10
+    assert back.release_notes is None  # notes open and close a rollout, they do not go with each event
+    noted = release().model_copy(update={"spec": release().spec.model_copy(update={"release_notes": "- new"})})
+    started = release_event(noted, status, RecordEvent("Started", "go"), NotificationEvent.STARTED, STATUS_AT)
+    assert started.release_notes == "- new"
 
 
 def test_each_receiver_gets_the_events_it_wants_in_order_in_its_format(receiver: Receiver) -> None:

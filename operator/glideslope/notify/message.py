@@ -21,7 +21,9 @@ always present; a value that does not apply is `null`:
   "reason": null,                           // why: abort reason, failed trigger, gate...
   "trigger": {"name": "error-rate", "severity": "critical",
               "value": 0.0123, "query": "sum(rate(...))"},    // null unless a trigger is involved
-  "summary": "shop/checkout 2.5.0 promoted to 50% (step 3/5)"
+  "summary": "shop/checkout 2.5.0 promoted to 50% (step 3/5)",
+  "releaseNotes": "### What's new\n- Faster search"   // spec.releaseNotes (Markdown); null but
+                                                      // on Started and Succeeded
 }
 ```
 
@@ -71,6 +73,8 @@ class ReleaseEvent:
     """The query as sent, template variables resolved."""
     reason: str | None = None
     """Why, in a few words: an abort reason, the failed trigger, the gate waited on."""
+    release_notes: str | None = None
+    """`spec.releaseNotes` (Markdown), for the events that open and close a rollout."""
 
     def __post_init__(self) -> None:
         # A naive time would be rendered as if it were UTC, silently wrong by the zone offset.
@@ -115,6 +119,7 @@ def json_payload(event: ReleaseEvent) -> dict[str, Any]:
             "query": event.trigger_query,
         } if has_trigger else None,
         "summary": summary(event),
+        "releaseNotes": event.release_notes,
     }
 
 
@@ -143,6 +148,7 @@ _REASON_MAX = 500
 _QUERY_MAX = 1200
 _FIELD_MAX = 2000
 _TEXT_MAX = 3000
+_NOTES_MAX = 2900  # a section of its own; its heading and the ellipsis fit in the rest
 
 
 def emoji(event: NotificationEvent) -> str:
@@ -187,14 +193,15 @@ def slack_payload(event: ReleaseEvent) -> dict[str, Any]:
     if event.stable_revision:
         context.append(f"stable `{_fit(event.stable_revision, 80)}`")
 
-    return {
-        "text": _fit(f"{mark} {summary(event)}", _TEXT_MAX),
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": _cut(header, _HEADER_MAX), "emoji": True}},
-            section,
-            {"type": "context", "elements": [_mrkdwn(" \u00b7 ".join(context))]},
-        ],
-    }
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _cut(header, _HEADER_MAX), "emoji": True}},
+        section,
+    ]
+    if event.release_notes and event.release_notes.strip():
+        blocks.append({"type": "section", "text": _mrkdwn("*Release notes*\n"
+                                                          + _fit(event.release_notes.strip(), _NOTES_MAX))})
+    blocks.append({"type": "context", "elements": [_mrkdwn(" \u00b7 ".join(context))]})
+    return {"text": _fit(f"{mark} {summary(event)}", _TEXT_MAX), "blocks": blocks}
 
 
 def summary(event: ReleaseEvent) -> str:

@@ -48,6 +48,8 @@ _ALIASES = {"Aborted": NotificationEvent.ROLLING_BACK, "Undo": NotificationEvent
 _WITH_HISTORY_REASON = frozenset({NotificationEvent.ROLLING_BACK, NotificationEvent.ROLLED_BACK,
                                   NotificationEvent.FAILED})
 _TRIGGER = re.compile(r"^trigger (\S+) \(")
+# The notes go with the events that open and close a rollout, not with every step.
+_WITH_NOTES = frozenset({NotificationEvent.STARTED, NotificationEvent.SUCCEEDED})
 
 
 def notification_event(reason: str) -> NotificationEvent | None:
@@ -85,7 +87,7 @@ def release_event(release: Release, status: ReleaseStatus, announced: RecordEven
         total_steps=status.total_steps, weight=status.weight,
         trigger_name=trigger.name if trigger else None, trigger_severity=trigger.severity if trigger else None,
         trigger_value=trigger.last_value if trigger else None, trigger_query=trigger.query if trigger else None,
-        reason=reason)
+        reason=reason, release_notes=release.spec.release_notes if event in _WITH_NOTES else None)
 
 
 @dataclass(frozen=True)
