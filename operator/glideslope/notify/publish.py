@@ -12,6 +12,7 @@ A full queue drops the newest message (with a log line): memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import binascii
 import logging
@@ -40,6 +41,8 @@ from glideslope.notify.webhook import WebhookNotifier, redact_url
 log = logging.getLogger("glideslope.notify")
 
 NOTIFICATION_FAILED = "NotificationFailed"
+EXIT_GRACE = 5.0
+"""Seconds a stopping operator waits for queued notifications (the last Succeeded, say)."""
 
 # Event reasons that are notification events under another name: a person's abort or undo
 # starts a rollback, and a retry starts the rollout again.
@@ -232,6 +235,8 @@ def default_publisher() -> Publisher:
     with _default_lock:
         if _default is None:
             _default = Publisher()
+            # Worker threads are daemons, so a stuck receiver cannot hold the exit past this.
+            atexit.register(_default.drain, EXIT_GRACE)
         return _default
 
 
