@@ -272,3 +272,14 @@ def test_pause_and_resume_commands() -> None:
     run.until(Phase.SUCCEEDED)
     reasons = [e.reason for e in run.cluster.events]
     assert "Paused" in reasons and "Resumed" in reasons
+
+
+def test_a_gate_added_after_a_rollout_waits_for_the_next_one() -> None:
+    run = stable_gated_run([])
+    run.until(Phase.SUCCEEDED)
+    run.spec = parse_spec({**run.spec.to_dict(), "gates": APPROVAL})
+    run.tick()
+    assert run.status.phase == Phase.SUCCEEDED and run.state("change-approved") == GateState.SKIPPED
+    run.deploy(with_image(run.spec, "app:3"))
+    run.tick()
+    assert run.status.phase == Phase.GATED and run.state("change-approved") == GateState.PENDING

@@ -85,7 +85,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         _start(st, spec, candidate, steps, now, events)
     elif st.version != spec.version and st.phase in ROLLING_OUT:
         st.version = spec.version
-    checklist.sync(spec, st, now)
+    checklist.sync(spec, st, now, rolling_out=st.phase in ROLLING_OUT)
     consumed = tuple(k for k in COMMANDS if k in observation.commands)
     for key in consumed:
         _command(key, observation.commands[key], st, spec, strategy, steps, observation, now, events)

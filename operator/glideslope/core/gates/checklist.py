@@ -60,9 +60,10 @@ def _new(gate: Gate, now: datetime, *, first_rollout: bool) -> GateStatus:
                       message=f"waiting for the {gate.stage.value} stage", last_transition_time=now)
 
 
-def sync(spec: ReleaseSpec, st: ReleaseStatus, now: datetime) -> None:
+def sync(spec: ReleaseSpec, st: ReleaseStatus, now: datetime, *, rolling_out: bool) -> None:
     """`status.gates` follows `spec.gates` (edited without a new template): new gates are
-    Pending, removed ones go, the order is the spec's."""
+    Pending, or Skipped when no rollout is under way to check them; removed ones go; the
+    order is the spec's."""
     by_name = {g.name: g for g in st.gates}
     first = st.stable_revision is None
     gates = []
@@ -70,6 +71,9 @@ def sync(spec: ReleaseSpec, st: ReleaseStatus, now: datetime) -> None:
         current = by_name.get(gate.name)
         if current is None or current.stage != gate.stage:
             current = _new(gate, now, first_rollout=first)
+            if not rolling_out:
+                current = current.model_copy(update={"state": GateState.SKIPPED,
+                                                     "message": "added after this rollout; the next one checks it"})
         gates.append(current)
     st.gates = gates
 
