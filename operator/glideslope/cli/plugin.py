@@ -301,6 +301,15 @@ def follow(namespace: str, name: str, console: Console, until_final: bool = Fals
                 live.update(watcher.view())
                 phase = watcher.settled_phase()
                 if until_final and phase in FINAL_PHASES:
+                    # The last Events and Deployments arrive on their own watches a moment after
+                    # the status: show them too, once the watches go quiet.
+                    deadline_quiet = time.monotonic() + 3.0
+                    while time.monotonic() < deadline_quiet:
+                        try:
+                            watcher.changes.get(timeout=1.0)
+                        except queue.Empty:
+                            break
+                    live.update(watcher.view())
                     return phase
     except KeyboardInterrupt:
         pass
