@@ -66,6 +66,23 @@ def test_missing_release_and_missing_permission_are_clear(sandbox: Cluster, name
     denied = kubectl_release(sandbox, "list", "-n", namespace, kubeconfig=nobody)
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr and "Traceback" not in denied.stderr
+    for args in (["notes", "nope"], ["pause", "nope"], ["resume", "nope"]):
+        missing = kubectl_release(sandbox, *args, "-n", namespace)
+        assert missing.returncode == 1 and "not found" in missing.stderr, missing.stderr
+        denied = kubectl_release(sandbox, *args, "-n", namespace, kubeconfig=nobody)
+        assert denied.returncode == 1 and "forbidden" in denied.stderr and "Traceback" not in denied.stderr
+
+    # May read Releases but not ConfigMaps: the notes say which object is forbidden.
+    sandbox.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples" / "canary.yaml"))
+    name = yaml.safe_load((REPO / "examples" / "canary.yaml").read_text())["metadata"]["name"]
+    sandbox.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    sandbox.kubectl("create", "role", "reader", "-n", namespace, "--verb=get,list",
+                    "--resource=releases.glideslope.dev")
+    sandbox.kubectl("create", "rolebinding", "reader", "-n", namespace, "--role=reader",
+                    f"--serviceaccount={namespace}:reader")
+    reader = sandbox.kubeconfig_for("reader", namespace, tmp_path / "reader.kubeconfig")
+    partly = kubectl_release(sandbox, "notes", name, "-n", namespace, kubeconfig=reader)
+    assert partly.returncode == 1 and f"ConfigMap {name}-record" in partly.stderr and "forbidden" in partly.stderr
 
 
 def test_live_view_follows_a_rollout_to_its_end(sandbox: Cluster, namespace: str, operator: Operator) -> None:
