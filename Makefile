@@ -21,7 +21,8 @@ help:
 	@echo "make e2e       e2e tests against a running sandbox (make up first)"
 	@echo "make up/down   start/stop the sandbox in $(SANDBOX)/"
 	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
-	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time)"
+	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time, scale)"
+	@echo "make test-faults  fault injection on a fresh sandbox (not part of make test)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make manifests regenerate deploy/ from the Helm chart"
 
@@ -84,11 +85,32 @@ e2e: install
 # Benchmarks print figures and write JSON to tests/bench/results/; they assert no time.
 .PHONY: bench
 bench: binaries
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,bench]'
 	@status=0; \
 	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
 	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench -s -q || status=$$?; \
 	fi; \
+	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
+	exit $$status
+
+# Fault injection on a fresh sandbox, stopped whatever the outcome: the operator killed at every
+# step, the Release deleted, scaled, re-applied; then, alone, Prometheus and kube-apiserver
+# restarted (they disturb whoever shares the sandbox).
+.PHONY: test-faults
+test-faults: binaries
+	@status=0; \
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m faults tests/faults -q -n $(E2E_WORKERS) \
+	    --ignore=tests/faults/test_disruptive.py || status=$$?; \
+	fi; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m faults tests/faults/test_disruptive.py -q \
+	    || status=$$?; \
+	fi; \
+	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
+	if [ $$status -ne 0 ]; then echo "make test-faults: FAILED (exit $$status)"; fi; \
 	exit $$status
 
 .PHONY: crds

@@ -332,6 +332,24 @@ class Sandbox:
         wait_for("default ServiceAccount", default_sa, timeout=60,
                  log_file=self.process("kube-controller-manager").log_file)
 
+    # -- one component at a time (fault tests) ------------------------------------------
+    RESTARTABLE = ("kube-apiserver", "prometheus")
+
+    def stop_component(self, name: str) -> None:
+        """Stops one component by its pid file (TERM, then KILL), as a crash or upgrade would."""
+        if name not in self.RESTARTABLE:
+            raise ValueError(f"{name}: only {', '.join(self.RESTARTABLE)} can be restarted")
+        self.process(name).stop()
+
+    def start_component(self, name: str) -> None:
+        """Starts one stopped component as `up` does, and waits until it is ready."""
+        if name == "kube-apiserver":
+            self._start_apiserver(build.ensure_binaries(), ensure_pki(self.dir / "pki"))
+        elif name == "prometheus":
+            self._start_prometheus(ensure_prometheus())
+        else:
+            raise ValueError(f"{name}: only {', '.join(self.RESTARTABLE)} can be restarted")
+
     # -- down / status -------------------------------------------------------------------
     def down(self, purge: bool = False) -> None:
         for name in reversed(self.COMPONENTS):
