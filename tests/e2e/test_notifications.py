@@ -16,7 +16,13 @@ import pytest
 
 from tests.e2e.analysis_helpers import analysis, trigger
 from tests.e2e.helpers import Cluster, wait_until
-from tests.e2e.operator_fixture import Operator, operator_fixture, release, wait_phase  # noqa: F401
+from tests.e2e.operator_fixture import (  # noqa: F401
+    Operator,
+    grant_secrets,
+    operator_fixture,
+    release,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,18 +70,6 @@ def receiver() -> Iterator[Receiver]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
-
-
-def grant_secrets(sandbox: Cluster, namespace: str) -> None:
-    """Let the operator read Secrets here, as the chart's `secretNamespaces` Roles do."""
-    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "glideslope-secrets"}
-    sandbox.apply([
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "glideslope-secrets"},
-         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": "glideslope-secrets"}, "roleRef": ref,
-         "subjects": [{"kind": "ServiceAccount", "name": "glideslope", "namespace": "glideslope-system"}]},
-    ], namespace)
 
 
 def collapsed(events: list[str]) -> list[str]:

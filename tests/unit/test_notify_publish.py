@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import kubernetes
 import pytest
 
 from glideslope.api import (
@@ -88,10 +89,9 @@ class FakeCore:
         self.events.append(body)
 
 
-class _ApiError(Exception):
+class _ApiError(kubernetes.client.ApiException):
     def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
+        super().__init__(status=status, reason=f"HTTP {status}")
 
 
 def kube(core: FakeCore | None = None) -> Kube:

@@ -41,10 +41,7 @@ def ask(kube: Kube, subject: Release, gate_name: str, gate: WebhookGate) -> Webh
 
 
 def _url_from(kube: Kube, namespace: str, gate_name: str, gate: WebhookGate) -> str:
-    assert gate.url_from is not None
+    assert gate.url_from is not None  # the API server's CEL rule: exactly one of url, urlFrom
     ref = gate.url_from.secret_key_ref
     where = f"gate {gate_name}: urlFrom: Secret {namespace}/{ref.name}"
-    values = secrets.read(kube, namespace, ref.name, where)
-    if ref.key not in values:
-        raise secrets.SecretUnreadable(f"{where} has no key {ref.key!r}")
-    return values[ref.key]
+    return secrets.value(kube, namespace, ref.name, ref.key, where)

@@ -45,6 +45,14 @@ def read(kube: Kube, namespace: str, name: str, where: str) -> dict[str, str]:
     return out
 
 
+def value(kube: Kube, namespace: str, name: str, key: str, where: str) -> str:
+    """One key of the Secret, as text."""
+    values = read(kube, namespace, name, where)
+    if key not in values:
+        raise SecretUnreadable(f"{where} has no key {key!r}")
+    return values[key]
+
+
 def prometheus_auth(kube: Kube, namespace: str, name: str) -> PrometheusAuth:
     """`token`, or `username` and `password`, and optionally `ca.crt`, from the Secret."""
     where = f"spec.analysis.prometheus.secretRef: Secret {namespace}/{name}"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
-import binascii
 import logging
 import queue
 import re
@@ -33,7 +31,7 @@ from glideslope.api import (
     ReleaseStatus,
 )
 from glideslope.core.model import RecordEvent
-from glideslope.kube import events
+from glideslope.kube import events, secrets
 from glideslope.kube.client import Kube
 from glideslope.notify.message import ReleaseEvent, render, wants
 from glideslope.notify.webhook import WebhookNotifier, redact_url
@@ -195,26 +193,10 @@ def webhook_url(kube: Kube, release: Release, notification: Notification) -> str
     assert webhook.url_from is not None  # the API server's CEL rule: exactly one of the two
     ref = webhook.url_from.secret_key_ref
     namespace = release.metadata.namespace or ""
-    where = f"urlFrom: Secret {namespace}/{ref.name}"
     try:
-        secret = kube.core.read_namespaced_secret(ref.name, namespace)
-    except Exception as exc:
-        status = getattr(exc, "status", None)
-        if status == 404:
-            raise WebhookUrlUnreadable(f"{where} not found") from exc
-        if status == 403:
-            raise WebhookUrlUnreadable(f"{where}: the operator may not read it (grant get on secrets in "
-                                       f"{namespace} with a Role, e.g. the chart's secretNamespaces)") from exc
-        raise WebhookUrlUnreadable(f"{where}: cannot read it ({status or type(exc).__name__})") from exc
-    if ref.key in (secret.string_data or {}):
-        return str(secret.string_data[ref.key])
-    value = (secret.data or {}).get(ref.key)
-    if value is None:
-        raise WebhookUrlUnreadable(f"{where} has no key {ref.key!r}")
-    try:
-        return base64.b64decode(value).decode()
-    except (binascii.Error, UnicodeDecodeError) as exc:
-        raise WebhookUrlUnreadable(f"{where}: key {ref.key!r} is not UTF-8 text") from exc
+        return secrets.value(kube, namespace, ref.name, ref.key, f"urlFrom: Secret {namespace}/{ref.name}")
+    except secrets.SecretUnreadable as exc:
+        raise WebhookUrlUnreadable(str(exc)) from exc
 
 
 def _failed(delivery: Delivery, message: str) -> None:
