@@ -1,29 +1,69 @@
-"""kopf registration only: one timer per Release is the stepper."""
+"""kopf registration: the Releases' watch wakes the scheduler, which steps them (`scheduler`).
+
+Stepping is not a kopf timer: kopf's per-object timers tick every Release every interval
+whether anything is due or not, which at 1,000 Releases costs more than the work itself. kopf
+still owns what it is good at: the watch of Releases, the finalizer and the delete handler.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from glideslope import engine
-from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus
+from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_release
+from glideslope.kube import workloads
 from glideslope.kube.client import Kube
+from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
+from glideslope.scheduler import Key, Scheduler, next_tick
+
+log = logging.getLogger(__name__)
+
+WORKERS = 8
+"""Threads stepping Releases: a tick mostly waits on the API server and Prometheus."""
+CACHE_SYNC_SECONDS = 60.0
+"""How long startup waits for the workload cache's first listing (until then ticks list)."""
 
 
 def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, metrics: OperatorMetrics,
-             prometheus_url: str | None = None, on_stop: Callable[[], None] | None = None) -> None:
-    """The startup settings and the stepper, on `registry`.
+             prometheus_url: str | None = None, on_stop: Callable[[], None] | None = None,
+             namespaces: list[str] | None = None) -> None:
+    """The startup settings, the Releases' watch and delete handler, and the stepper.
 
-    `prometheus_url` is the default Prometheus for analysis (a Release may name its own).
+    `prometheus_url` is the default Prometheus for analysis (a Release may name its own);
+    `namespaces` those watched (None: all); `interval` the pace at which Releases waiting on
+    something without a deadline (gates, a first rollout) are polled.
     """
     # The status each Release had at its previous tick, so metrics count a finished rollout once;
     # on first sight after a start, history already written is not counted again.
-    last: dict[tuple[str, str], ReleaseStatus] = {}
+    last: dict[Key, ReleaseStatus] = {}
+    # What of each Release, when it changes, needs a tick: its generation and annotations.
+    # Status-only changes (our own writes) do not.
+    seen: dict[Key, tuple[Any, ...]] = {}
+    lock = threading.Lock()
+
+    def tick(namespace: str, name: str) -> float | None:
+        bind_release(namespace, name)
+        release = engine.step(kube, namespace, name, prometheus_url=prometheus_url)
+        if release is None:
+            return None
+        key = (namespace, name)
+        with lock:
+            before = last.get(key)
+            last[key] = release.status
+        metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
+                        release.status)
+        return next_tick(release, datetime.now(UTC), interval, before)
+
+    scheduler = Scheduler(tick, workers=WORKERS, retry=interval)
+    cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -36,6 +76,8 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # First thing on SIGTERM: a standby need not wait for the rest of the shutdown.
         if on_stop is not None:
             on_stop()
+        scheduler.stop()
+        cache.stop()
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -46,18 +88,64 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # Our own Events say what happens; kopf's per-handler ones would only be noise.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 60
+        cache.start()
+        workloads.install_cache(cache)
+        waited = 0.0
+        while not cache.synced() and waited < CACHE_SYNC_SECONDS:
+            threading.Event().wait(0.1)
+            waited += 0.1
+        scheduler.start()
 
-    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="stepper", interval=interval, backoff=interval,
-                errors=kopf.ErrorsMode.TEMPORARY)
-    def stepper(name: str, namespace: str | None, **_: Any) -> None:
-        bind_release(namespace or "", name)
-        release = engine.step(kube, namespace or "", name, prometheus_url=prometheus_url)
-        if release is not None:
-            metrics.observe(ReleaseKey(namespace or "", name, release.spec.strategy.type.value),
-                            last.get((namespace or "", name), release.status), release.status)
-            last[(namespace or "", name)] = release.status
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
+        key = (namespace or "", name)
+        if kwargs.get("type") == "DELETED":
+            scheduler.forget(key)
+            with lock:
+                seen.pop(key, None)
+            return
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return  # the delete handler holds it
+        annotations = meta.get("annotations") or {}
+        fingerprint = (meta.get("uid"), meta.get("generation"),
+                       tuple(sorted((k, v) for k, v in annotations.items() if "last-handled" not in k)))
+        with lock:
+            if seen.get(key) == fingerprint:
+                return
+            seen[key] = fingerprint
+        scheduler.wake(key)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, optional=True)
-    def deleted(name: str, namespace: str | None, **_: Any) -> None:
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    def deleted(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
+        """A Release deleted mid-rollout abandons the rollout, but what serves keeps serving:
+        the serving revision (at full size) and the Services are left behind, without an owner;
+        the other revisions go with the Release."""
+        key = (namespace or "", name)
+        scheduler.hold(key)
+        keep_serving(kube, body)
         metrics.forget(namespace or "", name)
-        last.pop((namespace or "", name), None)
+        with lock:
+            last.pop(key, None)
+
+
+def keep_serving(kube: Kube, body: kopf.Body) -> None:
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+    serving = status.get("stableRevision") or status.get("revision")
+    try:
+        release = parse_release(dict(body))
+    except Exception:  # a spec the models refuse never deployed anything but its stable revision
+        release = None
+    replicas = None
+    if release is not None:
+        replicas = release.spec.replicas
+        service = release.spec.service
+        if service is not None:
+            stable = service.name or name
+            selected = workloads.selected_revision(kube, namespace, stable)
+            serving = selected or serving
+            # A route still sending weight to the preview (canary) Service would send it nowhere.
+            router_for(release).set_weight(kube, release, stable, service.preview_name or f"{stable}-preview", 0)
+    kept = workloads.orphan_serving(kube, namespace, name, serving, replicas)
+    log.info("%s/%s deleted: %s kept serving, without an owner", namespace, name, ", ".join(kept) or "nothing")

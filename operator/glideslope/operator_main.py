@@ -60,7 +60,8 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
         elector.keep(on_lost)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url,
-                      on_stop=elector.release if elector else None)
+                      on_stop=elector.release if elector else None,
+                      namespaces=None if all_namespaces else namespaces)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     try:

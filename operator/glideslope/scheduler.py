@@ -1,0 +1,191 @@
+"""When each Release is stepped: on a change, at its next deadline, or after a resync period.
+
+kopf's per-object timers step every Release every `interval` seconds: at 1,000 Releases that is
+500 ticks a second, each a GET and two LISTs, whether anything is due or not, and a 5 s pause
+still ends up to one interval late. Here a Release is stepped
+
+- at once when it changes (spec, a command annotation) or its workloads do (a pod became
+  Ready, a Deployment was scaled: the watch-fed cache of `kube.workloads` says so);
+- at its next deadline, read from its status and plan: the end of a timed step, the end of
+  the hand-over after a step starts, the next measurement of a trigger, the end of the
+  validation window;
+- otherwise after a resync period: short while a rollout is under way (gates are polled then),
+  long once it has settled;
+
+by a fixed pool of worker threads, never two ticks of one Release at a time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from glideslope.api import Phase, Release, ReleaseStatus, parse_duration
+from glideslope.core.decide import HANDOVER_SECONDS, plan
+from glideslope.core.revision import revision_of
+from glideslope.core.triggers import stage
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+"""(namespace, name) of a Release."""
+
+SETTLED = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+SETTLED_RESYNC = 60.0
+"""Seconds between ticks of a Release with nothing under way: it re-asserts what it owns."""
+ROLLING_RESYNC = 5.0
+"""At most this long between ticks of a rollout under way when nothing wakes it (gates, and
+whatever has no deadline of its own, are polled at this pace or `interval`, whichever is longer)."""
+LATE = 0.02
+"""Ticks are set this much after a deadline, so that the core sees the deadline passed."""
+
+
+def next_tick(release: Release, now: datetime, interval: float, previous: ReleaseStatus | None = None) -> float:
+    """Seconds until `release` must be stepped again, if nothing wakes it first; `previous` is
+    its status before this tick."""
+    st = release.status
+    if previous is not None and (previous.revision, previous.phase, previous.current_step) != (
+            st.revision, st.phase, st.current_step):
+        # The core moves one step per tick, and a new step often has nothing to wait for.
+        return LATE
+    if st.phase in SETTLED and st.revision == revision_of(release.spec.template):
+        return SETTLED_RESYNC
+    if st.phase in (None, Phase.PENDING, Phase.GATED):
+        # Gates are checked on every tick, and the first rollout waits on pods: poll.
+        return interval
+    # Gates (a Job, a webhook, a metric, another Release) are only seen by polling them.
+    polled = st.gate_stage is not None or bool(release.spec.gates)
+    deadlines = [now + timedelta(seconds=interval if polled else max(interval, ROLLING_RESYNC))]
+    started = st.step_started_at
+    if started is not None:
+        deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
+        steps = plan(release.spec)
+        index = (st.current_step or 1) - 1
+        if st.phase == Phase.VALIDATING:
+            deadlines.append(started + timedelta(seconds=release.spec.validation.window_seconds))
+        elif 0 <= index < len(steps) and steps[index].seconds is not None:
+            deadlines.append(started + timedelta(seconds=steps[index].seconds or 0))
+    analysed = stage(st, revision_of(release.spec.template)) if release.spec.analysis.triggers else None
+    if analysed is not None:
+        every = parse_duration(release.spec.analysis.interval)
+        delay = parse_duration(release.spec.analysis.initial_delay)
+        measured = {t.name: t.last_measured_time for t in st.analysis}
+        for trigger in release.spec.analysis.triggers:
+            last = measured.get(trigger.name)
+            deadlines.append(last + every if last is not None else analysed[1] + delay)
+    upcoming = [d for d in deadlines if d > now]
+    soonest = min(upcoming) if upcoming else now
+    return max((soonest - now).total_seconds() + LATE, LATE)
+
+
+class Scheduler:
+    """Runs `step(namespace, name)` per Release on `workers` threads; `step` returns the seconds
+    until the Release's next tick, or None when the Release is gone."""
+
+    def __init__(self, step: Callable[[str, str], float | None], *, workers: int = 8, retry: float = 2.0) -> None:
+        self._step = step
+        self._retry = retry
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._running: set[Key] = set()
+        self._after: dict[Key, float] = {}
+        """Keys woken while running: when they are due once the running tick ends."""
+        self._held: set[Key] = set()
+        """Releases being deleted: never stepped again."""
+        self._order = itertools.count()
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._work, name=f"stepper-{i}", daemon=True)
+                         for i in range(workers)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def wake(self, key: Key, delay: float = 0.0) -> None:
+        """Step the Release within `delay` seconds (sooner if it is already due sooner)."""
+        with self._cond:
+            self._held.discard(key)
+            self._schedule(key, time.monotonic() + delay)
+
+    def hold(self, key: Key, timeout: float = 30.0) -> None:
+        """Never step the Release again (until woken); returns once no tick of it runs."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._held.add(key)
+            self._due.pop(key, None)
+            self._after.pop(key, None)
+            while key in self._running and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+
+    def forget(self, key: Key) -> None:
+        with self._cond:
+            self._held.discard(key)
+            self._due.pop(key, None)
+            self._after.pop(key, None)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._due) + len(self._running)
+
+    def _schedule(self, key: Key, at: float) -> None:
+        if key in self._held:
+            return
+        if key in self._running:
+            self._after[key] = min(at, self._after.get(key, at))
+            return
+        current = self._due.get(key)
+        if current is not None and current <= at:
+            return
+        self._due[key] = at
+        heapq.heappush(self._heap, (at, next(self._order), key))
+        self._cond.notify()
+
+    def _take(self) -> Key | None:
+        with self._cond:
+            while not self._stopped:
+                while self._heap:
+                    at, _, key = self._heap[0]
+                    if self._due.get(key) != at:
+                        heapq.heappop(self._heap)  # superseded by an earlier wake, or held
+                        continue
+                    break
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                _, _, key = heapq.heappop(self._heap)
+                del self._due[key]
+                self._running.add(key)
+                return key
+            return None
+
+    def _work(self) -> None:
+        while (key := self._take()) is not None:
+            try:
+                delay = self._step(*key)
+            except Exception:
+                log.exception("stepping %s/%s failed; retrying in %gs", key[0], key[1], self._retry)
+                delay = self._retry
+            with self._cond:
+                self._running.discard(key)
+                after = self._after.pop(key, None)
+                self._cond.notify_all()
+                at = time.monotonic() + delay if delay is not None else None
+                if after is not None:
+                    at = after if at is None else min(at, after)
+                if at is not None:
+                    self._schedule(key, at)
