@@ -7,7 +7,6 @@ taken per call, so none is skipped. Commands (annotations) are consumed whatever
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
 from glideslope.api import (
@@ -51,6 +50,7 @@ from glideslope.core.model import (
     Step,
     Target,
     View,
+    until,
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import StrategyModule, strategy_for
@@ -186,7 +186,7 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     """Run the current step of a rollout; advance by one when it is done."""
     index = min(max(st.current_step or 1, 1), len(steps)) - 1
     started = st.step_started_at or now
-    view = View(stable, candidate, observation, st.weight or 0, (now - started).total_seconds())
+    view = View(stable, candidate, observation, st.weight or 0, (now - started).total_seconds(), started)
     held = index >= strategy.full_step(steps) and checklist.waits(spec, st, GateStage.PRE_PROMOTION)
     target: Target
     if held:
@@ -225,7 +225,7 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
             st.phase, st.weight, st.step_started_at = Phase.VALIDATING, 100, now
             # A rollback in the window is timed from a failure in the window.
             st.downtime_seconds, st.breach_at = downtime, None
-            st.message = f"validating {spec.version} ({candidate}): {spec.validation.window_seconds}s left"
+            st.message = f"validating {spec.version} ({candidate}) " + until(now, spec.validation.window_seconds)
             also = "; postDeploy gates start" if post else ""
             if post:
                 checklist.begin(spec, st, GateStage.POST_DEPLOY, now)
@@ -262,7 +262,7 @@ def _validate(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, stable: str,
         return traffic
     st.weight = 100
     if left > 0:
-        st.message = f"validating {spec.version} ({candidate}): {math.ceil(left)}s left"
+        st.message = f"validating {spec.version} ({candidate}) " + until(started, spec.validation.window_seconds)
     else:
         st.message = f"validation window over for {spec.version} ({candidate})"
     if gated:

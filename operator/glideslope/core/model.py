@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
 from glideslope.api import Phase, ReleaseStatus
@@ -121,6 +121,18 @@ class View:
     """The weight applied so far (status.weight)."""
     elapsed: float
     """Seconds since the current step started."""
+    started: datetime | None = None
+    """When the current step started."""
+
+    def until(self, seconds: float) -> str:
+        """When the current step ends if it lasts `seconds` (see `until`)."""
+        return until(self.started, seconds) if self.started is not None else f"{seconds:g}s"
+
+
+def until(started: datetime, seconds: float) -> str:
+    """When something that started at `started` and lasts `seconds` ends, as text that stays
+    the same from tick to tick: a countdown would change the status, an API write, every tick."""
+    return f"until {(started + timedelta(seconds=seconds)).astimezone(UTC):%H:%M:%S}Z"
 
 
 @dataclass(frozen=True)

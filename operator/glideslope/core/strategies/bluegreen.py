@@ -5,8 +5,6 @@ scale-down delay, so an abort or undo in that time is one selector write back.
 
 from __future__ import annotations
 
-import math
-
 from glideslope.api import Phase, ReleaseSpec
 from glideslope.core.model import Step, StepKind, Target, View
 
@@ -49,7 +47,7 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
         if step.seconds is None:
             return Target(total, wanted, view.stable, 0, False, "green ready: waiting for promote", Phase.PAUSED)
         left = max(step.seconds - view.elapsed, 0.0)
-        return Target(total, wanted, view.stable, 0, left <= 0, f"green ready: promotion in {math.ceil(left)}s")
+        return Target(total, wanted, view.stable, 0, left <= 0, f"green ready: promotion {view.until(step.seconds)}")
     if step.kind is StepKind.SWITCH:
         # The selector moves only once green can carry all the traffic.
         if ready < total:
@@ -57,4 +55,4 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
         return Target(total, total, view.candidate, 100, True, "switched the stable Service to green")
     left = max((step.seconds or 0.0) - view.elapsed, 0.0)
     return Target(total, total, view.candidate, 100, left <= 0,
-                  f"blue kept for instant rollback: scaled down in {math.ceil(left)}s")
+                  f"blue kept for instant rollback: scaled down {view.until(step.seconds or 0.0)}")

@@ -79,4 +79,4 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
         return Target(stable, wanted, active, applied, False,
                       f"paused at weight {weight}: waiting for promote", Phase.PAUSED)
     left = max(step.seconds - view.elapsed, 0.0)
-    return Target(stable, wanted, active, applied, left <= 0, f"{label}: {math.ceil(left)}s left")
+    return Target(stable, wanted, active, applied, left <= 0, f"{label}: {view.until(step.seconds)}")

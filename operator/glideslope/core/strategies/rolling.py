@@ -69,4 +69,5 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
     if step.kind is StepKind.BATCH:
         return Target(stable, candidate, None, weight, True, f"{batch.describe()}: done")
     left = max((step.seconds or 0.0) - view.elapsed, 0.0)
-    return Target(stable, candidate, None, weight, left <= 0, f"pause between batches: {math.ceil(left)}s left")
+    return Target(stable, candidate, None, weight, left <= 0,
+                  f"pause between batches: {view.until(step.seconds or 0.0)}")
