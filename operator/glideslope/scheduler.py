@@ -54,6 +54,10 @@ def next_tick(release: Release, now: datetime, interval: float, previous: Releas
         # The core moves one step per tick, and a new step often has nothing to wait for.
         return LATE
     if st.phase in SETTLED and st.revision == revision_of(release.spec.template):
+        # The revision that traffic just left is scaled down once the hand-over is over.
+        handover = st.step_started_at + timedelta(seconds=HANDOVER_SECONDS) if st.step_started_at else None
+        if handover is not None and handover > now:
+            return (handover - now).total_seconds() + LATE
         return SETTLED_RESYNC
     if st.phase in (None, Phase.PENDING, Phase.GATED):
         # Gates are checked on every tick, and the first rollout waits on pods: poll.

@@ -63,7 +63,7 @@ def test_sigkill_at_every_step_boundary_and_mid_step(sandbox: Cluster, namespace
             _restart(operator)
             boundaries.append((phase, step))
             st = timeline.statuses[-1]
-            if (not mid_step and "left" in (st.get("message") or "")) or (
+            if (not mid_step and "until" in (st.get("message") or "")) or (
                     not mid_step and "pause" in (st.get("message") or "")):
                 # Mid-step: once the restarted operator has been in a timed step for a moment.
                 time.sleep(2.5)
