@@ -13,14 +13,23 @@ import threading
 import zoneinfo
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from glideslope import gates
-from glideslope.api import ConditionType, Release, parse_duration, parse_release, parse_status, status_patch
+from glideslope.api import (
+    ANNOUNCEMENTS_LIMIT,
+    Announcement,
+    ConditionType,
+    Release,
+    parse_duration,
+    parse_release,
+    parse_status,
+    status_patch,
+)
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
 from glideslope.core.gates import GateObservation, checklist
@@ -66,6 +75,7 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     if problems:
         _invalid(kube, body, release, problems)
         return release
+    _redeliver(kube, release)
     given = now
     now = given or datetime.now(UTC)
     measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
@@ -111,21 +121,64 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, RecordEvent):
             announcements.append(action)
-    if decision.status != release.status and not releases.patch_status(
-            kube, namespace, name, status_patch(decision.status, body.get("status")), resource_version):
+    status = decision.status
+    if announcements:
+        # Written with the transition, so the Events survive a crash right after the write.
+        status = status.model_copy(update={"announcements": [
+            Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
+            for e in announcements][:ANNOUNCEMENTS_LIMIT]})
+    if status != release.status and not releases.patch_status(
+            kube, namespace, name, status_patch(status, body.get("status")), resource_version):
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
         # it, and announces what it decides then. Announcing now would say it twice.
         log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
         return release
     # Events follow the status they describe: a transition is announced once it is recorded.
-    for event in announcements:
-        log.info("%s/%s: %s: %s", namespace, name, event.reason, event.message)
-        events.record(kube, release, event.reason, event.message, warning=event.warning)
+    written = release.model_copy(update={"status": status})
+    for announcement in status.announcements if announcements else []:
+        log.info("%s/%s: %s: %s", namespace, name, announcement.reason, announcement.message)
+        events.announce(kube, written, announcement)
+    _announced[(namespace, name)] = _fingerprint(status.announcements)
     # The closing record (one write per tick that announced something) and the notifications
     # (queued for a worker): neither raises, neither waits on a receiver.
-    records.write(kube, release, decision.status, announcements, now)
-    publish(kube, release, decision.status, announcements, now=now)
-    return release.model_copy(update={"status": decision.status})
+    records.write(kube, release, status, announcements, now)
+    publish(kube, release, status, announcements, now=now)
+    return written
+
+
+# Events that survive a crash ---------------------------------------------------------------------
+
+REDELIVERY_WINDOW = timedelta(minutes=15)
+"""Announcements older than this are not recorded again after a restart (Events are for
+people watching now; the release record keeps the rest)."""
+
+_announced: dict[tuple[str, str], tuple[str, ...]] = {}
+"""The announcements of each Release this process has recorded (or found recorded)."""
+
+
+def forget(namespace: str, name: str) -> None:
+    """A deleted Release's memory goes with it."""
+    _announced.pop((namespace, name), None)
+
+
+def _fingerprint(announcements: Sequence[Announcement]) -> tuple[str, ...]:
+    return tuple(f"{a.reason}/{a.at.isoformat()}" for a in announcements)
+
+
+def _redeliver(kube: Kube, release: Release) -> None:
+    """Record the announcements of the last transition if this process has not: an operator
+    that died between writing a status and its Events records them now (their names make a
+    second recording a no-op)."""
+    key = (release.metadata.namespace or "", release.metadata.name or "")
+    pending = release.status.announcements
+    if not pending or _announced.get(key) == _fingerprint(pending):
+        return
+    recent = datetime.now(UTC) - REDELIVERY_WINDOW
+    for announcement in pending:
+        if announcement.at >= recent and events.announce(kube, release, announcement):
+            log.info("%s/%s: %s (recorded after a restart): %s", key[0], key[1], announcement.reason,
+                     announcement.message)
+    _announced[key] = _fingerprint(pending)
 
 
 # Analysis ------------------------------------------------------------------------------------

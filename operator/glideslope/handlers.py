@@ -125,6 +125,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         scheduler.hold(key)
         keep_serving(kube, body)
         metrics.forget(namespace or "", name)
+        engine.forget(namespace or "", name)
         with lock:
             last.pop(key, None)
 

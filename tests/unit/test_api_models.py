@@ -264,7 +264,8 @@ def test_status_wire_form() -> None:
 
 def test_empty_status() -> None:
     assert parse_status(None) == ReleaseStatus()
-    assert ReleaseStatus().to_dict() == {"gates": [], "analysis": [], "conditions": [], "history": []}
+    assert ReleaseStatus().to_dict() == {"gates": [], "analysis": [], "conditions": [], "history": [],
+                                         "announcements": []}
 
 
 def test_status_times_must_carry_a_zone() -> None:

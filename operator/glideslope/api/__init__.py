@@ -51,7 +51,9 @@ from glideslope.api.spec import (
     WindowGate,
 )
 from glideslope.api.status import (
+    ANNOUNCEMENTS_LIMIT,
     HISTORY_LIMIT,
+    Announcement,
     Condition,
     GateStatus,
     HistoryEntry,
@@ -79,6 +81,7 @@ from glideslope.api.types import (
 )
 
 __all__ = [
+    "ANNOUNCEMENTS_LIMIT",
     "API_VERSION",
     "CRD_NAME",
     "GATE_KINDS",
@@ -90,6 +93,7 @@ __all__ = [
     "AnalysisSpec",
     "AnalysisState",
     "AnalysisStep",
+    "Announcement",
     "ApiModel",
     "ApprovalGate",
     "BigBangStrategy",

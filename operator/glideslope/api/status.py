@@ -22,6 +22,8 @@ from glideslope.api.types import (
 
 HISTORY_LIMIT = 20
 """`status.history` keeps the most recent rollouts, at most this many."""
+ANNOUNCEMENTS_LIMIT = 32
+"""At most this many Events per transition are kept for redelivery."""
 
 
 class GateStatus(ApiModel):
@@ -41,6 +43,15 @@ class GateStatus(ApiModel):
     """When the check last ran (a query, a request, a look at a Job or Release)."""
     last_value: float | None = None
     """A metric gate's last measured value."""
+
+
+class Announcement(ApiModel):
+    """An Event the tick that wrote this status announces (see `ReleaseStatus.announcements`)."""
+
+    reason: str
+    message: str
+    warning: bool = False
+    at: Timestamp
 
 
 class TriggerStatus(ApiModel):
@@ -141,6 +152,10 @@ class ReleaseStatus(ApiModel):
     (a trigger that rolls back still does)."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     """Finished rollouts, oldest first."""
+    announcements: list[Announcement] = Field(default_factory=list, max_length=ANNOUNCEMENTS_LIMIT)
+    """The Events of the last transition, written with it: the operator records them once this
+    status is stored, under names derived from them, so one that died in between records them
+    after its restart, and never twice."""
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of this type, if any."""

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from glideslope.api import API_VERSION, KIND, Release
-from glideslope.kube.client import Kube
+from glideslope.api import API_VERSION, KIND, Announcement, Release
+from glideslope.kube.client import Kube, conflict
 
 
 def record(kube: Kube, release: Release, reason: str, message: str, *, warning: bool = False) -> None:
     meta = release.metadata
     _create(kube, meta.namespace or "", meta.name or "", meta.uid, reason, message, warning)
+
+
+def event_name(release: Release, announcement: Announcement) -> str:
+    """The Event's name, derived from what it announces: recording it again is a no-op."""
+    meta = release.metadata
+    key = f"{meta.uid}/{announcement.reason}/{announcement.at.isoformat()}/{announcement.message}"
+    return f"{meta.name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def announce(kube: Kube, release: Release, announcement: Announcement) -> bool:
+    """Record a transition's Event exactly once; False when it already existed."""
+    meta = release.metadata
+    try:
+        _create(kube, meta.namespace or "", meta.name or "", meta.uid, announcement.reason, announcement.message,
+                announcement.warning, event_id=event_name(release, announcement), at=announcement.at)
+    except Exception as exc:
+        if conflict(exc):
+            return False
+        raise
+    return True
 
 
 def record_for(kube: Kube, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
@@ -24,10 +45,10 @@ def record_for(kube: Kube, body: Mapping[str, Any], reason: str, message: str, *
 
 
 def _create(kube: Kube, namespace: str, name: str, uid: str | None, reason: str, message: str,
-            warning: bool) -> None:
-    now = datetime.now(UTC).isoformat()
+            warning: bool, *, event_id: str | None = None, at: datetime | None = None) -> None:
+    now = (at or datetime.now(UTC)).isoformat()
     body = {
-        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
+        "metadata": {"name": event_id or f"{name}.{uuid.uuid4().hex[:12]}", "namespace": namespace},
         "involvedObject": {"apiVersion": API_VERSION, "kind": KIND, "name": name,
                            "namespace": namespace, "uid": uid},
         "reason": reason, "message": message[:1024], "type": "Warning" if warning else "Normal",
