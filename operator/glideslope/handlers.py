@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,8 +83,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration")
+        settings.persistence.diffbase_storage = NoDiffBase()
         # Our own Events say what happens; kopf's per-handler ones would only be noise.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 60
@@ -114,6 +113,9 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             if seen.get(key) == fingerprint:
                 return
             seen[key] = fingerprint
+        # Events of a Release being deleted all carry its deletionTimestamp, so one without it
+        # is a new Release of that name: the hold of the deleted one must not keep it waiting.
+        scheduler.unhold(key)
         scheduler.wake(key)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
@@ -128,6 +130,24 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         engine.forget(namespace or "", name)
         with lock:
             last.pop(key, None)
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps no last-handled state of Releases: with no create, update or resume handlers
+    it has no diff to compute, and storing it was an annotation write after every change of
+    spec or annotations that raced with the stepper's first tick on that change. The tick's
+    status write then failed on the resourceVersion and the tick was taken again, by which time
+    the first step could be done already: its status never written, a step seen skipped."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        # The same empty essence every time: kopf sees no change (NOOP) and copies no body.
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 def keep_serving(kube: Kube, body: kopf.Body) -> None:

@@ -117,13 +117,14 @@ class Scheduler:
             self._cond.notify_all()
 
     def wake(self, key: Key, delay: float = 0.0) -> None:
-        """Step the Release within `delay` seconds (sooner if it is already due sooner)."""
+        """Step the Release within `delay` seconds (sooner if it is already due sooner); a held
+        Release stays held: its pods and Deployments keep changing while it is deleted (the
+        finalizer scales the serving revision up), and a tick then would undo that."""
         with self._cond:
-            self._held.discard(key)
             self._schedule(key, time.monotonic() + delay)
 
     def hold(self, key: Key, timeout: float = 30.0) -> None:
-        """Never step the Release again (until woken); returns once no tick of it runs."""
+        """Never step the Release again (until `unhold`); returns once no tick of it runs."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._held.add(key)
@@ -131,6 +132,11 @@ class Scheduler:
             self._after.pop(key, None)
             while key in self._running and time.monotonic() < deadline:
                 self._cond.wait(0.1)
+
+    def unhold(self, key: Key) -> None:
+        """A Release of that name exists again (a new one, or the delete was never completed)."""
+        with self._cond:
+            self._held.discard(key)
 
     def forget(self, key: Key) -> None:
         with self._cond:
