@@ -11,6 +11,8 @@ SANDBOX ?= .sandbox
 PY := $(VENV)/bin/python
 GLIDESLOPE := $(VENV)/bin/glideslope
 E2E_WORKERS ?= 4
+# Each fault test SIGKILLs and restarts its own operator: two at a time fit a 2-core machine.
+FAULT_WORKERS ?= 2
 
 .PHONY: help
 help:
@@ -102,7 +104,7 @@ test-faults: binaries
 	@status=0; \
 	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
-	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m faults tests/faults -q -n $(E2E_WORKERS) \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m faults tests/faults -q -n $(FAULT_WORKERS) \
 	    --ignore=tests/faults/test_disruptive.py || status=$$?; \
 	fi; \
 	if [ $$status -eq 0 ]; then \
