@@ -82,6 +82,8 @@ def replica(sandbox: Cluster, namespace: str, lease: str,
     yield start
     for r in started:
         r.stop()
+        # pytest shows captured output of failed tests only.
+        print(f"--- replica {r.log.name} ({r.identity}) ---\n{r.log.read_text(errors='replace')[-4000:]}")
 
 
 def holder(sandbox: Cluster, lease: str) -> str | None:
