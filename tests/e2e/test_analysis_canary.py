@@ -144,7 +144,9 @@ def test_unreachable_prometheus_never_promotes(sandbox: Cluster, namespace: str,
 
 
 def test_no_automatic_rollback_pauses(sandbox: Cluster, namespace: str, operator: Operator) -> None:
-    spec = {"analysis": analysis(trigger("critical")), "rollback": {"automatic": False}}
+    # initialDelay: the candidate's first requests must reach Prometheus before three
+    # measurements without data would pause it as Inconclusive instead (not what is tested here).
+    spec = {"analysis": analysis(trigger("critical"), initialDelay="3s"), "rollback": {"automatic": False}}
     v1 = first(sandbox, namespace, **spec)
     sandbox.apply(release("web", "2", STEPS, error_rate=0.3, **spec), namespace)
     st = wait_phase(sandbox, namespace, "web", "Paused", version="2", timeout=60)
