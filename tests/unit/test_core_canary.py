@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -11,8 +12,9 @@ from hypothesis import strategies as st
 from glideslope.api import Phase
 from glideslope.core.decide import plan
 from glideslope.core.model import StepKind
+from glideslope.core.revision import revision_of
 from glideslope.core.strategies.canary import candidate_pods
-from tests.unit.test_core_engine import CANARY, Run, make_spec, stable_run, with_image
+from tests.unit.test_core_engine import CANARY, Pods, Run, make_spec, stable_run, with_image
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +96,41 @@ def test_decide_is_idempotent(replicas: int, ticks: int) -> None:
     snapshot = {r: (p.desired, p.ready) for r, p in run.cluster.revisions.items()}
     run.cluster.apply(first)
     assert snapshot == {r: (p.desired, p.ready) for r, p in run.cluster.revisions.items()}
+
+
+@pytest.mark.parametrize("routed", [False, True])
+def test_a_step_is_written_as_its_next_tick_says_it(routed: bool) -> None:
+    """Advancing writes the next step's message as that step's own first tick computes it, so a
+    tick right after a transition, with nothing changed, has nothing to write (one status write
+    per step, not two)."""
+    from glideslope.core.decide import decide
+
+    run = stable_run(CANARY, routed=routed)
+    advanced = 0
+    for _ in range(100):
+        if run.status.phase == Phase.SUCCEEDED and run.status.revision == revision_of(run.spec.template):
+            break
+        before = run.status.current_step
+        decision = decide(run.spec, run.status, run.cluster.observe(), run.now)
+        run.cluster.apply(decision)
+        run.status = decision.status
+        if before is not None and run.status.current_step != before and run.status.phase == Phase.PROGRESSING:
+            advanced += 1
+            again = decide(run.spec, run.status, run.cluster.observe(), run.now + timedelta(milliseconds=20))
+            assert (again.status.current_step, again.status.phase, again.status.message) == (
+                run.status.current_step, run.status.phase, run.status.message)
+        run.cluster.progress(run.speed)
+        run.now += timedelta(seconds=1)
+    assert advanced >= 3
+
+
+def test_the_tick_that_starts_a_rollout_never_finishes_its_first_step() -> None:
+    """Even when the candidate's pods are already Ready (its Deployment was left from an earlier
+    rollout), step 1 is written to status before a later tick ends it."""
+    run = stable_run(CANARY, replicas=4)
+    candidate = revision_of(run.spec.template)
+    run.cluster.revisions[candidate] = Pods(4, 4, 4)
+    run.tick()
+    assert (run.status.phase, run.status.current_step) == (Phase.PROGRESSING, 1)
+    run.tick()
+    assert run.status.current_step == 2

@@ -81,7 +81,10 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     candidate = revision_of(spec.template)
     st.total_steps = len(steps)
 
-    if st.revision != candidate:
+    # A rollout's first step is never finished in the tick that starts it: the step is written
+    # to status (and so survives a crash) before anything it ends can happen.
+    starting = st.revision != candidate
+    if starting:
         _start(st, spec, candidate, steps, now, events)
     elif st.version != spec.version and st.phase in ROLLING_OUT:
         st.version = spec.version
@@ -127,7 +130,8 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         traffic = _validate(st, spec, candidate, stable, pinned, settled, observation, found, now, events,
                             replicas)
     elif st.phase in ROLLING_OUT and candidate != stable:
-        traffic = _step(st, spec, strategy, steps, candidate, stable, observation, found, now, events, replicas)
+        traffic = _step(st, spec, strategy, steps, candidate, stable, observation, found, now, events, replicas,
+                        advance=not starting)
     else:
         # Steady, rolled back or rolling back: everything on the stable revision; the candidate
         # goes only once the stable revision is Ready at full size and carries the traffic.
@@ -182,8 +186,8 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
 
 def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps: tuple[Step, ...],
           candidate: str, stable: str, observation: Observation, found: Verdict | None, now: datetime,
-          events: list[RecordEvent], replicas: dict[str, int]) -> SetTraffic:
-    """Run the current step of a rollout; advance by one when it is done."""
+          events: list[RecordEvent], replicas: dict[str, int], *, advance: bool = True) -> SetTraffic:
+    """Run the current step of a rollout; advance by one when it is done (and `advance`)."""
     index = min(max(st.current_step or 1, 1), len(steps)) - 1
     started = st.step_started_at or now
     view = View(stable, candidate, observation, st.weight or 0, (now - started).total_seconds(), started)
@@ -218,6 +222,8 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     elif target.done and hold:
         assert found is not None
         st.phase, st.message = target.phase, prefix + f"{target.message}; waiting for analysis: {found.message}"
+    elif target.done and not advance:
+        st.phase, st.message = target.phase, prefix + target.message
     elif target.done and index + 1 == len(steps):
         downtime = (now - started).total_seconds() if spec.strategy.type == "BigBang" else None
         post = checklist.waits(spec, st, GateStage.POST_DEPLOY)
@@ -236,7 +242,9 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     elif target.done:
         st.current_step = index + 2
         st.step_started_at = now
-        st.phase, st.message = Phase.PROGRESSING, f"step {index + 2}/{len(steps)}: {steps[index + 1].describe()}"
+        # The next step's message as its own first tick will say it, so that tick writes nothing.
+        following = strategy.target(spec, steps, index + 1, View(stable, candidate, observation, st.weight, 0.0, now))
+        st.phase, st.message = following.phase, f"step {index + 2}/{len(steps)}: {following.message}"
     else:
         st.phase, st.message = target.phase, prefix + target.message
     # The preview Service always shows the candidate; routers only carry weight for strategies
