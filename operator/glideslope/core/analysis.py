@@ -32,11 +32,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from typing import Literal
 
 from glideslope.api import AnalysisState, OnNoData, Severity, Trigger, TriggerStatus
-from glideslope.core.conditions import Condition, ConditionError, compile_condition
+from glideslope.core.conditions import ConditionError, compile_condition
 
 # ---------------------------------------------------------------------------------------------
 # Query templates
@@ -111,12 +110,6 @@ class _Outcome(StrEnum):
     ERROR = "error"
 
 
-@lru_cache(maxsize=256)
-def compiled_condition(source: str) -> Condition:
-    # Compiling CEL takes milliseconds; triggers are measured every few seconds for hours.
-    return compile_condition(source)
-
-
 def _format(value: float) -> str:
     return f"{value:g}"
 
@@ -135,9 +128,9 @@ def _judge(trigger: Trigger, measurement: Measurement) -> tuple[_Outcome, str]:
         return _Outcome.ERROR, "error: the trigger has neither successCondition nor failureCondition"
     shown = _format(value)
     try:
-        if trigger.failure_condition is not None and compiled_condition(trigger.failure_condition).holds(value):
+        if trigger.failure_condition is not None and compile_condition(trigger.failure_condition).holds(value):
             return _Outcome.FAIL, f'{shown} meets failureCondition "{trigger.failure_condition}"'
-        if trigger.success_condition is not None and not compiled_condition(trigger.success_condition).holds(value):
+        if trigger.success_condition is not None and not compile_condition(trigger.success_condition).holds(value):
             return _Outcome.FAIL, f'{shown} does not meet successCondition "{trigger.success_condition}"'
     except ConditionError as exc:
         return _Outcome.ERROR, f"error: condition: {exc}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import celpy
@@ -44,8 +45,12 @@ class Condition:
 _ENV = celpy.Environment(annotations={"result": celtypes.DoubleType})
 
 
+@lru_cache(maxsize=1024)
 def compile_condition(source: str) -> Condition:
-    """Compile `source` and try it on sample results; raise ConditionError with the reason."""
+    """Compile `source` and try it on sample results; raise ConditionError with the reason.
+
+    Cached: compiling takes milliseconds, and every tick validates the spec's conditions and
+    judges measurements with them (a refused source is not cached, and is compiled again)."""
     try:
         ast = _ENV.compile(source)
         program = _ENV.program(ast)

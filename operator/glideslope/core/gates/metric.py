@@ -12,8 +12,8 @@ import math
 from datetime import datetime
 
 from glideslope.api import GateState, MetricGate
-from glideslope.core.analysis import Measurement, compiled_condition
-from glideslope.core.conditions import ConditionError
+from glideslope.core.analysis import Measurement
+from glideslope.core.conditions import ConditionError, compile_condition
 from glideslope.core.gates import Check
 
 
@@ -37,10 +37,10 @@ def _judge(gate: MetricGate, measurement: Measurement) -> Check:
         return Check(GateState.PENDING, "no data" if value is None else f"no data (result {value})")
     shown = f"{value:g}"
     try:
-        if gate.failure_condition is not None and compiled_condition(gate.failure_condition).holds(value):
+        if gate.failure_condition is not None and compile_condition(gate.failure_condition).holds(value):
             return Check(GateState.FAILED, f'{shown} meets failureCondition "{gate.failure_condition}"', value)
         if gate.success_condition is not None:
-            if compiled_condition(gate.success_condition).holds(value):
+            if compile_condition(gate.success_condition).holds(value):
                 return Check(GateState.PASSED, f'{shown} meets successCondition "{gate.success_condition}"', value)
             return Check(GateState.PENDING, f'{shown} does not meet successCondition "{gate.success_condition}" yet',
                          value)
