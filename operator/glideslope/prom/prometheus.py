@@ -1,9 +1,10 @@
 """`MetricProvider` for Prometheus' HTTP API, through prometheus-api-client.
 
 The client is synchronous (requests), so every call runs in a worker thread: kopf's event
-loop never waits on Prometheus. Each call gets its own session, because a requests Session
-is not safe to share between threads; a trigger is measured every few seconds at most, so
-the extra connection is cheap.
+loop never waits on Prometheus. Each worker thread keeps a session of its own (a requests
+Session is not safe to share between threads): a session per query would open a connection
+per query, and at a thousand Releases those handshakes cost Prometheus and the operator more
+than the queries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,8 +85,12 @@ class PrometheusProvider:
             fd, self._ca_path = tempfile.mkstemp(prefix="glideslope-prometheus-ca-", suffix=".pem")
             with os.fdopen(fd, "w") as f:
                 f.write(self._auth.ca_cert)
-        # Removes the CA file on close(), on garbage collection, or at exit, whichever is first.
-        self._finalizer = weakref.finalize(self, _remove, self._ca_path)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        # Removes the CA file and closes the sessions on close(), on garbage collection, or at
+        # exit, whichever is first.
+        self._finalizer = weakref.finalize(self, _close, self._ca_path, self._sessions, self._sessions_lock)
 
     @property
     def ca_path(self) -> str | None:
@@ -129,13 +135,7 @@ class PrometheusProvider:
     def _ask_blocking(self, query: str) -> _Answer:
         if self._auth.ca_cert and self.ca_path is None:
             return _Answer(error="the Prometheus provider is closed (its CA file is gone)")
-        session = requests.Session()
-        session.verify = self._ca_path or True
-        headers = {"Authorization": f"Bearer {self._auth.token}"} if self._auth.token else None
-        basic = (self._auth.username, self._auth.password) if self._auth.username is not None else None
-        # No retries: the next measurement is the retry, and a retried 5xx would outlast the timeout.
-        client = PrometheusConnect(url=self.url, headers=headers, auth=basic, session=session,
-                                   retry=Retry(total=0, read=False, raise_on_status=False), timeout=self.timeout)
+        client = self._client()
         try:
             result = client.custom_query(query)
         except PrometheusApiClientException as exc:
@@ -150,9 +150,31 @@ class PrometheusProvider:
             # A 200 that is not Prometheus' JSON (a proxy's page, a wrong URL), or any other
             # requests error (they are OSErrors).
             return _Answer(error=f"unexpected answer from {self.url}: {_reason(exc)}")
-        finally:
-            client.close()
         return _sample(result)
+
+    def _client(self) -> PrometheusConnect:
+        """This thread's client, on a session (and its kept-alive connection) of its own."""
+        client: PrometheusConnect | None = getattr(self._local, "client", None)
+        if client is None:
+            session = requests.Session()
+            session.verify = self._ca_path or True
+            headers = {"Authorization": f"Bearer {self._auth.token}"} if self._auth.token else None
+            basic = (self._auth.username, self._auth.password) if self._auth.username is not None else None
+            # No retries: the next measurement is the retry, and a retried 5xx would outlast the timeout.
+            client = PrometheusConnect(url=self.url, headers=headers, auth=basic, session=session,
+                                       retry=Retry(total=0, read=False, raise_on_status=False), timeout=self.timeout)
+            with self._sessions_lock:
+                self._sessions.append(session)
+            self._local.client = client
+        return client
+
+
+def _close(path: str | None, sessions: list[requests.Session], lock: threading.Lock) -> None:
+    with lock:
+        for session in sessions:
+            session.close()
+        sessions.clear()
+    _remove(path)
 
 
 def _remove(path: str | None) -> None:
