@@ -43,6 +43,11 @@ class Relay:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            if self.stopped.is_set():
+                # Accepted while stopping: the operator keeps connections alive, and one relayed
+                # now would outlive the outage.
+                client.close()
+                return
             upstream = socket.create_connection(self.target, timeout=5)
             self.conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
@@ -62,6 +67,9 @@ class Relay:
 
     def stop(self) -> None:
         self.stopped.set()
+        # Closing alone would not wake a thread blocked in accept(); shutting down does.
+        with contextlib.suppress(OSError):
+            self.server.shutdown(socket.SHUT_RDWR)
         self.server.close()
         for c in self.conns:
             try:
@@ -81,7 +89,9 @@ def relay(sandbox: Cluster) -> Iterator[Relay]:
 
 def test_prometheus_outage_mid_rollout_never_promotes(sandbox: Cluster, namespace: str, operator: Operator,
                                                       relay: Relay) -> None:
-    spec = {"analysis": analysis(trigger("critical"), address=f"http://127.0.0.1:{relay.port}")}
+    # The first measurement waits for the candidate's traffic to reach Prometheus: "no data"
+    # before it would pause the rollout as Inconclusive before the outage begins.
+    spec = {"analysis": analysis(trigger("critical"), address=f"http://127.0.0.1:{relay.port}", initialDelay="3s")}
     sandbox.apply(release("web", "1", STEPS, **spec), namespace)
     v1 = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
     sandbox.apply(release("web", "2", STEPS, **spec), namespace)
