@@ -17,7 +17,7 @@ import kopf
 
 from glideslope import engine
 from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_release
-from glideslope.kube import workloads
+from glideslope.kube import releases, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
@@ -26,8 +26,9 @@ from glideslope.scheduler import Key, Scheduler, next_tick
 
 log = logging.getLogger(__name__)
 
-WORKERS = 8
-"""Threads stepping Releases: a tick mostly waits on the API server and Prometheus."""
+WORKERS = 16
+"""Threads stepping Releases: a tick mostly waits on the API server and Prometheus (at 1,000
+Releases 8 threads left the operator's CPU two-thirds idle while ticks queued)."""
 CACHE_SYNC_SECONDS = 60.0
 """How long startup waits for the workload cache's first listing (until then ticks list)."""
 
@@ -64,6 +65,8 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
 
     scheduler = Scheduler(tick, workers=WORKERS, retry=interval)
     cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))
+    bodies = releases.ReleaseCache()
+    releases.install_cache(bodies)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -99,10 +102,12 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
         key = (namespace or "", name)
         if kwargs.get("type") == "DELETED":
+            bodies.forget(key)
             scheduler.forget(key)
             with lock:
                 seen.pop(key, None)
             return
+        bodies.seen(body)
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return  # the delete handler holds it

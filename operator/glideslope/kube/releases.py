@@ -1,34 +1,58 @@
-"""The Release itself: its status, and command annotations once consumed."""
+"""The Release itself: its status, and command annotations once consumed.
+
+With a `ReleaseCache` installed (the operator does), `get` reads the body last seen, from the
+Releases' watch or from the operator's own last write, instead of asking the API server on
+every tick: at 1,000 Releases those GETs were a sixth of all API requests.
+"""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
 from glideslope.api import GROUP, PLURAL, VERSION
 from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, not_found
 
+Key = tuple[str, str]
+"""(namespace, name) of a Release."""
+
 
 def get(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     """The Release as stored now (kopf's copy may lag behind our own last status write)."""
+    cache = _cache
+    if cache is not None:
+        cached = cache.get((namespace, name))
+        if cached is not None:
+            return cached
     try:
         body: dict[str, Any] = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except Exception as exc:
         if not_found(exc):
             return None
         raise
+    if cache is not None:
+        cache.seen(body)
     return body
 
 
 def patch_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any], resource_version: str) -> bool:
-    """Write status if the Release is still at `resource_version`; False if someone wrote first."""
+    """Write status if the Release is still at `resource_version`; False if someone wrote first
+    (or it is gone)."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
     try:
-        kube.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body,
-                                                          field_manager=FIELD_MANAGER)
+        written = kube.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body,
+                                                                    field_manager=FIELD_MANAGER)
     except Exception as exc:
-        if conflict(exc):
+        if conflict(exc) or not_found(exc):
+            if _cache is not None:
+                _cache.forget((namespace, name))  # what it holds is stale: read afresh next tick
             return False
         raise
+    if _cache is not None:
+        _cache.wrote(written)
     return True
 
 
@@ -37,5 +61,93 @@ def remove_annotations(kube: Kube, namespace: str, name: str, keys: tuple[str, .
     body = {"metadata": {"annotations": dict.fromkeys(keys)}}
     result = kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body,
                                                         field_manager=FIELD_MANAGER)
+    if _cache is not None:
+        _cache.wrote(result)
     version: str = result["metadata"]["resourceVersion"]
     return version
+
+
+class ReleaseCache:
+    """The latest body of each Release, as compact JSON without `managedFields` (a few KiB each).
+
+    Fed by the Releases' watch (`seen`) and by the operator's own writes (`wrote`). The watch
+    delivers the event of a write after the write has returned, and kopf may coalesce events,
+    so a body older than the one held is never taken: an older status would make the next
+    tick decide again on a step already left behind. Versions are compared as the numbers
+    every etcd-backed API server gives; one that is not a number is taken only once the
+    operator's own last write has been seen, or after `AWAIT_SECONDS`. Only the operator
+    writes status, so what the cache holds can lag only in spec and annotations, as if the
+    tick had run a moment earlier: its status write then conflicts, and the entry is dropped
+    (`forget`), so the next tick reads the API server."""
+
+    AWAIT_SECONDS = 10.0
+    """How long a version that is not a number waits for the operator's own write to be seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bodies: dict[Key, tuple[str, str]] = {}
+        """(resourceVersion, compact JSON) per Release."""
+        self._awaiting: dict[Key, float] = {}
+        """Releases the operator wrote, while its write's version is newer than the watch's."""
+
+    def get(self, key: Key) -> dict[str, Any] | None:
+        with self._lock:
+            held = self._bodies.get(key)
+        if held is None:
+            return None
+        body: dict[str, Any] = json.loads(held[1])
+        return body
+
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """A body from the watch (or a read)."""
+        key, version = _identity(body)
+        text = _compact(body)
+        with self._lock:
+            held = self._bodies.get(key)
+            if held is not None and not self._newer(key, version, held[0]):
+                return
+            self._awaiting.pop(key, None)
+            self._bodies[key] = (version, text)
+
+    def wrote(self, body: Mapping[str, Any]) -> None:
+        """The body an API write of the operator's returned."""
+        key, version = _identity(body)
+        text = _compact(body)
+        with self._lock:
+            self._bodies[key] = (version, text)
+            self._awaiting[key] = time.monotonic() + self.AWAIT_SECONDS
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._bodies.pop(key, None)
+            self._awaiting.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._bodies)
+
+    def _newer(self, key: Key, version: str, held: str) -> bool:
+        if version.isdigit() and held.isdigit():
+            return int(version) >= int(held)
+        awaited = self._awaiting.get(key)
+        return awaited is None or version == held or time.monotonic() >= awaited
+
+
+def _identity(body: Mapping[str, Any]) -> tuple[Key, str]:
+    meta = body["metadata"]
+    return (meta.get("namespace") or "", meta["name"]), str(meta.get("resourceVersion") or "")
+
+
+def _compact(body: Mapping[str, Any]) -> str:
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    # kopf hands out read-only mapping views: `default=dict` turns them into plain dicts.
+    return json.dumps({**body, "metadata": meta}, separators=(",", ":"), default=dict)
+
+
+_cache: ReleaseCache | None = None
+
+
+def install_cache(cache: ReleaseCache | None) -> None:
+    """`get` reads `cache` from now on (None: the API server again)."""
+    global _cache
+    _cache = cache
