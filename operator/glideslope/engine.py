@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import zoneinfo
 from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
@@ -24,13 +26,14 @@ from glideslope.api import (
     Announcement,
     ConditionType,
     Release,
+    ReleaseStatus,
     parse_duration,
     parse_release,
     parse_status,
     status_patch,
 )
 from glideslope.core.analysis import Measurement
-from glideslope.core.decide import decide
+from glideslope.core.decide import ROLLING_OUT, decide
 from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
@@ -126,14 +129,16 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         status = status.model_copy(update={"announcements": [
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
-    if status != release.status and not releases.patch_status(
-            kube, namespace, name, status_patch(status, body.get("status")), resource_version):
+    if not _worth_writing((namespace, name), release.status, status):
+        return _with_status(release, release.status)
+    if not releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")), resource_version):
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
         # it, and announces what it decides then. Announcing now would say it twice.
         log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
         return release
+    _status_written[(namespace, name)] = time.monotonic()
     # Events follow the status they describe: a transition is announced once it is recorded.
-    written = release.model_copy(update={"status": status})
+    written = _with_status(release, status)
     for announcement in status.announcements if announcements else []:
         log.info("%s/%s: %s: %s", namespace, name, announcement.reason, announcement.message)
         events.announce(kube, written, announcement)
@@ -143,6 +148,34 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     records.write(kube, release, status, announcements, now)
     publish(kube, release, status, announcements, now=now)
     return written
+
+
+def _with_status(release: Release, status: ReleaseStatus) -> Release:
+    return release if status is release.status else release.model_copy(update={"status": status})
+
+
+# Status writes ---------------------------------------------------------------------------------
+
+COUNTS_EVERY = 5.0
+"""Seconds a rollout's pod counts (`status.replicas`, `readyReplicas`) may wait for a write of
+their own: pods come and go several times a step, and writing each count would double a
+rollout's status writes. A rollout is ticked at least every resync period, so they catch up."""
+
+_status_written: dict[tuple[str, str], float] = {}
+"""When this process last wrote each Release's status (monotonic seconds)."""
+
+
+def _worth_writing(key: tuple[str, str], old: ReleaseStatus, new: ReleaseStatus) -> bool:
+    """Whether `new` must be written now: anything but the pod counts changed, the Release is
+    not rolling out (a settled Release's counts are read by HPAs and dashboards), or its counts
+    have waited `COUNTS_EVERY` seconds."""
+    if new == old:
+        return False
+    if new.phase not in ROLLING_OUT or old.phase != new.phase:
+        return True
+    if new.model_copy(update={"replicas": old.replicas, "ready_replicas": old.ready_replicas}) != old:
+        return True
+    return time.monotonic() - _status_written.get(key, float("-inf")) >= COUNTS_EVERY
 
 
 # Events that survive a crash ---------------------------------------------------------------------
@@ -158,6 +191,7 @@ _announced: dict[tuple[str, str], tuple[str, ...]] = {}
 def forget(namespace: str, name: str) -> None:
     """A deleted Release's memory goes with it."""
     _announced.pop((namespace, name), None)
+    _status_written.pop((namespace, name), None)
 
 
 def _fingerprint(announcements: Sequence[Announcement]) -> tuple[str, ...]:
@@ -310,6 +344,7 @@ async def _measure(provider: PrometheusProvider, due: Sequence[Due], now: dateti
 
 
 _io_loop: asyncio.AbstractEventLoop | None = None
+QUERY_THREADS = 16
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -321,6 +356,9 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     with _lock:
         if _io_loop is None or _io_loop.is_closed():
             loop = asyncio.new_event_loop()
+            # Queries run in the loop's executor (the Prometheus client blocks): as many threads
+            # as there are steppers, not the default's few (cores + 4).
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="query"))
             threading.Thread(target=loop.run_forever, name="glideslope-io", daemon=True).start()
             _io_loop = loop
         loop = _io_loop
