@@ -1,7 +1,8 @@
 """The closing record of a Release's rollouts (`core.notes`), kept in one ConfigMap
 `<release>-record` that the Release owns, so it goes when the Release goes.
 
-Cost: one write (a server-side apply) per tick that announces something, none otherwise.
+Cost: one write (a server-side apply) per tick that announces something other than a start,
+none otherwise.
 Steps are not Events, so a step taken on a quiet tick waits in memory for the next write (a
 rollout always ends with one); the record last written is remembered, so a write needs no
 read. Writing a record never fails a tick: a problem is logged and the entries wait.
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from glideslope.api import Release, ReleaseStatus
+from glideslope.api import NotificationEvent, Release, ReleaseStatus
 from glideslope.core import notes
 from glideslope.core.model import RELEASE_LABEL, RecordEvent
 from glideslope.kube.client import APPLY, FIELD_MANAGER, Kube, not_found
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 KEY = "record.json"
 """The ConfigMap's data key holding the record."""
 MANAGED_BY = "app.kubernetes.io/managed-by"
+_WRITTEN_LATER = frozenset({NotificationEvent.STARTED.value})
+"""Announcements folded into the record at once (what the rollout replaces is known only then)
+but written with the next one: a rollout that has only started adds nothing a reader of the
+record needs before its next Event (its end, at the latest), and one write fewer per rollout
+keeps the operator under two API writes per step."""
 _PENDING_LIMIT = 200
 _CACHE_LIMIT = 4096
 
@@ -38,7 +44,7 @@ _marks: dict[tuple[str, str, str], notes.StepMark | None] = {}
 _pending: dict[tuple[str, str, str], list[notes.Entry]] = {}
 """Entries not written yet (steps taken on quiet ticks, or a write that failed)."""
 _written: dict[tuple[str, str, str], notes.Record] = {}
-"""The record as last written."""
+"""The record as last written (or folded, when its write waits for the next announcement)."""
 
 
 def name_for(release: str) -> str:
@@ -69,7 +75,8 @@ def write(kube: Kube, release: Release, status: ReleaseStatus, announcements: Se
             previous = _written.get(key)
         record = notes.fold(previous if previous is not None else _read_own(kube, release), release.spec, status,
                             entries, release=key[1], namespace=key[0])
-        _apply(kube, release, record)
+        if not all(a.reason in _WRITTEN_LATER for a in announcements):
+            _apply(kube, release, record)
         with _lock:
             if len(_written) >= _CACHE_LIMIT:
                 _written.clear()
