@@ -23,11 +23,16 @@ def connect() -> Kube:
         kubernetes.config.load_kube_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_incluster_config()
-    api = kubernetes.client.ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    # One kept-alive connection per thread that calls at once (the stepper's workers, the
+    # watches, the notifiers): a smaller pool drops connections and pays a TLS handshake each.
+    configuration.connection_pool_maxsize = POOL_SIZE
+    api = kubernetes.client.ApiClient(configuration)
     return Kube(api, kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api),
                 kubernetes.client.CustomObjectsApi(api))
 
 
+POOL_SIZE = 32
 FIELD_MANAGER = "glideslope"
 APPLY = "application/apply-patch+yaml"
 

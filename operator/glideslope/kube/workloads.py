@@ -145,6 +145,8 @@ def orphan_serving(kube: Kube, namespace: str, release: str, revision: str | Non
 
 Key = tuple[str, str]
 """(namespace, release)"""
+LIST_PAGE = 500
+"""Objects per page when the cache lists."""
 
 
 class WorkloadCache:
@@ -211,24 +213,38 @@ class WorkloadCache:
             core.list_pod_for_all_namespaces
 
     def _loop(self, kind: str, namespace: str | None) -> None:
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                version = self._list(kind, namespace)
-                self._watch(kind, namespace, version)
+                if version is None:
+                    version = self._list(kind, namespace)
+                # A watch that ends (its timeout, a dropped connection) resumes from the last
+                # version seen: listing every pod again would cost the API server, and the
+                # operator's peak memory, a copy of them all.
+                version = self._watch(kind, namespace, version)
             except Exception as exc:  # an expired version, a dropped connection: list again
+                version = None
                 if not (isinstance(exc, kubernetes.client.ApiException) and exc.status == 410):
                     log.warning("watching %s in %s: %s; listing again", kind, namespace or "all namespaces", exc)
                     time.sleep(1.0)
 
     def _list(self, kind: str, namespace: str | None) -> str:
-        # Raw JSON: the client's models would cost more CPU and memory than the two fields we keep.
-        response = self._call(kind, namespace)(label_selector=RELEASE_LABEL, _preload_content=False)
-        listed = json.loads(response.data)
         fresh: dict[Key, dict[str, Any]] = defaultdict(dict)
-        for item in listed.get("items") or []:
-            entry = self._entry(kind, item)
-            if entry is not None:
-                fresh[entry[0]][entry[1]] = entry[2]
+        token: str | None = None
+        while True:
+            # Raw JSON, a page at a time: the client's models, or one response holding every pod,
+            # would cost more CPU and memory than the two fields we keep.
+            page = {"_continue": token} if token else {}
+            response = self._call(kind, namespace)(label_selector=RELEASE_LABEL, limit=LIST_PAGE,
+                                                   _preload_content=False, **page)
+            listed = json.loads(response.data)
+            for item in listed.get("items") or []:
+                entry = self._entry(kind, item)
+                if entry is not None:
+                    fresh[entry[0]][entry[1]] = entry[2]
+            token = (listed.get("metadata") or {}).get("continue")
+            if not token:
+                break
         with self._lock:
             store: Any = self._deployments if kind == "deployments" else self._pods
             stale = [k for k in store if namespace is None or k[0] == namespace]
@@ -242,19 +258,21 @@ class WorkloadCache:
         version: str = listed["metadata"]["resourceVersion"]
         return version
 
-    def _watch(self, kind: str, namespace: str | None, version: str) -> None:
+    def _watch(self, kind: str, namespace: str | None, version: str) -> str:
+        """Watch from `version`; returns the last version seen when the watch ends."""
         watch = kubernetes.watch.Watch()
         for event in watch.stream(self._call(kind, namespace), label_selector=RELEASE_LABEL,
                                   resource_version=version, timeout_seconds=300, allow_watch_bookmarks=True,
                                   deserialize=False):
             if self._stop.is_set():
                 watch.stop()
-                return
+                return version
             kind_of_event = event["type"]
             obj = event["object"]
             if kind_of_event == "ERROR":
                 code = obj.get("code") if isinstance(obj, dict) else None
                 raise kubernetes.client.ApiException(status=code or 500, reason=str(obj))
+            version = (obj.get("metadata") or {}).get("resourceVersion") or version
             if kind_of_event == "BOOKMARK":
                 continue
             entry = self._entry(kind, obj)
@@ -272,6 +290,7 @@ class WorkloadCache:
                     store[key][name] = value
             if kind_of_event == "DELETED" or old != value:
                 self.on_change(*key)
+        return version
 
     @staticmethod
     def _entry(kind: str, obj: dict[str, Any]) -> tuple[Key, str, Any] | None:
