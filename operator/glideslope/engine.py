@@ -62,14 +62,21 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
 
     `prometheus_url` is the operator's default Prometheus (`--prometheus-url`); a Release's
     `spec.analysis.prometheus.address` overrides it."""
+    key = (namespace, name)
     body = releases.get(kube, namespace, name)
     if body is None:
+        _unwritten.pop(key, None)
         return None
     try:
         release = parse_release(body)
     except ValidationError as exc:
         _invalid(kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
         return None
+    stored = release.status
+    held = _unwritten.pop(key, None)
+    if held is not None and held[0] == body["metadata"]["resourceVersion"]:
+        # What the last tick decided and left unwritten (refreshed measurements, pod counts).
+        release = release.model_copy(update={"status": held[1]})
     problems = [str(e) for e in validate_spec(release.spec, _timezones())]
     missing = router_for(release).check(kube, release)
     if missing:
@@ -129,8 +136,10 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         status = status.model_copy(update={"announcements": [
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
-    if not _worth_writing((namespace, name), release.status, status):
-        return _with_status(release, release.status)
+    if not _worth_writing(key, stored, status):
+        if status != stored:
+            _unwritten[key] = (resource_version, status)
+        return _with_status(release, status)
     if not releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")), resource_version):
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
         # it, and announces what it decides then. Announcing now would say it twice.
@@ -156,26 +165,37 @@ def _with_status(release: Release, status: ReleaseStatus) -> Release:
 
 # Status writes ---------------------------------------------------------------------------------
 
-COUNTS_EVERY = 5.0
-"""Seconds a rollout's pod counts (`status.replicas`, `readyReplicas`) may wait for a write of
-their own: pods come and go several times a step, and writing each count would double a
-rollout's status writes. A rollout is ticked at least every resync period, so they catch up."""
+REFRESH_EVERY = 10.0
+"""Seconds a rollout's refreshed figures may wait for a status write of their own: its pod
+counts (`replicas`, `readyReplicas`) and measurements that change no trigger's state or
+failure counts (`lastValue`, `successes`, `lastMeasuredTime`). Pods come and go several times
+a step and triggers are measured every few seconds: a write for each would more than double a
+rollout's status writes. Until written they are kept in memory (`_unwritten`) for the next
+tick; a crash loses only them (the next tick measures again)."""
 
 _status_written: dict[tuple[str, str], float] = {}
 """When this process last wrote each Release's status (monotonic seconds)."""
+_unwritten: dict[tuple[str, str], tuple[str, ReleaseStatus]] = {}
+"""Per Release, a status decided but not written yet, and the resourceVersion it was decided
+on: used by the next tick only if the Release has not changed since."""
 
 
-def _worth_writing(key: tuple[str, str], old: ReleaseStatus, new: ReleaseStatus) -> bool:
-    """Whether `new` must be written now: anything but the pod counts changed, the Release is
-    not rolling out (a settled Release's counts are read by HPAs and dashboards), or its counts
-    have waited `COUNTS_EVERY` seconds."""
-    if new == old:
+def _worth_writing(key: tuple[str, str], stored: ReleaseStatus, new: ReleaseStatus) -> bool:
+    """Whether `new` must be written now: more than refreshed figures changed, the Release is
+    not rolling out (a settled Release's counts are read by HPAs and dashboards), or its
+    figures have waited `REFRESH_EVERY` seconds."""
+    if new == stored:
         return False
-    if new.phase not in ROLLING_OUT or old.phase != new.phase:
+    if new.phase not in ROLLING_OUT or stored.phase != new.phase or _significant(stored) != _significant(new):
         return True
-    if new.model_copy(update={"replicas": old.replicas, "ready_replicas": old.ready_replicas}) != old:
-        return True
-    return time.monotonic() - _status_written.get(key, float("-inf")) >= COUNTS_EVERY
+    return time.monotonic() - _status_written.get(key, float("-inf")) >= REFRESH_EVERY
+
+
+def _significant(status: ReleaseStatus) -> ReleaseStatus:
+    """`status` without the figures a refresh changes."""
+    triggers = [t.model_copy(update={"last_value": None, "successes": 0, "message": None, "last_measured_time": None})
+                for t in status.analysis]
+    return status.model_copy(update={"replicas": None, "ready_replicas": None, "analysis": triggers})
 
 
 # Events that survive a crash ---------------------------------------------------------------------
@@ -192,6 +212,7 @@ def forget(namespace: str, name: str) -> None:
     """A deleted Release's memory goes with it."""
     _announced.pop((namespace, name), None)
     _status_written.pop((namespace, name), None)
+    _unwritten.pop((namespace, name), None)
 
 
 def _fingerprint(announcements: Sequence[Announcement]) -> tuple[str, ...]:
