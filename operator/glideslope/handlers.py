@@ -63,7 +63,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
                         release.status)
         return next_tick(release, datetime.now(UTC), interval, before)
 
-    scheduler = Scheduler(tick, workers=WORKERS, retry=interval)
+    scheduler = Scheduler(tick, workers=WORKERS, retry=interval, observe=metrics.tick)
     cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))
     bodies = releases.ReleaseCache()
     releases.install_cache(bodies)

@@ -16,6 +16,7 @@ from glideslope.api import GateState, HistoryEntry, HistoryOutcome, Phase, Relea
 
 _DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 _ROLLBACK_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
+_TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # A rollout that ended in one of these was a change that failed in production (DORA).
 _CHANGE_FAILURES = {HistoryOutcome.ROLLED_BACK, HistoryOutcome.FAILED}
 
@@ -63,11 +64,22 @@ class OperatorMetrics:
             "glideslope_rollback_seconds",
             "First failed measurement to the stable revision serving all traffic (DORA: time to restore)",
             ["strategy"], buckets=_ROLLBACK_BUCKETS, registry=reg)
+        # The stepper's own health, as a workqueue's: a tick waiting long for a worker means the
+        # operator is the bottleneck; ticks taking long, the API server or Prometheus.
+        self.tick_wait = Histogram("glideslope_tick_wait_seconds",
+                                   "How long a Release due for a tick waited for a free stepper",
+                                   buckets=_TICK_BUCKETS, registry=reg)
+        self.tick_duration = Histogram("glideslope_tick_seconds", "How long one tick of one Release took",
+                                       buckets=_TICK_BUCKETS, registry=reg)
         self.api_errors = Counter("glideslope_api_errors", "Failed calls to the Kubernetes API",
                                   ["verb", "resource", "code"], registry=reg)
         self._gates: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
         self._triggers: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._info: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def tick(self, waited: float, took: float) -> None:
+        self.tick_wait.observe(waited)
+        self.tick_duration.observe(took)
 
     def observe(self, key: ReleaseKey, previous: ReleaseStatus | None, status: ReleaseStatus) -> None:
         """Update every family from a status the operator has just written."""

@@ -91,9 +91,12 @@ class Scheduler:
     """Runs `step(namespace, name)` per Release on `workers` threads; `step` returns the seconds
     until the Release's next tick, or None when the Release is gone."""
 
-    def __init__(self, step: Callable[[str, str], float | None], *, workers: int = 8, retry: float = 2.0) -> None:
+    def __init__(self, step: Callable[[str, str], float | None], *, workers: int = 8, retry: float = 2.0,
+                 observe: Callable[[float, float], None] | None = None) -> None:
         self._step = step
         self._retry = retry
+        self._observe = observe
+        """Called after each tick with how long it waited for a worker once due, and how long it took."""
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Key]] = []
         self._due: dict[Key, float] = {}
@@ -161,7 +164,8 @@ class Scheduler:
         heapq.heappush(self._heap, (at, next(self._order), key))
         self._cond.notify()
 
-    def _take(self) -> Key | None:
+    def _take(self) -> tuple[Key, float] | None:
+        """The next Release due, and how long past due it is."""
         with self._cond:
             while not self._stopped:
                 while self._heap:
@@ -177,19 +181,23 @@ class Scheduler:
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
-                _, _, key = heapq.heappop(self._heap)
+                at, _, key = heapq.heappop(self._heap)
                 del self._due[key]
                 self._running.add(key)
-                return key
+                return key, max(time.monotonic() - at, 0.0)
             return None
 
     def _work(self) -> None:
-        while (key := self._take()) is not None:
+        while (taken := self._take()) is not None:
+            key, waited = taken
+            started = time.monotonic()
             try:
                 delay = self._step(*key)
             except Exception:
                 log.exception("stepping %s/%s failed; retrying in %gs", key[0], key[1], self._retry)
                 delay = self._retry
+            if self._observe is not None:
+                self._observe(waited, time.monotonic() - started)
             with self._cond:
                 self._running.discard(key)
                 after = self._after.pop(key, None)

@@ -33,3 +33,29 @@ def test_a_held_release_stays_held_when_its_workloads_change() -> None:
     scheduler.unhold(key)  # a new Release of that name
     scheduler.wake(key)
     assert scheduler.pending() == 1
+
+
+def test_each_tick_reports_its_wait_and_its_length() -> None:
+    import threading
+    import time
+
+    seen: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def step(namespace: str, name: str) -> float | None:
+        time.sleep(0.05)
+        return None
+
+    def observe(waited: float, took: float) -> None:
+        seen.append((waited, took))
+        done.set()
+
+    scheduler = Scheduler(step, workers=1, observe=observe)
+    scheduler.wake(("shop", "web"))
+    scheduler.start()
+    try:
+        assert done.wait(5)
+    finally:
+        scheduler.stop()
+    (waited, took), = seen
+    assert 0 <= waited < 1 and 0.05 <= took < 1
