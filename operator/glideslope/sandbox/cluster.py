@@ -221,6 +221,10 @@ class Sandbox:
             "--leader-elect=false",
             # Fast reactions: the sandbox is small and tests use short intervals.
             "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
+            # Its default client limit (20 requests a second per controller) is sized for a big
+            # shared API server; here it would make pods start minutes late once a few hundred
+            # Deployments change at once, and the benchmark would measure that queue.
+            "--kube-api-qps=300", "--kube-api-burst=600",
             "--v=1",
         ], None)
         sched_kc = self._component_kubeconfig("kube-scheduler", pki, "system:kube-scheduler")
@@ -229,7 +233,7 @@ class Sandbox:
             f"--kubeconfig={sched_kc}",
             f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
             "--bind-address=127.0.0.1", "--secure-port=0",
-            "--leader-elect=false", "--v=1",
+            "--leader-elect=false", "--kube-api-qps=300", "--kube-api-burst=600", "--v=1",
         ], None)
 
     def kubectl(self, bins: build.Binaries, *args: str, input: str | None = None,
@@ -258,7 +262,8 @@ class Sandbox:
             "--cidr=10.244.0.0/16", "--node-ip=10.240.0.1",
             f"--server-address=127.0.0.1:{self.ports.kwok}",
         ]
-        # kwok's own stages, then the sandbox's (a Job pod that fails on request).
+        # kwok's own stages, then the sandbox's files: its options, and a stage for a Job pod that
+        # fails on request.
         for stage in [*bins.kwok_stages, *sorted((Path(__file__).parent / "kwok").glob("*.yaml"))]:
             args.append(f"--config={stage}")
         self._ensure("kwok", args, lambda: _http_ok(f"http://127.0.0.1:{self.ports.kwok}/healthz"))
@@ -333,7 +338,7 @@ class Sandbox:
                  log_file=self.process("kube-controller-manager").log_file)
 
     # -- one component at a time (fault tests) ------------------------------------------
-    RESTARTABLE = ("kube-apiserver", "prometheus")
+    RESTARTABLE = ("kube-apiserver", "prometheus", "simulator")
 
     def stop_component(self, name: str) -> None:
         """Stops one component by its pid file (TERM, then KILL), as a crash or upgrade would."""
@@ -347,6 +352,8 @@ class Sandbox:
             self._start_apiserver(build.ensure_binaries(), ensure_pki(self.dir / "pki"))
         elif name == "prometheus":
             self._start_prometheus(ensure_prometheus())
+        elif name == "simulator":
+            self._start_simulator()
         else:
             raise ValueError(f"{name}: only {', '.join(self.RESTARTABLE)} can be restarted")
 
