@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 
 def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
          prometheus_url: str | None = None) -> Release | None:
-    """One tick for one Release; returns the Release with the status written (None: it is gone).
+    """One tick for one Release; returns the Release with the status it decided, written or
+    held back for a later write (`_worth_writing`); None: it is gone.
 
     `prometheus_url` is the operator's default Prometheus (`--prometheus-url`); a Release's
     `spec.analysis.prometheus.address` overrides it."""

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -41,6 +42,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from glideslope.sandbox.cluster import Sandbox
 from tests.bench import plot
 from tests.e2e.helpers import REPO, Cluster, wait_until
 from tests.e2e.operator_fixture import release
@@ -65,6 +67,8 @@ ANALYSIS = {"interval": "5s", "triggers": [{
     "failureCondition": "result > 1"}]}
 EXTRA_NODES = 4
 """kwok nodes added beside the sandbox's 3, so 1,000 Releases' pods (up to 4 each) fit."""
+TICK_HISTOGRAMS = ("glideslope_tick_wait_seconds", "glideslope_tick_seconds")
+"""The operator's own: how long a due tick waited for a stepper, and how long ticks took."""
 WORKERS = 16
 """Client threads creating and updating Releases: "at once", as fast as the API server takes them."""
 
@@ -198,7 +202,57 @@ def proc_usage(pid: int) -> dict[str, float]:
     hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return {"peak_rss_mib": round(hwm / 1024, 1), "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 1)}
+    rss = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    return {"peak_rss_mib": round(hwm / 1024, 1), "rss_mib": round(rss / 1024, 1),
+            "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 1)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def histograms(port: int) -> dict[str, dict[float, float]]:
+    """The operator's tick histograms: name -> upper bound -> cumulative count."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, dict[float, float]] = {}
+    for name in TICK_HISTOGRAMS:
+        out[name] = {float(labels["le"]): v for labels, v in _metrics(text, f"{name}_bucket")}
+    return out
+
+
+def histogram_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float | None:
+    """As PromQL's histogram_quantile over the increase between two scrapes."""
+    buckets = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return round(lower + (le - lower) * (rank - below) / max(count - below, 1e-9), 3)
+        lower, below = le, count
+    return lower
+
+
+def components_cpu(sandbox: Cluster, operator_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the operator and of each sandbox process (they share the machine)."""
+    pids = {"operator": operator_pid}
+    for path in (sandbox.kubeconfig.parent / "pids").glob("*.pid"):
+        with contextlib.suppress(ValueError, IndexError):
+            pids[path.stem] = int(path.read_text().split()[0])
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            out[name] = proc_usage(pid)["cpu_seconds"]
+    return out
 
 
 def add_nodes(sandbox: Cluster) -> None:
@@ -212,7 +266,20 @@ def add_nodes(sandbox: Cluster) -> None:
 
 
 @pytest.fixture
-def bench_namespace(sandbox: Cluster) -> Iterator[str]:
+def quiet_sandbox(sandbox: Cluster) -> Iterator[None]:
+    """The sandbox without its traffic simulator: the benchmark's Releases have no Services, and
+    the simulator's own watches and scrapes took a tenth of the machine. Started again after."""
+    box = Sandbox(sandbox.kubeconfig.parent)
+    running = box.process("simulator").pid() is not None
+    if running:
+        box.stop_component("simulator")
+    yield
+    if running:
+        box.start_component("simulator")
+
+
+@pytest.fixture
+def bench_namespace(sandbox: Cluster, quiet_sandbox: None) -> Iterator[str]:
     name = f"scale-{uuid.uuid4().hex[:6]}"
     sandbox.kubectl("create", "namespace", name)
     wait_until(lambda: sandbox.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
@@ -240,8 +307,10 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
     names = [f"app-{i:04d}" for i in range(n)]
     log_path = RESULTS / f"scale_{n}.operator.log.tmp"
     RESULTS.mkdir(exist_ok=True)
+    metrics_port = free_port()
     operator = subprocess.Popen(
-        [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", ns, "--metrics-port", "0",
+        [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", ns, "--metrics-port", str(metrics_port),
+         "--metrics-address", "127.0.0.1",
          "--log-format", "json", "--prometheus-url", sandbox.prometheus_url],
         env={**os.environ, "KUBECONFIG": str(sandbox.operator_kubeconfig)},
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
@@ -258,22 +327,25 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
         print(f"\n[N={n}] created in {created:.1f}s; all v1 Succeeded after {first:.1f}s")
         requests_before, queries_before = apiserver_requests(sandbox), prometheus_queries(sandbox)
         usage_before = proc_usage(operator.pid)
+        cpu_before = components_cpu(sandbox, operator.pid)
+        ticks_before = histograms(metrics_port)
         events_before = len(operator_events(api, ns))
         # The canary of all N at once.
         t1 = time.monotonic()
         updated = _each(lambda name: custom.patch_namespaced_custom_object(
             GROUP, VERSION, ns, PLURAL, name, {"spec": manifest(name, "2")["spec"]}), names)
-        peak_rss_sampled = 0.0
+        rss_timeline: list[tuple[float, float]] = []
 
         def all_done() -> bool:
-            nonlocal peak_rss_sampled
-            peak_rss_sampled = max(peak_rss_sampled, proc_usage(operator.pid)["peak_rss_mib"])
+            rss_timeline.append((round(time.monotonic() - t1, 1), proc_usage(operator.pid)["rss_mib"]))
             return timeline.count("Succeeded", "2") == n
 
         wait_until(all_done, timeout=900 + 3 * n, what=f"{n} v2 Succeeded", interval=1)
         canary = time.monotonic() - t1
         requests_after, queries_after = apiserver_requests(sandbox), prometheus_queries(sandbox)
         usage = proc_usage(operator.pid)
+        cpu_after = components_cpu(sandbox, operator.pid)
+        ticks_after = histograms(metrics_port)
         events_during = len(operator_events(api, ns)) - events_before
         load["loadavg_at_end"] = list(os.getloadavg())
     finally:
@@ -330,8 +402,17 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
                                   "samples": len(overheads),
                                   "p50_by_step": {k: round(percentile(v, 50), 2) for k, v in sorted(by_step.items())},
                                   "p99_by_step": {k: round(percentile(v, 99), 2) for k, v in sorted(by_step.items())}},
-        "operator": {"peak_rss_mib": usage["peak_rss_mib"], "cpu_seconds_total": usage["cpu_seconds"],
+        "operator": {"peak_rss_mib": usage["peak_rss_mib"], "rss_mib_before_canary": usage_before["rss_mib"],
+                     "rss_mib_during_canary_every_10s": [r for t, r in rss_timeline[::10]],
+                     "cpu_seconds_total": usage["cpu_seconds"],
                      "cpu_seconds_canary": round(usage["cpu_seconds"] - usage_before["cpu_seconds"], 1)},
+        "operator_ticks_during_canary": {
+            name.removeprefix("glideslope_"): {
+                "count": int(max(ticks_after[name].values(), default=0) - max(ticks_before[name].values(), default=0)),
+                **{f"p{q}": histogram_quantile(q / 100, ticks_before[name], ticks_after[name]) for q in (50, 90, 99)}}
+            for name in TICK_HISTOGRAMS},
+        "cpu_seconds_during_canary_by_process": dict(sorted(
+            ((k, round(v - cpu_before.get(k, 0.0), 1)) for k, v in cpu_after.items()), key=lambda kv: -kv[1])),
         "api_requests_during_canary_by_verb": {k: int(v) for k, v in sorted(by_verb.items())},
         "api_requests_during_canary_by_resource": {
             f"{verb} {r}{'/' + s if s else ''}": int(v) for (verb, _, r, s), v in sorted(delta.items()) if v >= n / 10},
