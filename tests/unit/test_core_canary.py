@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from glideslope.api import Phase
 from glideslope.core.decide import plan
-from glideslope.core.model import StepKind
+from glideslope.core.model import ScaleRevision, StepKind
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies.canary import candidate_pods
 from tests.unit.test_core_engine import CANARY, Pods, Run, make_spec, stable_run, with_image
@@ -134,3 +134,18 @@ def test_the_tick_that_starts_a_rollout_never_finishes_its_first_step() -> None:
     assert (run.status.phase, run.status.current_step) == (Phase.PROGRESSING, 1)
     run.tick()
     assert run.status.current_step == 2
+
+
+def test_a_new_steps_replicas_are_applied_in_the_tick_that_starts_it() -> None:
+    """The pause before setWeight 50 ends, and that same tick asks for the second candidate pod:
+    a new step's pods never wait for the next tick (behind a queue of other Releases)."""
+    run = stable_run(CANARY, replicas=4)
+    candidate = revision_of(run.spec.template)
+    for _ in range(50):
+        decision = run.tick()
+        if run.status.current_step == 3:
+            break
+    else:
+        raise AssertionError(f"never reached step 3: {run.status.message}")
+    assert ScaleRevision(candidate, 2) in decision.actions
+    assert run.status.weight == 25  # raised once the pods carry it, as the next tick would

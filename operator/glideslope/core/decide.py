@@ -242,9 +242,16 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
     elif target.done:
         st.current_step = index + 2
         st.step_started_at = now
-        # The next step's message as its own first tick will say it, so that tick writes nothing.
+        # The next step's message as its own first tick will say it, so that tick writes nothing;
+        # and its replicas and weight at once, as that tick would: a new step's pods must not
+        # wait for the stepper's queue (unless prePromotion gates hold it: the next tick says).
         following = strategy.target(spec, steps, index + 1, View(stable, candidate, observation, st.weight, 0.0, now))
         st.phase, st.message = following.phase, f"step {index + 2}/{len(steps)}: {following.message}"
+        if not (index + 1 >= strategy.full_step(steps) and checklist.waits(spec, st, GateStage.PRE_PROMOTION)):
+            replicas[stable] = following.stable_replicas
+            replicas[candidate] = following.candidate_replicas
+            st.weight = following.weight
+            target = following
     else:
         st.phase, st.message = target.phase, prefix + target.message
     # The preview Service always shows the candidate; routers only carry weight for strategies
