@@ -285,7 +285,8 @@ def bench_namespace(sandbox: Cluster, quiet_sandbox: None) -> Iterator[str]:
     wait_until(lambda: sandbox.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
                timeout=60, what=f"ServiceAccount default in {name}")
     yield name
-    sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    # Waited for: the garbage collector's deletes would otherwise land in the next size's counts.
+    sandbox.kubectl("delete", "namespace", name, "--timeout=300s", check=False, timeout=330)
 
 
 def _each(fn: Any, names: list[str]) -> float:
