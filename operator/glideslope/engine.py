@@ -33,7 +33,7 @@ from glideslope.api import (
     status_patch,
 )
 from glideslope.core.analysis import Measurement
-from glideslope.core.decide import ROLLING_OUT, decide
+from glideslope.core.decide import decide
 from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
@@ -167,12 +167,14 @@ def _with_status(release: Release, status: ReleaseStatus) -> Release:
 # Status writes ---------------------------------------------------------------------------------
 
 REFRESH_EVERY = 10.0
-"""Seconds a rollout's refreshed figures may wait for a status write of their own: its pod
+"""Seconds a Release's refreshed figures may wait for a status write of their own: its pod
 counts (`replicas`, `readyReplicas`) and measurements that change no trigger's state or
 failure counts (`lastValue`, `successes`, `lastMeasuredTime`). Pods come and go several times
-a step and triggers are measured every few seconds: a write for each would more than double a
-rollout's status writes. Until written they are kept in memory (`_unwritten`) for the next
-tick; a crash loses only them (the next tick measures again)."""
+a step (and as the previous revision is scaled down after one) and triggers are measured
+every few seconds: a write for each would more than double a rollout's status writes. Until
+written they are kept in memory (`_unwritten`) for the next tick, which comes within this
+long (`refresh_due`); a crash loses only them (the next tick measures again). An HPA reads
+the counts every 15 s by default."""
 
 _status_written: dict[tuple[str, str], float] = {}
 """When this process last wrote each Release's status (monotonic seconds)."""
@@ -182,14 +184,20 @@ on: used by the next tick only if the Release has not changed since."""
 
 
 def _worth_writing(key: tuple[str, str], stored: ReleaseStatus, new: ReleaseStatus) -> bool:
-    """Whether `new` must be written now: more than refreshed figures changed, the Release is
-    not rolling out (a settled Release's counts are read by HPAs and dashboards), or its
-    figures have waited `REFRESH_EVERY` seconds."""
+    """Whether `new` must be written now: more than refreshed figures changed, or they have
+    waited `REFRESH_EVERY` seconds."""
     if new == stored:
         return False
-    if new.phase not in ROLLING_OUT or stored.phase != new.phase or _significant(stored) != _significant(new):
+    if stored.phase != new.phase or _significant(stored) != _significant(new):
         return True
     return time.monotonic() - _status_written.get(key, float("-inf")) >= REFRESH_EVERY
+
+
+def refresh_due(namespace: str, name: str) -> float | None:
+    """Seconds until the Release's unwritten figures must be written (None: it has none)."""
+    if (namespace, name) not in _unwritten:
+        return None
+    return max(_status_written.get((namespace, name), 0.0) + REFRESH_EVERY - time.monotonic(), 0.0)
 
 
 def _significant(status: ReleaseStatus) -> ReleaseStatus:

@@ -22,7 +22,7 @@ from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
-from glideslope.scheduler import Key, Scheduler, next_tick
+from glideslope.scheduler import LATE, Key, Scheduler, next_tick
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,10 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             last[key] = release.status
         metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
                         release.status)
-        return next_tick(release, datetime.now(UTC), interval, before)
+        delay = next_tick(release, datetime.now(UTC), interval, before)
+        refresh = engine.refresh_due(namespace, name)
+        # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
+        return delay if refresh is None else min(delay, refresh + LATE)
 
     scheduler = Scheduler(tick, workers=WORKERS, retry=interval, observe=metrics.tick)
     cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))

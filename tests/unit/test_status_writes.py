@@ -51,7 +51,15 @@ def test_a_failed_measurement_is_written_at_once() -> None:
     assert engine._worth_writing(KEY, old, rolling(analysis=[failed]))
 
 
-def test_a_settled_release_writes_its_counts_at_once() -> None:
+def test_a_settled_release_counts_wait_too_and_its_tick_comes_back_for_them() -> None:
+    """After a rollout the previous revision's pods go one by one: each count is not a write."""
     old = rolling(phase=Phase.SUCCEEDED)
-    assert engine._worth_writing(KEY, old, rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
-    assert not engine._worth_writing(KEY, old, old)
+    assert not engine._worth_writing(KEY, old, rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
+    assert engine._worth_writing(KEY, rolling(), old)  # the phase changed
+    engine._unwritten[KEY] = ("7", rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
+    try:
+        due = engine.refresh_due(*KEY)
+        assert due is not None and 0 < due <= engine.REFRESH_EVERY
+    finally:
+        engine._unwritten.pop(KEY)
+    assert engine.refresh_due(*KEY) is None
