@@ -137,9 +137,12 @@ def test_httproute_weights_split_traffic(sandbox: Cluster, namespace: str) -> No
         # Wait until the 5 s window lies wholly after the pods came up.
         if set(rates) != {"shop", "shop-preview"} or abs(total - 50) > 5:
             return None
-        return {k: v / total for k, v in rates.items()}
+        shares = {k: v / total for k, v in rates.items()}
+        # One scrape late or early under load moves a 5 s window's share by a few points: a
+        # later window settles (a wrong split, 50/50 or 100/0, never does).
+        return shares if shares["shop"] == pytest.approx(0.8, abs=0.05) else None
 
     # The route's traffic is the route's 50/s, not the route's plus each Service's own.
-    shares = wait_until(split, 20, "the HTTPRoute's 50 requests/s")
+    shares = wait_until(split, 30, "the HTTPRoute's 50 requests/s, 80/20")
     assert shares["shop"] == pytest.approx(0.8, abs=0.05)
     assert shares["shop-preview"] == pytest.approx(0.2, abs=0.05)
