@@ -52,6 +52,7 @@ from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.notify.publish import publish
 from glideslope.prom import PrometheusAuth, PrometheusProvider
+from glideslope.scheduler import STEPPERS
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,6 @@ async def _measure(provider: PrometheusProvider, due: Sequence[Due], now: dateti
 
 
 _io_loop: asyncio.AbstractEventLoop | None = None
-QUERY_THREADS = 16
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -388,7 +388,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
             loop = asyncio.new_event_loop()
             # Queries run in the loop's executor (the Prometheus client blocks): as many threads
             # as there are steppers, not the default's few (cores + 4).
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=QUERY_THREADS, thread_name_prefix="query"))
+            loop.set_default_executor(ThreadPoolExecutor(max_workers=STEPPERS, thread_name_prefix="query"))
             threading.Thread(target=loop.run_forever, name="glideslope-io", daemon=True).start()
             _io_loop = loop
         loop = _io_loop

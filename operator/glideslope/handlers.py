@@ -22,13 +22,10 @@ from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
-from glideslope.scheduler import LATE, Key, Scheduler, next_tick
+from glideslope.scheduler import LATE, STEPPERS, Key, Scheduler, next_tick
 
 log = logging.getLogger(__name__)
 
-WORKERS = 16
-"""Threads stepping Releases: a tick mostly waits on the API server and Prometheus (at 1,000
-Releases 8 threads left the operator's CPU two-thirds idle while ticks queued)."""
 CACHE_SYNC_SECONDS = 60.0
 """How long startup waits for the workload cache's first listing (until then ticks list)."""
 
@@ -66,7 +63,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
         return delay if refresh is None else min(delay, refresh + LATE)
 
-    scheduler = Scheduler(tick, workers=WORKERS, retry=interval, observe=metrics.tick)
+    scheduler = Scheduler(tick, workers=STEPPERS, retry=interval, observe=metrics.tick)
     cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))
     bodies = releases.ReleaseCache()
     releases.install_cache(bodies)

@@ -122,10 +122,6 @@ class ReleaseCache:
             self._bodies.pop(key, None)
             self._awaiting.pop(key, None)
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._bodies)
-
     def _newer(self, key: Key, version: str, held: str) -> bool:
         if version.isdigit() and held.isdigit():
             return int(version) >= int(held)
