@@ -9,6 +9,10 @@ get a new version at once: that canary is what is measured. For each N this prin
 - step overhead: each step's actual length minus its configured length (0 for setWeight and
   promote, 5 s for a pause), from the operator's own `status.stepStartedAt` of consecutive
   steps (the last step ends at `history[].finishedAt`), p50 and p99 over all N x 7 steps;
+  and that overhead split in two: the wait for the step's candidate pods to be Ready (what
+  kube-controller-manager, the scheduler and kwok take, seen by this benchmark's own watch of
+  the pods) and the rest, the operator's share (from the moment the step could end to the
+  moment the operator started the next);
 - the operator's peak RSS (the kernel's high-water mark) and CPU seconds;
 - API requests during the canary by verb, from the API server's own `apiserver_request_total`
   (every client: the operator, kube-controller-manager, the scheduler, kwok, this benchmark),
@@ -42,6 +46,8 @@ from typing import Any
 import kubernetes
 import pytest
 
+from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
+from glideslope.core.strategies.canary import candidate_pods
 from glideslope.sandbox.cluster import Sandbox
 from tests.bench import plot
 from tests.e2e.helpers import REPO, Cluster, wait_until
@@ -60,6 +66,8 @@ STEPS = {"type": "Canary", "canary": {"steps": [
     {"setWeight": 75}, {"pause": {"duration": "5s"}}]}}
 CONFIGURED = [0.0, PAUSE, 0.0, PAUSE, 0.0, PAUSE, 0.0]
 """Configured seconds of each step of the plan; the operator adds a last step, full promotion."""
+CANDIDATE_PODS = [candidate_pods(REPLICAS, w) for w in (25, 25, 50, 50, 75, 75, 100)]
+"""Ready candidate pods each step waits for (the weight it holds, as the operator rounds it)."""
 ANALYSIS = {"interval": "5s", "triggers": [{
     "name": "absent-errors", "severity": "critical",
     # Always 1 and cheap for Prometheus, yet templated per Release like a real query.
@@ -89,6 +97,7 @@ class Timeline:
         self.steps: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self.repeats: list[str] = []
         self.finished: dict[tuple[str, str], str] = {}
+        self.revision: dict[tuple[str, str], str] = {}
         self.phase: dict[str, tuple[str | None, str | None]] = {}
         self.writes: dict[str, list[str]] = defaultdict(list)
         """Per Release, each status seen: phase, step and message (a status write each)."""
@@ -133,6 +142,8 @@ class Timeline:
         version, step, started = st.get("version"), st.get("currentStep"), st.get("stepStartedAt")
         with self.lock:
             self.phase[name] = (st.get("phase"), version)
+            if version and st.get("revision"):
+                self.revision[(name, version)] = st["revision"]
             self.writes[name].append(f"v{version} {st.get('phase')} {st.get('stepDisplay')}: {st.get('message')}")
             # Once finished the status keeps its last step, with the finish time as its start.
             if version and step and started and st.get("phase") in ("Progressing", "Paused"):
@@ -147,6 +158,67 @@ class Timeline:
     def count(self, phase: str, version: str) -> int:
         with self.lock:
             return sum(1 for p in self.phase.values() if p == (phase, version))
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class Readiness:
+    """When each revision of each Release first had k Ready pods (k = 1, 2...), by this
+    benchmark's own watch of the namespace's pods: what a step that raises the weight waits for
+    before the operator can take it (kube-controller-manager, the scheduler and kwok making the
+    pods), so that the operator's own share of a step's overhead can be told apart."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api, self.namespace = api, namespace
+        self.first: dict[tuple[str, str, int], float] = {}
+        """(release, revision, k) -> wall time when that revision first had k Ready pods."""
+        self._ready: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        core = kubernetes.client.CoreV1Api(self.api)
+        version = ""
+        while not self.stop.is_set():
+            try:
+                if not version:
+                    listed = json.loads(core.list_namespaced_pod(
+                        self.namespace, label_selector=RELEASE_LABEL, _preload_content=False).data)
+                    for item in listed["items"]:
+                        self._see(item)
+                    version = listed["metadata"]["resourceVersion"]
+                # Raw JSON: the client's models would cost this process more CPU than the operator's.
+                for event in kubernetes.watch.Watch().stream(
+                        core.list_namespaced_pod, self.namespace, label_selector=RELEASE_LABEL,
+                        resource_version=version, timeout_seconds=30, allow_watch_bookmarks=True,
+                        deserialize=False):
+                    if event["type"] == "ERROR":
+                        version = ""
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._see(event["object"], gone=event["type"] == "DELETED")
+                    if self.stop.is_set():
+                        return
+            except Exception:  # an expired version or a dropped connection: list again
+                version = ""
+                time.sleep(0.2)
+
+    def _see(self, pod: dict[str, Any], gone: bool = False) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        key = (labels.get(RELEASE_LABEL, ""), labels.get(REVISION_LABEL, ""))
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = not gone and not meta.get("deletionTimestamp") and any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        pods = self._ready[key]
+        if ready:
+            pods.add(meta["name"])
+            self.first.setdefault((*key, len(pods)), time.time())
+        else:
+            pods.discard(meta["name"])
 
     def close(self) -> None:
         self.stop.set()
@@ -316,6 +388,7 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
         env={**os.environ, "KUBECONFIG": str(sandbox.operator_kubeconfig)},
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
     timeline = Timeline(api, ns)
+    readiness = Readiness(api, ns)
     load = {"loadavg_at_start": list(os.getloadavg()), "cpus": os.cpu_count()}
     try:
         # The first rollout of all N at once (it has no steps).
@@ -351,6 +424,7 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
         load["loadavg_at_end"] = list(os.getloadavg())
     finally:
         timeline.close()
+        readiness.close()
         operator.send_signal(signal.SIGTERM)
         try:
             operator.wait(timeout=30)
@@ -361,6 +435,9 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
     # Steps: consecutive stepStartedAt of each Release, the last ending at finishedAt.
     overheads: list[float] = []
     by_step: dict[int, list[float]] = defaultdict(list)
+    pod_waits: list[float] = []
+    operator_share: list[float] = []
+    share_by_step: dict[int, list[float]] = defaultdict(list)
     broken: list[str] = list(timeline.repeats)
     for name in names:
         seen = timeline.steps.get((name, "2"), {})
@@ -369,9 +446,16 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
             broken.append(f"{name}: steps seen {sorted(seen)}, finished {end}")
             continue
         starts = [_ts(seen[i]) for i in range(1, len(CONFIGURED) + 1)] + [_ts(end)]
+        revision = timeline.revision.get((name, "2"), "")
         for i in range(len(CONFIGURED)):
             overheads.append(starts[i + 1] - starts[i] - CONFIGURED[i])
             by_step[i + 1].append(overheads[-1])
+            # The step could end once its time was up and its pods were Ready, not before.
+            pods_ready = readiness.first.get((name, revision, CANDIDATE_PODS[i]), 0.0)
+            waited = max(pods_ready - starts[i] - CONFIGURED[i], 0.0)
+            pod_waits.append(waited)
+            operator_share.append(overheads[-1] - waited)
+            share_by_step[i + 1].append(operator_share[-1])
     by_verb: dict[str, float] = defaultdict(float)
     delta: dict[tuple[str, str, str, str], float] = {}
     for key, value in requests_after.items():
@@ -403,6 +487,13 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
                                   "samples": len(overheads),
                                   "p50_by_step": {k: round(percentile(v, 50), 2) for k, v in sorted(by_step.items())},
                                   "p99_by_step": {k: round(percentile(v, 99), 2) for k, v in sorted(by_step.items())}},
+        "step_wait_for_pods_seconds": {"p50": round(percentile(pod_waits, 50), 2),
+                                       "p99": round(percentile(pod_waits, 99), 2)},
+        "step_overhead_operator_share_seconds": {
+            "p50": round(percentile(operator_share, 50), 2), "p99": round(percentile(operator_share, 99), 2),
+            "max": round(max(operator_share, default=float("nan")), 2),
+            "p50_by_step": {k: round(percentile(v, 50), 2) for k, v in sorted(share_by_step.items())},
+            "p99_by_step": {k: round(percentile(v, 99), 2) for k, v in sorted(share_by_step.items())}},
         "operator": {"peak_rss_mib": usage["peak_rss_mib"], "rss_mib_before_canary": usage_before["rss_mib"],
                      "rss_mib_during_canary_every_10s": [r for t, r in rss_timeline[::10]],
                      "cpu_seconds_total": usage["cpu_seconds"],
