@@ -21,7 +21,7 @@ class FakeCore:
     def __init__(self) -> None:
         self.created: dict[str, dict[str, Any]] = {}
 
-    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any], **_: Any) -> None:
         name = body["metadata"]["name"]
         if name in self.created:
             raise kubernetes.client.ApiException(status=409, reason="AlreadyExists")

@@ -85,7 +85,7 @@ class FakeCore:
         data = {k: base64.b64encode(v.encode()).decode() for k, v in self.secrets[name].items()}
         return type("Secret", (), {"data": data, "string_data": None})()
 
-    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any], **_: Any) -> None:
         self.events.append(body)
 
 

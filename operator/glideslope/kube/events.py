@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from glideslope.api import API_VERSION, KIND, Announcement, Release
-from glideslope.kube.client import Kube, conflict
+from glideslope.kube.client import UNREAD, Kube, conflict, drain
 
 
 def record(kube: Kube, release: Release, reason: str, message: str, *, warning: bool = False) -> None:
@@ -56,4 +56,4 @@ def _create(kube: Kube, namespace: str, name: str, uid: str | None, reason: str,
         "reportingInstance": socket.gethostname()[:128], "firstTimestamp": now, "lastTimestamp": now,
         "count": 1,
     }
-    kube.core.create_namespaced_event(namespace, body)
+    drain(kube.core.create_namespaced_event(namespace, body, **UNREAD))

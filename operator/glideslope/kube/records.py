@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from glideslope.api import NotificationEvent, Release, ReleaseStatus
 from glideslope.core import notes
 from glideslope.core.model import RELEASE_LABEL, RecordEvent
-from glideslope.kube.client import APPLY, FIELD_MANAGER, Kube, not_found
+from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.workloads import owner_reference
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,9 @@ def _apply(kube: Kube, release: Release, record: notes.Record) -> None:
                      "ownerReferences": [owner_reference(release)]},
         "data": {KEY: notes.serialise(record)},
     }
-    kube.core.patch_namespaced_config_map(name_for(meta.name or ""), meta.namespace, body,
-                                          field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+    drain(kube.core.patch_namespaced_config_map(name_for(meta.name or ""), meta.namespace, body,
+                                                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                                                **UNREAD))
 
 
 def _why(exc: Exception) -> str:

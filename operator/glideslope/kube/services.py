@@ -6,7 +6,7 @@ from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
-from glideslope.kube.client import APPLY, FIELD_MANAGER, Kube
+from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain
 from glideslope.kube.workloads import owner_reference
 
 
@@ -43,5 +43,6 @@ def manifest(release: Release, name: str, revision: str | None) -> dict[str, Any
 
 
 def apply(kube: Kube, body: dict[str, Any]) -> None:
-    kube.core.patch_namespaced_service(body["metadata"]["name"], body["metadata"]["namespace"], body,
-                                       field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+    drain(kube.core.patch_namespaced_service(body["metadata"]["name"], body["metadata"]["namespace"], body,
+                                             field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                                             **UNREAD))

@@ -20,7 +20,7 @@ import kubernetes
 
 from glideslope.api import Release
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL, RevisionState
-from glideslope.kube.client import APPLY, FIELD_MANAGER, Kube, not_found
+from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +81,18 @@ def apply_candidate(kube: Kube, release: Release, revision: str, replicas: int) 
             "revisionHistoryLimit": 0,
         },
     }
-    kube.apps.patch_namespaced_deployment(deployment_name(name, revision), release.metadata.namespace, body,
-                                          field_manager=FIELD_MANAGER, force=True, _content_type=APPLY)
+    drain(kube.apps.patch_namespaced_deployment(deployment_name(name, revision), release.metadata.namespace, body,
+                                                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                                                **UNREAD))
     if _cache is not None:
         _cache.wrote(release.metadata.namespace or "", name, revision, replicas)
 
 
 def scale(kube: Kube, namespace: str, release: str, revision: str, replicas: int) -> None:
     """An older revision's replicas (its template is whatever it was created with)."""
-    kube.apps.patch_namespaced_deployment(deployment_name(release, revision), namespace,
-                                          {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)
+    drain(kube.apps.patch_namespaced_deployment(deployment_name(release, revision), namespace,
+                                                {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER,
+                                                **UNREAD))
     if _cache is not None:
         _cache.wrote(namespace, release, revision, replicas)
 
