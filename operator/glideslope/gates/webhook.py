@@ -34,7 +34,7 @@ def ask(kube: Kube, subject: Release, gate_name: str, gate: WebhookGate) -> Webh
         "stage": status.stage.value if status is not None and status.stage is not None else None,
     }
     notifier = WebhookNotifier(attempts=gate.retries + 1)
-    # kopf runs this handler in a worker thread, where no event loop runs.
+    # A stepper thread (`scheduler`) asks, and no event loop runs in it.
     result = asyncio.run(notifier.send(url, payload, timeout=float(gate.timeout_seconds),
                                        headers={k: v.strip() for k, v in headers.items()}))
     return WebhookAnswer(result.status, None if result.ok else result.error)
