@@ -14,6 +14,7 @@ import time
 import zoneinfo
 from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
@@ -67,7 +68,7 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     key = (namespace, name)
     body = releases.get(kube, namespace, name)
     if body is None:
-        _unwritten.pop(key, None)
+        forget(namespace, name)
         return None
     try:
         release = parse_release(body)
@@ -75,7 +76,8 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         _invalid(kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
         return None
     stored = release.status
-    held = _unwritten.pop(key, None)
+    memory = _memory.setdefault(key, _Memory())
+    held, memory.unwritten = memory.unwritten, None
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
         release = release.model_copy(update={"status": held[1]})
@@ -86,7 +88,7 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     if problems:
         _invalid(kube, body, release, problems)
         return release
-    _redeliver(kube, release)
+    _redeliver(kube, release, memory)
     given = now
     now = given or datetime.now(UTC)
     measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
@@ -127,7 +129,7 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
             elif current is not None:
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
-            _traffic(kube, release, action)
+            _traffic(kube, release, action, memory)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, RecordEvent):
@@ -138,22 +140,22 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         status = status.model_copy(update={"announcements": [
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
-    if not _worth_writing(key, stored, status):
+    if not _worth_writing(memory, stored, status):
         if status != stored:
-            _unwritten[key] = (resource_version, status)
+            memory.unwritten = (resource_version, status)
         return _with_status(release, status)
     if not releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")), resource_version):
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
         # it, and announces what it decides then. Announcing now would say it twice.
         log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
         return release
-    _status_written[(namespace, name)] = time.monotonic()
+    memory.status_written = time.monotonic()
     # Events follow the status they describe: a transition is announced once it is recorded.
     written = _with_status(release, status)
     for announcement in status.announcements if announcements else []:
         log.info("%s/%s: %s: %s", namespace, name, announcement.reason, announcement.message)
         events.announce(kube, written, announcement)
-    _announced[(namespace, name)] = _fingerprint(status.announcements)
+    memory.announced = _fingerprint(status.announcements)
     # The closing record (one write per tick that announced something) and the notifications
     # (queued for a worker): neither raises, neither waits on a receiver.
     records.write(kube, release, status, announcements, now)
@@ -165,6 +167,32 @@ def _with_status(release: Release, status: ReleaseStatus) -> Release:
     return release if status is release.status else release.model_copy(update={"status": status})
 
 
+# What the process remembers of each Release between its ticks ----------------------------------
+
+@dataclass
+class _Memory:
+    """One Release's memory in this process, forgotten with it (`forget`). Only its own ticks
+    touch it, and the scheduler never runs two ticks of one Release at once."""
+
+    status_written: float = float("-inf")
+    """When this process last wrote the status (monotonic seconds)."""
+    unwritten: tuple[str, ReleaseStatus] | None = None
+    """A status decided but not written yet (`_worth_writing`), and the resourceVersion it was
+    decided on: used by the next tick only if the Release has not changed since."""
+    announced: tuple[str, ...] | None = None
+    """The announcements this process has recorded as Events (or found recorded)."""
+    traffic: tuple[SetTraffic, int] | None = None
+    """The Services and route state last written, and how many ticks since (`_traffic`)."""
+
+
+_memory: dict[tuple[str, str], _Memory] = {}
+
+
+def forget(namespace: str, name: str) -> None:
+    """A deleted Release's memory goes with it."""
+    _memory.pop((namespace, name), None)
+
+
 # Status writes ---------------------------------------------------------------------------------
 
 REFRESH_EVERY = 10.0
@@ -173,32 +201,26 @@ counts (`replicas`, `readyReplicas`) and measurements that change no trigger's s
 failure counts (`lastValue`, `successes`, `lastMeasuredTime`). Pods come and go several times
 a step (and as the previous revision is scaled down after one) and triggers are measured
 every few seconds: a write for each would more than double a rollout's status writes. Until
-written they are kept in memory (`_unwritten`) for the next tick, which comes within this
+written they are kept in memory (`_Memory.unwritten`) for the next tick, which comes within this
 long (`refresh_due`); a crash loses only them (the next tick measures again). An HPA reads
 the counts every 15 s by default."""
 
-_status_written: dict[tuple[str, str], float] = {}
-"""When this process last wrote each Release's status (monotonic seconds)."""
-_unwritten: dict[tuple[str, str], tuple[str, ReleaseStatus]] = {}
-"""Per Release, a status decided but not written yet, and the resourceVersion it was decided
-on: used by the next tick only if the Release has not changed since."""
-
-
-def _worth_writing(key: tuple[str, str], stored: ReleaseStatus, new: ReleaseStatus) -> bool:
+def _worth_writing(memory: _Memory, stored: ReleaseStatus, new: ReleaseStatus) -> bool:
     """Whether `new` must be written now: more than refreshed figures changed, or they have
     waited `REFRESH_EVERY` seconds."""
     if new == stored:
         return False
     if stored.phase != new.phase or _significant(stored) != _significant(new):
         return True
-    return time.monotonic() - _status_written.get(key, float("-inf")) >= REFRESH_EVERY
+    return time.monotonic() - memory.status_written >= REFRESH_EVERY
 
 
 def refresh_due(namespace: str, name: str) -> float | None:
     """Seconds until the Release's unwritten figures must be written (None: it has none)."""
-    if (namespace, name) not in _unwritten:
+    memory = _memory.get((namespace, name))
+    if memory is None or memory.unwritten is None:
         return None
-    return max(_status_written.get((namespace, name), 0.0) + REFRESH_EVERY - time.monotonic(), 0.0)
+    return max(memory.status_written + REFRESH_EVERY - time.monotonic(), 0.0)
 
 
 def _significant(status: ReleaseStatus) -> ReleaseStatus:
@@ -214,35 +236,24 @@ REDELIVERY_WINDOW = timedelta(minutes=15)
 """Announcements older than this are not recorded again after a restart (Events are for
 people watching now; the release record keeps the rest)."""
 
-_announced: dict[tuple[str, str], tuple[str, ...]] = {}
-"""The announcements of each Release this process has recorded (or found recorded)."""
-
-
-def forget(namespace: str, name: str) -> None:
-    """A deleted Release's memory goes with it."""
-    _announced.pop((namespace, name), None)
-    _status_written.pop((namespace, name), None)
-    _unwritten.pop((namespace, name), None)
-
-
 def _fingerprint(announcements: Sequence[Announcement]) -> tuple[str, ...]:
     return tuple(f"{a.reason}/{a.at.isoformat()}" for a in announcements)
 
 
-def _redeliver(kube: Kube, release: Release) -> None:
+def _redeliver(kube: Kube, release: Release, memory: _Memory) -> None:
     """Record the announcements of the last transition if this process has not: an operator
     that died between writing a status and its Events records them now (their names make a
     second recording a no-op)."""
     key = (release.metadata.namespace or "", release.metadata.name or "")
     pending = release.status.announcements
-    if not pending or _announced.get(key) == _fingerprint(pending):
+    if not pending or memory.announced == _fingerprint(pending):
         return
     recent = datetime.now(UTC) - REDELIVERY_WINDOW
     for announcement in pending:
         if announcement.at >= recent and events.announce(kube, release, announcement):
             log.info("%s/%s: %s (recorded after a restart): %s", key[0], key[1], announcement.reason,
                      announcement.message)
-    _announced[key] = _fingerprint(pending)
+    memory.announced = _fingerprint(pending)
 
 
 # Analysis ------------------------------------------------------------------------------------
@@ -426,17 +437,15 @@ def _timezones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-# The last Service and route state written per Release, so a steady Release costs no writes;
-# it is re-asserted now and then in case someone changed it by hand.
-_written: dict[tuple[str, str], tuple[SetTraffic, int]] = {}
 _REASSERT_EVERY = 30
+"""Ticks a steady Release's Services and route go unwritten; then they are re-asserted, in
+case someone changed them by hand."""
 
 
-def _traffic(kube: Kube, release: Release, action: SetTraffic) -> None:
-    key = (release.metadata.namespace or "", release.metadata.name or "")
-    last = _written.get(key)
+def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: _Memory) -> None:
+    last = memory.traffic
     if last and last[0] == action and last[1] < _REASSERT_EVERY:
-        _written[key] = (action, last[1] + 1)
+        memory.traffic = (action, last[1] + 1)
         return
     service_names = services.names(release)
     if service_names is not None:
@@ -445,4 +454,4 @@ def _traffic(kube: Kube, release: Release, action: SetTraffic) -> None:
         services.apply(kube, services.manifest(release, stable, action.active))
         services.apply(kube, services.manifest(release, preview, action.preview))
         router_for(release).set_weight(kube, release, stable, preview, action.weight)
-    _written[key] = (action, 0)
+    memory.traffic = (action, 0)

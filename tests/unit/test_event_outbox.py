@@ -61,9 +61,9 @@ def test_a_restarted_operator_records_what_its_predecessor_did_not() -> None:
     stale = Announcement(reason="Paused", message="c", at=now - timedelta(hours=1))
     release = subject([recorded, lost, stale])
     events.announce(kube, release, recorded)  # the predecessor got this far, then died
-    engine.forget("shop", "web")
-    engine._redeliver(kube, release)
+    memory = engine._Memory()  # a new process remembers nothing
+    engine._redeliver(kube, release, memory)
     assert sorted(b["reason"] for b in core.created.values()) == ["Promoted", "Started"], \
         "the lost one is recorded, the recorded one not twice, the hour-old one not at all"
-    engine._redeliver(kube, release)
+    engine._redeliver(kube, release, memory)
     assert len(core.created) == 2, "once per process: nothing is tried again"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -23,17 +24,20 @@ def rolling(**changes: object) -> ReleaseStatus:
 
 
 @pytest.fixture(autouse=True)
-def just_written() -> None:
-    engine._status_written[KEY] = engine.time.monotonic()
+def memory() -> Iterator[engine._Memory]:
+    """The Release's memory, its status just written."""
+    remembered = engine._memory[KEY] = engine._Memory(status_written=engine.time.monotonic())
+    yield remembered
+    engine.forget(*KEY)
 
 
-def test_a_refreshed_measurement_or_pod_count_waits() -> None:
+def test_a_refreshed_measurement_or_pod_count_waits(memory: engine._Memory) -> None:
     old = rolling()
     measured = old.analysis[0].model_copy(update={"successes": 4, "last_value": 0.01, "last_measured_time": T,
                                                   "message": "0.01 does not meet failureCondition"})
-    assert not engine._worth_writing(KEY, old, rolling(analysis=[measured], ready_replicas=3))
-    engine._status_written[KEY] -= engine.REFRESH_EVERY
-    assert engine._worth_writing(KEY, old, rolling(analysis=[measured]))
+    assert not engine._worth_writing(memory, old, rolling(analysis=[measured], ready_replicas=3))
+    memory.status_written -= engine.REFRESH_EVERY
+    assert engine._worth_writing(memory, old, rolling(analysis=[measured]))
 
 
 @pytest.mark.parametrize("change", [
@@ -41,25 +45,33 @@ def test_a_refreshed_measurement_or_pod_count_waits() -> None:
     {"phase": Phase.PAUSED},
     {"message": "step 2/7: pause 5s: until 12:00:05Z"},
 ])
-def test_anything_else_is_written_at_once(change: dict[str, object]) -> None:
-    assert engine._worth_writing(KEY, rolling(), rolling(**change))
+def test_anything_else_is_written_at_once(memory: engine._Memory, change: dict[str, object]) -> None:
+    assert engine._worth_writing(memory, rolling(), rolling(**change))
 
 
-def test_a_failed_measurement_is_written_at_once() -> None:
+def test_a_failed_measurement_is_written_at_once(memory: engine._Memory) -> None:
     old = rolling()
     failed = old.analysis[0].model_copy(update={"failures": 1, "state": AnalysisState.FAILING})
-    assert engine._worth_writing(KEY, old, rolling(analysis=[failed]))
+    assert engine._worth_writing(memory, old, rolling(analysis=[failed]))
 
 
-def test_a_settled_release_counts_wait_too_and_its_tick_comes_back_for_them() -> None:
+def test_a_settled_release_counts_wait_too_and_its_tick_comes_back_for_them(memory: engine._Memory) -> None:
     """After a rollout the previous revision's pods go one by one: each count is not a write."""
     old = rolling(phase=Phase.SUCCEEDED)
-    assert not engine._worth_writing(KEY, old, rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
-    assert engine._worth_writing(KEY, rolling(), old)  # the phase changed
-    engine._unwritten[KEY] = ("7", rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
-    try:
-        due = engine.refresh_due(*KEY)
-        assert due is not None and 0 < due <= engine.REFRESH_EVERY
-    finally:
-        engine._unwritten.pop(KEY)
+    assert not engine._worth_writing(memory, old, rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
+    assert engine._worth_writing(memory, rolling(), old)  # the phase changed
+    memory.unwritten = ("7", rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
+    due = engine.refresh_due(*KEY)
+    assert due is not None and 0 < due <= engine.REFRESH_EVERY
+    memory.unwritten = None
     assert engine.refresh_due(*KEY) is None
+    engine.forget(*KEY)
+    assert engine.refresh_due(*KEY) is None
+
+
+def test_a_forgotten_release_leaves_nothing_behind(memory: engine._Memory) -> None:
+    """Its Services' last state went with it too (it once stayed for the operator's life)."""
+    memory.announced = ("Started/2026-11-26T12:00:00+00:00",)
+    memory.traffic = (engine.SetTraffic(active="r1", preview="r2", weight=20), 3)
+    engine.forget(*KEY)
+    assert KEY not in engine._memory
