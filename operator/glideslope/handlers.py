@@ -98,8 +98,11 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             waited += 0.1
         scheduler.start()
 
+    # Async, so kopf calls it on its own loop: a plain function would be handed to a worker
+    # thread and back for every event, our own status writes included. It never waits: its
+    # locks are only ever held for a moment.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
+    async def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
         key = (namespace or "", name)
         if kwargs.get("type") == "DELETED":
             bodies.forget(key)
