@@ -27,6 +27,7 @@ Release went through every step once, in order. `python -m tests.bench.plot` red
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -88,6 +89,36 @@ def manifest(name: str, version: str) -> dict[str, Any]:
     return body
 
 
+def follow(list_call: Callable[..., Any], see: Callable[[dict[str, Any], bool], None], stop: threading.Event) -> None:
+    """List with `list_call`, then watch from there, calling `see(object, deleted)` for each,
+    until `stop`. Raw JSON: the client's models would cost this process more CPU than the
+    operator's. A dropped watch resumes where it was; an expired version lists again."""
+    version = ""
+    while not stop.is_set():
+        try:
+            if not version:
+                listed = json.loads(list_call(_preload_content=False).data)
+                for item in listed["items"]:
+                    see(item, False)
+                version = listed["metadata"]["resourceVersion"]
+            for event in kubernetes.watch.Watch().stream(list_call, resource_version=version, timeout_seconds=30,
+                                                         allow_watch_bookmarks=True, deserialize=False):
+                if event["type"] == "ERROR":
+                    version = ""
+                    break
+                version = event["object"]["metadata"]["resourceVersion"]
+                if event["type"] != "BOOKMARK":
+                    see(event["object"], event["type"] == "DELETED")
+                if stop.is_set():
+                    return
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 410:
+                version = ""
+            time.sleep(0.2)
+        except Exception:  # a dropped connection: watch again from where we were
+            time.sleep(0.2)
+
+
 class Timeline:
     """Every status the benchmark sees of its Releases, from one watch: per Release and version,
     when each step started (the operator's own clock) and when the rollout finished."""
@@ -103,40 +134,12 @@ class Timeline:
         """Per Release, each status seen: phase, step and message (a status write each)."""
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        custom = kubernetes.client.CustomObjectsApi(api)
+        listing = functools.partial(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
+        self.thread = threading.Thread(target=follow, args=(listing, self._see, self.stop), daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
-        custom = kubernetes.client.CustomObjectsApi(self.api)
-        version = ""
-        while not self.stop.is_set():
-            try:
-                if not version:
-                    listed = custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL)
-                    for item in listed["items"]:
-                        self._see(item)
-                    version = listed["metadata"]["resourceVersion"]
-                stream = kubernetes.watch.Watch().stream(
-                    custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
-                    resource_version=version, timeout_seconds=30, allow_watch_bookmarks=True)
-                for event in stream:
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        version = ""
-                        break
-                    version = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._see(obj)
-                    if self.stop.is_set():
-                        return
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 410:
-                    version = ""
-                time.sleep(0.2)
-            except Exception:  # a dropped connection: watch again from where we were
-                time.sleep(0.2)
-
-    def _see(self, obj: dict[str, Any]) -> None:
+    def _see(self, obj: dict[str, Any], deleted: bool) -> None:
         name = obj["metadata"]["name"]
         st = obj.get("status") or {}
         version, step, started = st.get("version"), st.get("currentStep"), st.get("stepStartedAt")
@@ -175,38 +178,12 @@ class Readiness:
         """(release, revision, k) -> wall time when that revision first had k Ready pods."""
         self._ready: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        core = kubernetes.client.CoreV1Api(api)
+        listing = functools.partial(core.list_namespaced_pod, namespace, label_selector=RELEASE_LABEL)
+        self.thread = threading.Thread(target=follow, args=(listing, self._see, self.stop), daemon=True)
         self.thread.start()
 
-    def _run(self) -> None:
-        core = kubernetes.client.CoreV1Api(self.api)
-        version = ""
-        while not self.stop.is_set():
-            try:
-                if not version:
-                    listed = json.loads(core.list_namespaced_pod(
-                        self.namespace, label_selector=RELEASE_LABEL, _preload_content=False).data)
-                    for item in listed["items"]:
-                        self._see(item)
-                    version = listed["metadata"]["resourceVersion"]
-                # Raw JSON: the client's models would cost this process more CPU than the operator's.
-                for event in kubernetes.watch.Watch().stream(
-                        core.list_namespaced_pod, self.namespace, label_selector=RELEASE_LABEL,
-                        resource_version=version, timeout_seconds=30, allow_watch_bookmarks=True,
-                        deserialize=False):
-                    if event["type"] == "ERROR":
-                        version = ""
-                        break
-                    version = event["object"]["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._see(event["object"], gone=event["type"] == "DELETED")
-                    if self.stop.is_set():
-                        return
-            except Exception:  # an expired version or a dropped connection: list again
-                version = ""
-                time.sleep(0.2)
-
-    def _see(self, pod: dict[str, Any], gone: bool = False) -> None:
+    def _see(self, pod: dict[str, Any], gone: bool) -> None:
         meta = pod["metadata"]
         labels = meta.get("labels") or {}
         key = (labels.get(RELEASE_LABEL, ""), labels.get(REVISION_LABEL, ""))
@@ -438,6 +415,7 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
     pod_waits: list[float] = []
     operator_share: list[float] = []
     share_by_step: dict[int, list[float]] = defaultdict(list)
+    shares: list[tuple[float, str, int, str]] = []
     broken: list[str] = list(timeline.repeats)
     for name in names:
         seen = timeline.steps.get((name, "2"), {})
@@ -456,6 +434,7 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
             pod_waits.append(waited)
             operator_share.append(overheads[-1] - waited)
             share_by_step[i + 1].append(operator_share[-1])
+            shares.append((operator_share[-1], name, i + 1, seen[i + 1]))
     by_verb: dict[str, float] = defaultdict(float)
     delta: dict[tuple[str, str, str, str], float] = {}
     for key, value in requests_after.items():
@@ -493,7 +472,9 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
             "p50": round(percentile(operator_share, 50), 2), "p99": round(percentile(operator_share, 99), 2),
             "max": round(max(operator_share, default=float("nan")), 2),
             "p50_by_step": {k: round(percentile(v, 50), 2) for k, v in sorted(share_by_step.items())},
-            "p99_by_step": {k: round(percentile(v, 99), 2) for k, v in sorted(share_by_step.items())}},
+            "p99_by_step": {k: round(percentile(v, 99), 2) for k, v in sorted(share_by_step.items())},
+            "largest": [f"{name} step {step} (started {started}): {share:.2f} s"
+                        for share, name, step, started in sorted(shares, reverse=True)[:5]]},
         "operator": {"peak_rss_mib": usage["peak_rss_mib"], "rss_mib_before_canary": usage_before["rss_mib"],
                      "rss_mib_during_canary_every_10s": [r for t, r in rss_timeline[::10]],
                      "cpu_seconds_total": usage["cpu_seconds"],
