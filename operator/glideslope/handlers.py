@@ -98,11 +98,11 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             waited += 0.1
         scheduler.start()
 
-    # Async, so kopf calls it on its own loop: a plain function would be handed to a worker
-    # thread and back for every event, our own status writes included. It never waits: its
-    # locks are only ever held for a moment.
+    # A plain function, which kopf runs in a worker thread. As a coroutine (on kopf's loop) it
+    # left the operator at 342 MiB instead of 268 at 1,000 Releases, for no CPU the scale
+    # benchmark could see.
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
+    def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
         key = (namespace or "", name)
         if kwargs.get("type") == "DELETED":
             bodies.forget(key)
