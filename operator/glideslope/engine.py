@@ -205,6 +205,7 @@ written they are kept in memory (`_Memory.unwritten`) for the next tick, which c
 long (`refresh_due`); a crash loses only them (the next tick measures again). An HPA reads
 the counts every 15 s by default."""
 
+
 def _worth_writing(memory: _Memory, stored: ReleaseStatus, new: ReleaseStatus) -> bool:
     """Whether `new` must be written now: more than refreshed figures changed, or they have
     waited `REFRESH_EVERY` seconds."""

@@ -124,7 +124,6 @@ class Timeline:
     when each step started (the operator's own clock) and when the rollout finished."""
 
     def __init__(self, api: Any, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
         self.steps: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
         self.repeats: list[str] = []
         self.finished: dict[tuple[str, str], str] = {}
@@ -173,7 +172,6 @@ class Readiness:
     pods), so that the operator's own share of a step's overhead can be told apart."""
 
     def __init__(self, api: Any, namespace: str) -> None:
-        self.api, self.namespace = api, namespace
         self.first: dict[tuple[str, str, int], float] = {}
         """(release, revision, k) -> wall time when that revision first had k Ready pods."""
         self._ready: dict[tuple[str, str], set[str]] = defaultdict(set)
