@@ -77,6 +77,23 @@ def test_invalid_manifest_is_rejected(sandbox: Cluster, dry_run_namespace: str, 
     assert case.expected in res.stderr, f"{case.id}: {case.expected!r} not in:\n{res.stderr}"
 
 
+@pytest.mark.parametrize("condition", [
+    "size([0, 0].map(a, [0, 0].map(b, 0))) > 0 || result > 0.0",
+    "'aaaaaaaaaaaaaaaaaaaaaaaaaaaa!'.matches('^(a+)+$') || result > 0.0",
+], ids=["map", "matches"])
+def test_condition_with_unbounded_call_is_refused_by_apply(sandbox: Cluster, dry_run_namespace: str,
+                                                          condition: str) -> None:
+    """The API server's own CEL refuses comprehension macros and `matches` in a condition (their
+    cost has no bound), naming the field; the operator never sees the Release."""
+    manifest = base()
+    manifest["spec"]["analysis"]["triggers"][0]["failureCondition"] = condition
+    res = sandbox.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", dry_run_namespace, "-f", "-",
+                          input=json.dumps(manifest), check=False)
+    assert res.returncode != 0, "accepted"
+    assert "spec.analysis.triggers[0].failureCondition" in res.stderr, res.stderr
+    assert "must not call map, filter, all, exists, exists_one or matches" in res.stderr, res.stderr
+
+
 def test_selector_is_immutable(sandbox: Cluster, namespace: str) -> None:
     _create(sandbox, namespace, base(), check=True)
     change = {"spec": {"selector": {"matchLabels": {"app": "other"}},

@@ -157,3 +157,73 @@ def test_defaults_fill_nested_objects() -> None:
     trigger = spec["analysis"]["triggers"][0]
     assert (trigger["failureLimit"], trigger["onNoData"]) == (3, "Inconclusive")
     assert spec["gates"][2]["stage"] == "preDeploy"
+
+
+@pytest.mark.parametrize(("headers_from", "expected"), [
+    ({"name": "api"}, "spec.gates[3].webhook.headersFrom.keys: Required value"),
+    ({"name": "api", "keys": []}, "spec.gates[3].webhook.headersFrom.keys: Invalid value"),
+    ({"name": "api", "keys": [f"X-{i}" for i in range(17)]}, "spec.gates[3].webhook.headersFrom.keys: Too many"),
+    ({"name": "api", "keys": ["Bad Header"]}, "spec.gates[3].webhook.headersFrom.keys[0]: Invalid value"),
+    ({"name": "api", "keys": ["X-Ok", "X:Colon"]}, "spec.gates[3].webhook.headersFrom.keys[1]: Invalid value"),
+    ({"name": "api", "keys": ["-dash-first"]}, "spec.gates[3].webhook.headersFrom.keys[0]: Invalid value"),
+    ({"name": "api", "keys": ["Authorization", "Authorization"]},
+     "spec.gates[3].webhook.headersFrom.keys[1]: Duplicate value"),
+])
+def test_headers_from_names_its_keys(headers_from: dict[str, Any], expected: str) -> None:
+    manifest = base()
+    manifest["spec"]["gates"][3]["webhook"]["headersFrom"] = headers_from
+    errors = validate(manifest)
+    assert any(expected in e for e in errors), f"{expected!r} not in {errors}"
+
+
+def test_headers_from_with_keys_is_valid() -> None:
+    manifest = base()
+    manifest["spec"]["gates"][3]["webhook"]["headersFrom"] = {
+        "name": "change-api-token", "keys": ["Authorization", "X-Tenant_ID", "x.trace"]}
+    assert validate(manifest) == []
+    gate = Release.model_validate(manifest).spec.gates[3].webhook
+    assert gate is not None and gate.headers_from is not None
+    assert gate.headers_from.keys == ["Authorization", "X-Tenant_ID", "x.trace"]
+
+
+# The CRD refuses what its CEL sees cheaply in a condition: calls whose cost has no bound, and
+# the characters on which the operator's CEL lexer takes exponential time. The operator checks
+# the rest (tests/unit/test_core_conditions.py).
+_UNBOUNDED_CALL = "must not call map, filter, all, exists, exists_one or matches"
+_UNSAFE_CHARACTER = "must not contain a backslash or a carriage return"
+
+
+@pytest.mark.parametrize("condition", [
+    "result > 0.001",
+    "result >= 0.5 && result < 2.0",
+    "result in [0.0, 1.0] || double(1) > result",
+    "result > 0.0 // all is well when errors exist",  # the names as words, not calls
+    "result > 0.0 // mapping(",  # an identifier that only ends in a macro's name
+    "result < 1.0\n&& result > 0.0",
+])
+def test_condition_rules_accept_ordinary_conditions(condition: str) -> None:
+    manifest = base()
+    manifest["spec"]["analysis"]["triggers"][0]["failureCondition"] = condition
+    manifest["spec"]["gates"][2]["metric"]["successCondition"] = condition
+    assert validate(manifest) == []
+
+
+@pytest.mark.parametrize(("condition", "expected"), [
+    ("size([0, 0].map(a, [0, 0].map(b, 0))) > 0 || result > 0.0", _UNBOUNDED_CALL),
+    ("[1, 2].filter(x, x > 1) == [] && result > 0.0", _UNBOUNDED_CALL),
+    ("[1, 2].all(x, x > 0)", _UNBOUNDED_CALL),
+    ("[1, 2].exists(x, x > 0)", _UNBOUNDED_CALL),
+    ("[1, 2] . exists_one (x, x > 0)", _UNBOUNDED_CALL),
+    ("[1, 2].map // a comment\n  (x, x) == [] || result > 0.0", _UNBOUNDED_CALL),
+    ("'aaaaaaaaaaaaaaaaaaaaaaaaaaaa!'.matches('^(a+)+$') || result > 0.0", _UNBOUNDED_CALL),
+    ("matches('a', 'a') || result > 0.0", _UNBOUNDED_CALL),
+    ("'\\\\\\\\\\\\\\\\' == ''", _UNSAFE_CHARACTER),
+    ("result > 0.0 ||\r\nresult < 1.0", _UNSAFE_CHARACTER),
+])
+def test_condition_rules_refuse_unbounded_calls_naming_the_field(condition: str, expected: str) -> None:
+    manifest = base()
+    manifest["spec"]["analysis"]["triggers"][0]["failureCondition"] = condition
+    manifest["spec"]["gates"][2]["metric"]["successCondition"] = condition
+    errors = validate(manifest)
+    for field in ("spec.analysis.triggers[0].failureCondition", "spec.gates[2].metric.successCondition"):
+        assert any(e.startswith(f"{field}: Invalid value") and expected in e for e in errors), (field, errors)

@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
+from glideslope.api.base import cel, rules
+
 # ---------------------------------------------------------------------------------------------
 # Enumerations. Values are the wire strings; StrEnum members compare equal to them.
 
@@ -191,7 +193,22 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 HttpUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=HTTP_URL_PATTERN)]
 # No min_length: "9:00" should be told the pattern, not a length.
 ClockTime = Annotated[str, Field(max_length=5, pattern=CLOCK_PATTERN)]
-CelCondition = Annotated[str, Field(min_length=1, max_length=1024)]
+# What the API server's CEL can refuse cheaply in a condition (the operator checks the rest,
+# glideslope.core.conditions): calls whose cost has no bound, the comprehension macros and
+# `matches`, however spaced or commented; and the backslash and carriage return on which
+# cel-python's lexer takes exponential time. RE2 is linear: the estimated cost of a rule is
+# (1024 + 1) * 0.1 * len(pattern) * 0.25, about 2,000 per condition.
+_CEL_UNBOUNDED_CALL = r"(^|[^A-Za-z0-9_])(map|filter|all|exists|exists_one|matches)(\s|//[^\n]*\n)*\("
+_CEL_UNSAFE_CHARACTER = r"[\\\r]"
+_CONDITION_FIELDS = "spec.analysis.triggers[] and spec.gates[].metric: successCondition and failureCondition"
+CelCondition = Annotated[str, Field(min_length=1, max_length=1024, json_schema_extra=rules(
+    cel(f"!self.matches(r'{_CEL_UNBOUNDED_CALL}')",
+        f"{_CONDITION_FIELDS} must not call map, filter, all, exists, exists_one or matches, whose cost has "
+        "no bound: compare result with operators instead, e.g. result > 0.01 && result < 0.5"),
+    cel(f"!self.matches(r'{_CEL_UNSAFE_CHARACTER}')",
+        f"{_CONDITION_FIELDS} must not contain a backslash or a carriage return: a condition over result "
+        "needs no escape sequences"),
+))]
 """A CEL expression over `result` (a double), e.g. `result < 0.01`."""
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
 """A PromQL query; `{{namespace}}`, `{{release}}`, `{{revision}}`... are substituted."""
