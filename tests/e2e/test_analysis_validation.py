@@ -94,8 +94,20 @@ def test_prometheus_secret(sandbox: Cluster, namespace: str, operator: Operator)
     assert "prom-auth" in cond["message"] and cond["status"] == "True", cond
     assert "SecretUnreadable" in events(sandbox, namespace)
     assert deployments(sandbox, namespace, "web") == {}
-    # a namespaced Role lets it go on, with the token
+    # a namespaced Role lets it read the Secret, but its owner has not consented: still Degraded,
+    # told how to consent, the token in no message
     grant_secrets(sandbox, namespace)
+
+    def unlabelled() -> dict[str, Any] | None:
+        cond = degraded()
+        return cond if cond is not None and "glideslope.dev/release-secret" in cond["message"] else None
+
+    cond = wait_until(unlabelled, timeout=30, what="Degraded SecretUnreadable (not labelled)")
+    assert f"spec.analysis.prometheus.secretRef: Secret {namespace}/prom-auth is not labelled" in cond["message"]
+    assert "not-checked-by-the-sandbox" not in cond["message"]
+    assert deployments(sandbox, namespace, "web") == {}
+    # the label lets it go on, with the token
+    sandbox.kubectl("label", "secret", "prom-auth", "-n", namespace, "glideslope.dev/release-secret=true")
     wait_phase(sandbox, namespace, "web", "Succeeded", version="1", timeout=60)
     sandbox.apply(release("web", "2", canary, **spec), namespace)
     st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=90)

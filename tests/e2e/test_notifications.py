@@ -82,6 +82,7 @@ def test_receivers_hear_the_events_in_order(sandbox: Cluster, namespace: str, op
     grant_secrets(sandbox, namespace)
     sandbox.kubectl("create", "secret", "generic", "slack", "-n", namespace,
                     f"--from-literal=url={receiver.url('/slack/T0/B0/secret-token')}")
+    sandbox.kubectl("label", "secret", "slack", "-n", namespace, "glideslope.dev/release-secret=true")
     notifications = [
         {"name": "audit", "webhook": {"url": receiver.url("/json")}},
         {"name": "chat", "webhook": {"urlFrom": {"secretKeyRef": {"name": "slack", "key": "url"}}, "format": "slack"},

@@ -92,6 +92,9 @@ def test_full_example_reads_every_field() -> None:
     assert job is not None and job.timeout_seconds == 300
     # Fields the models do not declare are kept as written, for the Job and the Deployments.
     assert job.template.spec.containers[0].model_extra == {"args": ["--target", "http://storefront"]}
+    gate_hook = spec.gates[6].webhook
+    assert gate_hook is not None and gate_hook.headers_from is not None
+    assert (gate_hook.headers_from.name, gate_hook.headers_from.keys) == ("change-api-token", ["Authorization"])
     resources = spec.template.spec.containers[0].to_dict()["resources"]
     assert resources == {"requests": {"cpu": "100m", "memory": "128Mi"}}
     assert spec.analysis.prometheus is not None and spec.analysis.prometheus.secret_ref is not None

@@ -371,7 +371,8 @@ class JobGate(ApiModel):
 
 
 class SecretKeySelector(ApiModel):
-    """A key of a Secret in the Release's namespace."""
+    """A key of a Secret in the Release's namespace; the Secret must be labelled
+    `glideslope.dev/release-secret: "true"` (its owner's consent to Releases using it)."""
 
     name: ObjectName
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
@@ -385,6 +386,25 @@ class ValueFrom(ApiModel):
 
 _ONE_URL = "(has(self.url) ? 1 : 0) + (has(self.urlFrom) ? 1 : 0) == 1"
 
+MAX_HEADERS = 16
+# Both an HTTP field name (an RFC 9110 token) and a Secret key: letters, digits, `-`, `_`, `.`,
+# beginning with a letter or digit.
+HEADER_NAME_PATTERN = r"^[A-Za-z0-9][-._A-Za-z0-9]*$"
+
+
+class HeadersFrom(ApiModel):
+    """HTTP headers read from a Secret in the Release's namespace, each key named.
+
+    The Secret must carry the label `glideslope.dev/release-secret: "true"`, and may not be of
+    type `kubernetes.io/service-account-token`; otherwise the gate fails and nothing is sent."""
+
+    name: ObjectName
+    """The Secret, in the Release's namespace."""
+    keys: list[Annotated[str, Field(min_length=1, max_length=253, pattern=HEADER_NAME_PATTERN)]] = Field(
+        min_length=1, max_length=MAX_HEADERS, json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """The keys of the Secret to send, each as the header of that name (such as `Authorization`)
+    with the key's value; a key missing from the Secret fails the gate. Other keys are not sent."""
+
 
 class WebhookGate(ApiModel):
     """An HTTP endpoint that must approve: the operator POSTs the Release as JSON; 2xx passes."""
@@ -394,16 +414,19 @@ class WebhookGate(ApiModel):
     ))
 
     url: HttpUrl | None = None
-    """The endpoint, `http://` or `https://`."""
+    """The endpoint, `http://` or `https://`, reached as the operator's egress policy allows
+    (`--egress-allow`/`--egress-deny`; loopback and link-local addresses are denied by
+    default). No redirect is followed, and only the answer's status code is kept."""
     url_from: ValueFrom | None = None
     """Read the URL from a Secret instead."""
     timeout_seconds: int = Field(default=10, ge=1, le=300)
     """Per attempt."""
     retries: int = Field(default=3, ge=0, le=10)
     """Further attempts, with backoff, after a connection error, a timeout or a 5xx answer."""
-    headers_from: LocalObjectReference | None = None
-    """A Secret in the Release's namespace whose keys and values are sent as HTTP headers
-    (such as `Authorization`)."""
+    headers_from: HeadersFrom | None = None
+    """HTTP headers (such as `Authorization`) from the named keys of a Secret. The Secret must be
+    labelled `glideslope.dev/release-secret: "true"` and not be of type
+    `kubernetes.io/service-account-token`, or the gate fails and nothing is sent."""
 
 
 GATE_KINDS = ("approval", "window", "metric", "release", "job", "webhook")
@@ -443,9 +466,11 @@ class PrometheusSpec(ApiModel):
     """The Prometheus to query; default: the operator's `--prometheus-url`."""
 
     address: HttpUrl | None = None
-    """Such as `http://prometheus.monitoring:9090`."""
+    """Such as `http://prometheus.monitoring:9090`; it must start with one of the operator's
+    `--prometheus-allow` prefixes (by default only its `--prometheus-url` is allowed)."""
     secret_ref: LocalObjectReference | None = None
-    """A Secret with `token` (bearer) or `username`/`password` (basic auth), and `ca.crt`."""
+    """A Secret with `token` (bearer) or `username`/`password` (basic auth), and `ca.crt`,
+    labelled `glideslope.dev/release-secret: "true"`; never a ServiceAccount token Secret."""
 
 
 class Trigger(ApiModel):
@@ -513,7 +538,9 @@ class NotificationWebhook(ApiModel):
     ))
 
     url: HttpUrl | None = None
-    """The endpoint, `http://` or `https://`."""
+    """The endpoint, `http://` or `https://`, reached as the operator's egress policy allows
+    (`--egress-allow`/`--egress-deny`; loopback and link-local addresses are denied by
+    default). No redirect is followed, and only the answer's status code is kept."""
     url_from: ValueFrom | None = None
     """Read the URL from a Secret (a Slack webhook URL is a credential)."""
     format: WebhookFormat = WebhookFormat.JSON

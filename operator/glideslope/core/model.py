@@ -17,6 +17,10 @@ from glideslope.core.gates import GateObservation
 
 RELEASE_LABEL = "glideslope.dev/release"
 REVISION_LABEL = "glideslope.dev/revision"
+RELEASE_SECRET_LABEL = "glideslope.dev/release-secret"
+"""A Secret that a Release may use (`headersFrom`, `urlFrom`, `secretRef`) must carry this
+label with the value `"true"`: its owner's consent, so that editing a Release is not reading
+Secrets."""
 
 PROMOTE = "glideslope.dev/promote"
 ABORT = "glideslope.dev/abort"
