@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import zoneinfo
-from collections.abc import Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,28 +44,30 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
-from glideslope.core.triggers import Due, due_measurements, gate_queries, rendered_queries, variables
+from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables
+from glideslope.egress import Kind, Pending
 from glideslope.kube import events, records, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.notify.publish import publish
-from glideslope.prom import PrometheusAuth, PrometheusProvider
-from glideslope.scheduler import STEPPERS
+from glideslope.prom import PrometheusProvider
+from glideslope.runtime import ReleaseMemory, Runtime
+from glideslope.scheduler import Key
 
 log = logging.getLogger(__name__)
 
 
-def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
-         prometheus_url: str | None = None) -> Release | None:
+def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) -> Release | None:
     """One tick for one Release; returns the Release with the status it decided, written or
     held back for a later write (`_worth_writing`); None: it is gone.
 
-    `prometheus_url` is the operator's default Prometheus (`--prometheus-url`); a Release's
-    `spec.analysis.prometheus.address` overrides it."""
+    Nothing here waits on an endpoint a tenant names: queries and webhooks are asked through
+    the egress layer, and their answers read on a later tick (the layer wakes the Release)."""
     key = (namespace, name)
+    kube = rt.kube
     body = releases.get(kube, namespace, name)
     if body is None:
-        forget(namespace, name)
+        rt.forget(namespace, name)
         return None
     try:
         release = parse_release(body)
@@ -76,7 +75,7 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
         _invalid(kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
         return None
     stored = release.status
-    memory = _memory.setdefault(key, _Memory())
+    memory = rt.memory(key)
     held, memory.unwritten = memory.unwritten, None
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
@@ -92,10 +91,10 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     given = now
     now = given or datetime.now(UTC)
     measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
-    measurements = _analysis(kube, body, release, prometheus_url, now) if measured else {}
+    measurements = _analysis(rt, key, body, release, now) if measured else {}
     if measurements is None:
         return release
-    gate_observations = _gates(kube, body, release, prometheus_url, now)
+    gate_observations = _gates(rt, key, body, release, now)
     if gate_observations is None:
         return release
     if given is None and measurements:
@@ -159,38 +158,12 @@ def step(kube: Kube, namespace: str, name: str, now: datetime | None = None, *,
     # The closing record (one write per tick that announced something) and the notifications
     # (queued for a worker): neither raises, neither waits on a receiver.
     records.write(kube, release, status, announcements, now)
-    publish(kube, release, status, announcements, now=now)
+    publish(kube, release, status, announcements, now=now, publisher=rt.publisher)
     return written
 
 
 def _with_status(release: Release, status: ReleaseStatus) -> Release:
     return release if status is release.status else release.model_copy(update={"status": status})
-
-
-# What the process remembers of each Release between its ticks ----------------------------------
-
-@dataclass
-class _Memory:
-    """One Release's memory in this process, forgotten with it (`forget`). Only its own ticks
-    touch it, and the scheduler never runs two ticks of one Release at once."""
-
-    status_written: float = float("-inf")
-    """When this process last wrote the status (monotonic seconds)."""
-    unwritten: tuple[str, ReleaseStatus] | None = None
-    """A status decided but not written yet (`_worth_writing`), and the resourceVersion it was
-    decided on: used by the next tick only if the Release has not changed since."""
-    announced: tuple[str, ...] | None = None
-    """The announcements this process has recorded as Events (or found recorded)."""
-    traffic: tuple[SetTraffic, int] | None = None
-    """The Services and route state last written, and how many ticks since (`_traffic`)."""
-
-
-_memory: dict[tuple[str, str], _Memory] = {}
-
-
-def forget(namespace: str, name: str) -> None:
-    """A deleted Release's memory goes with it."""
-    _memory.pop((namespace, name), None)
 
 
 # Status writes ---------------------------------------------------------------------------------
@@ -201,12 +174,12 @@ counts (`replicas`, `readyReplicas`) and measurements that change no trigger's s
 failure counts (`lastValue`, `successes`, `lastMeasuredTime`). Pods come and go several times
 a step (and as the previous revision is scaled down after one) and triggers are measured
 every few seconds: a write for each would more than double a rollout's status writes. Until
-written they are kept in memory (`_Memory.unwritten`) for the next tick, which comes within this
+written they are kept in memory (`ReleaseMemory.unwritten`) for the next tick, which comes within this
 long (`refresh_due`); a crash loses only them (the next tick measures again). An HPA reads
 the counts every 15 s by default."""
 
 
-def _worth_writing(memory: _Memory, stored: ReleaseStatus, new: ReleaseStatus) -> bool:
+def _worth_writing(memory: ReleaseMemory, stored: ReleaseStatus, new: ReleaseStatus) -> bool:
     """Whether `new` must be written now: more than refreshed figures changed, or they have
     waited `REFRESH_EVERY` seconds."""
     if new == stored:
@@ -216,9 +189,9 @@ def _worth_writing(memory: _Memory, stored: ReleaseStatus, new: ReleaseStatus) -
     return time.monotonic() - memory.status_written >= REFRESH_EVERY
 
 
-def refresh_due(namespace: str, name: str) -> float | None:
+def refresh_due(rt: Runtime, namespace: str, name: str) -> float | None:
     """Seconds until the Release's unwritten figures must be written (None: it has none)."""
-    memory = _memory.get((namespace, name))
+    memory = rt.remembered((namespace, name))
     if memory is None or memory.unwritten is None:
         return None
     return max(memory.status_written + REFRESH_EVERY - time.monotonic(), 0.0)
@@ -241,7 +214,7 @@ def _fingerprint(announcements: Sequence[Announcement]) -> tuple[str, ...]:
     return tuple(f"{a.reason}/{a.at.isoformat()}" for a in announcements)
 
 
-def _redeliver(kube: Kube, release: Release, memory: _Memory) -> None:
+def _redeliver(kube: Kube, release: Release, memory: ReleaseMemory) -> None:
     """Record the announcements of the last transition if this process has not: an operator
     that died between writing a status and its Events records them now (their names make a
     second recording a no-op)."""
@@ -259,78 +232,95 @@ def _redeliver(kube: Kube, release: Release, memory: _Memory) -> None:
 
 # Analysis ------------------------------------------------------------------------------------
 
-ANALYSIS_TIMEOUT = 3.0
-"""Seconds a query may take: a tick waits for its measurements, so keep it short."""
 
-_providers: dict[tuple[str, PrometheusAuth | None], PrometheusProvider] = {}
-_checked: dict[tuple[str, str, str, int], list[str]] = {}
-"""(namespace, name, uid, generation) -> problems Prometheus found in the rendered queries."""
-_lock = threading.Lock()
-_CHECKED_LIMIT = 4096
-
-T = TypeVar("T")
-
-
-def _analysis(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_url: str | None,
+def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
               now: datetime) -> dict[str, tuple[str, Measurement]] | None:
-    """The measurements of the triggers due now; None when the Release cannot be analysed (then
-    it is Degraded, with an Event, and nothing else happens this tick). Once per generation,
-    before anything else, every query is checked against Prometheus."""
+    """The measurements that have come back for the triggers due now; None when the Release
+    cannot be analysed yet (its queries are being checked) or at all (then it is Degraded, with
+    an Event): nothing else happens this tick. Once per generation, before anything else, every
+    query is checked against Prometheus."""
     spec = release.spec
     meta = release.metadata
-    namespace, name = meta.namespace or "", meta.name or ""
+    namespace, name = key
     candidate = revision_of(spec.template)
     service_names = services.names(release)
     values = variables(spec, release.status, candidate, namespace=namespace, release=name,
                        service=service_names[0] if service_names else name)
-    key = (namespace, name, meta.uid or "", meta.generation or 0)
-    with _lock:
-        checked = _checked.get(key)
+    memory = rt.memory(key)
+    generation = (meta.uid or "", meta.generation or 0)
+    checked = memory.checked[2] if memory.checked is not None and memory.checked[:2] == generation else None
     if checked:
-        _invalid(kube, body, release, checked)
+        _invalid(rt.kube, body, release, checked)
         return None
     due = due_measurements(spec, release.status, candidate, values, now)
     if checked is not None and not due:
         return {}
-    provider = _prometheus(kube, body, release, prometheus_url)
+    provider = _prometheus(rt, key, body, release)
     if provider is None:
         return None
     if checked is None:
         queries, problems = rendered_queries(spec, values)
-        refusals = _run(_check(provider, [q for _, q in queries]))
-        problems += [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
-                     for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
-        with _lock:
-            if len(_checked) >= _CHECKED_LIMIT:
-                _checked.clear()
-            _checked[key] = problems
+        if not problems:
+            sent = [q for _, q in queries]
+
+            def unasked(_: str) -> list[str | None]:
+                return [None] * len(sent)  # not refused: the measurements will say what went wrong
+
+            refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(provider, sent),
+                                     fallback=unasked)
+            if isinstance(refusals, Pending):
+                return None
+            problems = [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
+                        for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+        memory.checked = (*generation, problems)
         if problems:
-            _invalid(kube, body, release, problems)
+            _invalid(rt.kube, body, release, problems)
             return None
-    return _run(_measure(provider, due, now))
+    last = {t.name: t.last_measured_time for t in release.status.analysis}
+    out: dict[str, tuple[str, Measurement]] = {}
+    for item in due:
+        if item.error is not None:
+            out[item.trigger.name] = (item.query, Measurement(None, item.error, now))
+            continue
+        query = item.query
+        answer = rt.egress.ask(key, ("trigger", item.trigger.name, query), Kind.PROMETHEUS,
+                               lambda q=query: provider.query(q),  # type: ignore[misc]
+                               fallback=lambda why: Measurement(None, why, now))
+        if isinstance(answer, Pending):
+            continue
+        measured = last.get(item.trigger.name)
+        if measured is None or answer.at > measured:  # never a measurement older than the last
+            out[item.trigger.name] = (query, answer)
+    return out
 
 
-def _prometheus(kube: Kube, body: Mapping[str, Any], release: Release,
-                prometheus_url: str | None) -> PrometheusProvider | None:
+def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release) -> PrometheusProvider | None:
     """The Release's Prometheus (its own address and credentials, or the operator's); None when
-    there is none or its Secret cannot be read (then it is Degraded, with an Event)."""
+    there is none, the egress policy refuses its address, or its Secret cannot be used (then it
+    is Degraded, with an Event, and nothing is sent)."""
     prometheus = release.spec.analysis.prometheus
-    address = (prometheus.address if prometheus else None) or prometheus_url
+    own = prometheus.address if prometheus else None
+    address = own or rt.prometheus_url
     if not address:
-        _invalid(kube, body, release, ["spec.analysis.prometheus.address: no Prometheus to query; set it, "
-                                       "or start the operator with --prometheus-url"])
+        _invalid(rt.kube, body, release, ["spec.analysis.prometheus.address: no Prometheus to query; set it, "
+                                          "or start the operator with --prometheus-url"])
+        return None
+    if own and not rt.policy.prometheus_allowed(own):
+        allowed = ", ".join(rt.policy.prometheus_allow) or "none"
+        _invalid(rt.kube, body, release, [f"spec.analysis.prometheus.address: {own} is not allowed by the "
+                                          f"operator's --prometheus-allow (allowed: {allowed})"])
         return None
     auth = None
     if prometheus is not None and prometheus.secret_ref is not None:
         try:
-            auth = secrets.prometheus_auth(kube, release.metadata.namespace or "", prometheus.secret_ref.name)
+            auth = secrets.prometheus_auth(rt.kube, release.metadata.namespace or "", prometheus.secret_ref.name)
         except secrets.SecretUnreadable as exc:
-            _invalid(kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
+            _invalid(rt.kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
             return None
-    return _provider(address, auth)
+    return rt.provider(key, address, auth, own=bool(own))
 
 
-def _gates(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_url: str | None,
+def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
            now: datetime) -> dict[str, GateObservation] | None:
     """What the gates due now say (None: the Release cannot be acted on this tick)."""
     spec = release.spec
@@ -346,65 +336,27 @@ def _gates(kube: Kube, body: Mapping[str, Any], release: Release, prometheus_url
                            release=meta.name or "", service=service_names[0] if service_names else meta.name or "")
         queries, problems = gate_queries(spec, values)
     if problems:
-        _invalid(kube, body, release, problems)
+        _invalid(rt.kube, body, release, problems)
         return None
 
     def measure(wanted: Mapping[str, str]) -> Mapping[str, Measurement]:
-        provider = _prometheus(kube, body, release, prometheus_url)
+        provider = _prometheus(rt, key, body, release)
         if provider is None:
             return {}
-        return _run(_measure_queries(provider, wanted))
+        out: dict[str, Measurement] = {}
+        for gate, query in wanted.items():
+            answer = rt.egress.ask(key, ("gate", gate, query), Kind.PROMETHEUS,
+                                   lambda q=query: provider.query(q),  # type: ignore[misc]
+                                   fallback=lambda why: Measurement(None, why, now))
+            if not isinstance(answer, Pending):
+                out[gate] = answer
+        return out
 
-    return gates.observe(kube, release, due, now, queries=queries, measure=measure)
-
-
-async def _measure_queries(provider: PrometheusProvider, queries: Mapping[str, str]) -> dict[str, Measurement]:
-    names = list(queries)
-    results = await asyncio.gather(*(provider.query(queries[n]) for n in names))
-    return dict(zip(names, results, strict=True))
-
-
-def _provider(address: str, auth: PrometheusAuth | None) -> PrometheusProvider:
-    """One provider per Prometheus and credentials, kept for the operator's life."""
-    with _lock:
-        provider = _providers.get((address, auth))
-        if provider is None:
-            provider = _providers[(address, auth)] = PrometheusProvider(address, auth, timeout=ANALYSIS_TIMEOUT)
-        return provider
+    return gates.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
 
 
 async def _check(provider: PrometheusProvider, queries: Sequence[str]) -> list[str | None]:
     return list(await asyncio.gather(*(provider.check(q) for q in queries)))
-
-
-async def _measure(provider: PrometheusProvider, due: Sequence[Due], now: datetime
-                   ) -> dict[str, tuple[str, Measurement]]:
-    async def one(item: Due) -> tuple[str, tuple[str, Measurement]]:
-        if item.error is not None:
-            return item.trigger.name, (item.query, Measurement(None, item.error, now))
-        return item.trigger.name, (item.query, await provider.query(item.query))
-    return dict(await asyncio.gather(*(one(d) for d in due)))
-
-
-_io_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run the provider's coroutine to the end from this (sync) thread, on one long-lived event
-    loop of its own: a loop per tick (`asyncio.run`) would cost a loop and an executor each time,
-    at a thousand Releases the most of the operator's CPU after the API client. The stepper's
-    threads wait here; kopf's own loop is never blocked."""
-    global _io_loop
-    with _lock:
-        if _io_loop is None or _io_loop.is_closed():
-            loop = asyncio.new_event_loop()
-            # Queries run in the loop's executor (the Prometheus client blocks): as many threads
-            # as there are steppers, not the default's few (cores + 4).
-            loop.set_default_executor(ThreadPoolExecutor(max_workers=STEPPERS, thread_name_prefix="query"))
-            threading.Thread(target=loop.run_forever, name="glideslope-io", daemon=True).start()
-            _io_loop = loop
-        loop = _io_loop
-    return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +395,7 @@ _REASSERT_EVERY = 30
 case someone changed them by hand."""
 
 
-def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: _Memory) -> None:
+def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: ReleaseMemory) -> None:
     last = memory.traffic
     if last and last[0] == action and last[1] < _REASSERT_EVERY:
         memory.traffic = (action, last[1] + 1)

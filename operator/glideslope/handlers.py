@@ -16,57 +16,57 @@ from typing import Any
 import kopf
 
 from glideslope import engine
-from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_release
-from glideslope.kube import releases, workloads
+from glideslope.api import GROUP, PLURAL, VERSION, parse_release
+from glideslope.egress import EgressPolicy
+from glideslope.kube import workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
-from glideslope.scheduler import LATE, STEPPERS, Key, Scheduler, next_tick
+from glideslope.runtime import Runtime
+from glideslope.scheduler import LATE, next_tick
 
 log = logging.getLogger(__name__)
 
 CACHE_SYNC_SECONDS = 60.0
 """How long startup waits for the workload cache's first listing (until then ticks list)."""
+STALL_SECONDS = 120.0
+"""A Release overdue this long while no stepper finished a tick: the steppers are stuck."""
 
 
 def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, metrics: OperatorMetrics,
-             prometheus_url: str | None = None, on_stop: Callable[[], None] | None = None,
-             namespaces: list[str] | None = None) -> None:
-    """The startup settings, the Releases' watch and delete handler, and the stepper.
+             policy: EgressPolicy, prometheus_url: str | None = None, on_stop: Callable[[], None] | None = None,
+             namespaces: list[str] | None = None) -> Runtime:
+    """The startup settings, the Releases' watch and delete handler, and the stepper, on one
+    runtime (returned).
 
-    `prometheus_url` is the default Prometheus for analysis (a Release may name its own);
-    `namespaces` those watched (None: all); `interval` the pace at which Releases waiting on
-    something without a deadline (gates, a first rollout) are polled.
+    `policy` is the installer's egress policy; `prometheus_url` the default Prometheus for
+    analysis (a Release may name its own, as the policy allows); `namespaces` those watched
+    (None: all); `interval` the pace at which Releases waiting on something without a
+    deadline (gates, a first rollout) are polled.
     """
-    # The status each Release had at its previous tick, so metrics count a finished rollout once;
-    # on first sight after a start, history already written is not counted again.
-    last: dict[Key, ReleaseStatus] = {}
-    # What of each Release, when it changes, needs a tick: its generation and annotations.
-    # Status-only changes (our own writes) do not.
-    seen: dict[Key, tuple[Any, ...]] = {}
     lock = threading.Lock()
 
     def tick(namespace: str, name: str) -> float | None:
         bind_release(namespace, name)
-        release = engine.step(kube, namespace, name, prometheus_url=prometheus_url)
+        release = engine.step(runtime, namespace, name)
         if release is None:
             return None
-        key = (namespace, name)
+        memory = runtime.memory((namespace, name))
         with lock:
-            before = last.get(key)
-            last[key] = release.status
+            # On first sight after a start, history already written is not counted again.
+            before, memory.last_status = memory.last_status, release.status
         metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
                         release.status)
         delay = next_tick(release, datetime.now(UTC), interval, before)
-        refresh = engine.refresh_due(namespace, name)
+        refresh = engine.refresh_due(runtime, namespace, name)
         # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
         return delay if refresh is None else min(delay, refresh + LATE)
 
-    scheduler = Scheduler(tick, workers=STEPPERS, retry=interval, observe=metrics.tick)
-    cache = workloads.WorkloadCache(kube, namespaces, lambda ns, name: scheduler.wake((ns, name)))
-    bodies = releases.ReleaseCache()
-    releases.install_cache(bodies)
+    runtime = Runtime(kube, tick, metrics=metrics, policy=policy, prometheus_url=prometheus_url,
+                      interval=interval, namespaces=namespaces)
+    scheduler = runtime.scheduler
+    bodies = runtime.releases
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -79,8 +79,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # First thing on SIGTERM: a standby need not wait for the rest of the shutdown.
         if on_stop is not None:
             on_stop()
-        scheduler.stop()
-        cache.stop()
+        runtime.stop()
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -90,13 +89,16 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # Our own Events say what happens; kopf's per-handler ones would only be noise.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 60
-        cache.start()
-        workloads.install_cache(cache)
-        waited = 0.0
-        while not cache.synced() and waited < CACHE_SYNC_SECONDS:
-            threading.Event().wait(0.1)
-            waited += 0.1
-        scheduler.start()
+        runtime.start(CACHE_SYNC_SECONDS)
+
+    @kopf.on.probe(id="steppers", registry=registry)
+    def steppers(**_: Any) -> str:
+        """Liveness: fails while Releases are overdue and no stepper finishes a tick (stuck
+        steppers), so the kubelet restarts the operator."""
+        stalled = scheduler.stalled(STALL_SECONDS)
+        if stalled is not None:
+            raise kopf.PermanentError(stalled)
+        return "stepping"
 
     # A plain function, which kopf runs in a worker thread. As a coroutine (on kopf's loop) it
     # left the operator at 342 MiB instead of 268 at 1,000 Releases, for no CPU the scale
@@ -106,9 +108,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         key = (namespace or "", name)
         if kwargs.get("type") == "DELETED":
             bodies.forget(key)
-            scheduler.forget(key)
-            with lock:
-                seen.pop(key, None)
+            runtime.forget(*key)
             return
         bodies.seen(body)
         meta = body.get("metadata") or {}
@@ -117,10 +117,11 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         annotations = meta.get("annotations") or {}
         fingerprint = (meta.get("uid"), meta.get("generation"),
                        tuple(sorted((k, v) for k, v in annotations.items() if "last-handled" not in k)))
+        memory = runtime.memory(key)
         with lock:
-            if seen.get(key) == fingerprint:
+            if memory.seen == fingerprint:
                 return
-            seen[key] = fingerprint
+            memory.seen = fingerprint
         # Events of a Release being deleted all carry its deletionTimestamp, so one without it
         # is a new Release of that name: the hold of the deleted one must not keep it waiting.
         scheduler.unhold(key)
@@ -134,10 +135,9 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         key = (namespace or "", name)
         scheduler.hold(key)
         keep_serving(kube, body)
-        metrics.forget(namespace or "", name)
-        engine.forget(namespace or "", name)
-        with lock:
-            last.pop(key, None)
+        runtime.forget(*key, held=True)
+
+    return runtime
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

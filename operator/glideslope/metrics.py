@@ -71,6 +71,7 @@ class OperatorMetrics:
                                    buckets=_TICK_BUCKETS, registry=reg)
         self.tick_duration = Histogram("glideslope_tick_seconds", "How long one tick of one Release took",
                                        buckets=_TICK_BUCKETS, registry=reg)
+        self.egress = EgressMetrics(reg)
         self.api_errors = Counter("glideslope_api_errors", "Failed calls to the Kubernetes API",
                                   ["verb", "resource", "code"], registry=reg)
         self._gates: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
@@ -156,6 +157,36 @@ class OperatorMetrics:
         self._gates.pop(rel, None)
         self._triggers.pop(rel, None)
         self._info.pop(rel, None)
+
+
+class EgressMetrics:
+    """The egress layer's work (`glideslope.egress.EgressObserver`): what is in flight and
+    waiting per namespace, and what the bounds refused (deadlines hit, answers too large,
+    addresses denied)."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        self.in_flight_requests = Gauge("glideslope_egress_in_flight", "Requests to tenants' endpoints in flight",
+                                        ["namespace", "kind"], registry=reg)
+        self.waiting_requests = Gauge("glideslope_egress_waiting",
+                                      "Requests waiting for one of their namespace's slots", ["namespace", "kind"],
+                                      registry=reg)
+        self.refusals = Counter("glideslope_egress_refused",
+                                "Requests cut short or refused: deadline, too-large, denied, unreachable, tls, invalid",
+                                ["kind", "reason"], registry=reg)
+        self.bytes = Counter("glideslope_egress_received_bytes", "Bytes of answers read from tenants' endpoints",
+                             ["kind"], registry=reg)
+
+    def in_flight(self, namespace: str, kind: str, delta: int) -> None:
+        self.in_flight_requests.labels(namespace, kind).inc(delta)
+
+    def waiting(self, namespace: str, kind: str, delta: int) -> None:
+        self.waiting_requests.labels(namespace, kind).inc(delta)
+
+    def refused(self, kind: str, refusal: str) -> None:
+        self.refusals.labels(kind, refusal).inc()
+
+    def received(self, kind: str, size: int) -> None:
+        self.bytes.labels(kind).inc(size)
 
 
 def new_history(previous: ReleaseStatus | None, status: ReleaseStatus) -> list[HistoryEntry]:

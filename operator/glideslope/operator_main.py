@@ -15,6 +15,7 @@ import kopf
 from prometheus_client import REGISTRY, start_http_server
 
 from glideslope import handlers, logs
+from glideslope.egress import EgressPolicy
 from glideslope.kube.client import connect
 from glideslope.kube.leader import LeaseConfig, elector_for
 from glideslope.metrics import OperatorMetrics
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | None, metrics_port: int,
-        interval: float, metrics_address: str = "0.0.0.0", health_port: int = 0,
+        interval: float, policy: EgressPolicy | None = None, metrics_address: str = "0.0.0.0", health_port: int = 0,
         log_format: str = "auto", lease_namespace: str | None = None, lease_name: str = "glideslope",
         lease_seconds: float = 15.0) -> None:
     logs.configure(json=None if log_format == "auto" else log_format == "json")
@@ -59,7 +60,8 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
 
         elector.keep(on_lost)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url,
+    policy = policy or EgressPolicy.from_flags(prometheus_url=prometheus_url)
+    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url, policy=policy,
                       on_stop=elector.release if elector else None,
                       namespaces=None if all_namespaces else namespaces)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.

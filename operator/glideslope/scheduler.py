@@ -50,7 +50,8 @@ LATE = 0.02
 
 def next_tick(release: Release, now: datetime, interval: float, previous: ReleaseStatus | None = None) -> float:
     """Seconds until `release` must be stepped again, if nothing wakes it first; `previous` is
-    its status before this tick."""
+    its status before this tick. (A request in flight on the egress layer wakes the Release
+    when it answers.)"""
     st = release.status
     if previous is not None and (previous.revision, previous.phase, previous.current_step) != (
             st.revision, st.phase, st.current_step):
@@ -109,6 +110,10 @@ class Scheduler:
         self._held: set[Key] = set()
         """Releases being deleted: never stepped again."""
         self._order = itertools.count()
+        self._started: dict[Key, float] = {}
+        """When each running tick started (monotonic)."""
+        self._finished = time.monotonic()
+        """When the last tick ended (or the scheduler was made)."""
         self._stopped = False
         self._threads = [threading.Thread(target=self._work, name=f"stepper-{i}", daemon=True)
                          for i in range(workers)]
@@ -150,6 +155,21 @@ class Scheduler:
             self._due.pop(key, None)
             self._after.pop(key, None)
 
+    def stalled(self, limit: float) -> str | None:
+        """Why the steppers look stuck, or None: a Release has been due for more than `limit`
+        seconds while no tick ended for that long, or one tick has run that long."""
+        now = time.monotonic()
+        with self._cond:
+            if self._stopped:
+                return None
+            longest = max((now - t for t in self._started.values()), default=0.0)
+            if longest > limit:
+                return f"a tick has run for {longest:.0f}s"
+            overdue = max((now - at for at in self._due.values()), default=0.0)
+            if overdue > limit and now - self._finished > limit:
+                return f"a Release has waited {overdue:.0f}s for a stepper and no tick ended for {limit:.0f}s"
+        return None
+
     def pending(self) -> int:
         with self._cond:
             return len(self._due) + len(self._running)
@@ -187,6 +207,7 @@ class Scheduler:
                 at, _, key = heapq.heappop(self._heap)
                 del self._due[key]
                 self._running.add(key)
+                self._started[key] = time.monotonic()
                 return key, max(time.monotonic() - at, 0.0)
             return None
 
@@ -203,6 +224,8 @@ class Scheduler:
                 self._observe(waited, time.monotonic() - started)
             with self._cond:
                 self._running.discard(key)
+                self._started.pop(key, None)
+                self._finished = time.monotonic()
                 after = self._after.pop(key, None)
                 self._cond.notify_all()
                 at = time.monotonic() + delay if delay is not None else None

@@ -23,6 +23,9 @@ from tests.e2e.helpers import REPO, Cluster, wait_until
 
 INTERVAL = "0.5"
 """Seconds between steps: short, so the e2e suite stays fast."""
+SANDBOX_EGRESS = ("--egress-allow", "127.0.0.0/8", "--prometheus-allow", "http://127.0.0.1:")
+"""The tests' webhook receivers and stand-in Prometheus servers listen on loopback, which the
+operator's egress policy denies by default."""
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Operator:
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", self.namespace,
              "--metrics-port", "0", "--interval", INTERVAL,
-             "--prometheus-url", self.sandbox.prometheus_url],
+             "--prometheus-url", self.sandbox.prometheus_url, *SANDBOX_EGRESS],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
 
     def kill(self) -> None:

@@ -187,24 +187,37 @@ def receiver() -> Iterator[tuple[str, type[Receiver]]]:
     server.shutdown()
 
 
+CONSENT = {"glideslope.dev/release-secret": "true"}
+"""The label by which a Secret's owner lets Releases use it."""
+
+
+def ticket_gate(url: str, secret: str, keys: list[str]) -> dict[str, Any]:
+    return {"name": "change-ticket", "stage": "preDeploy",
+            "webhook": {"url": url, "timeoutSeconds": 5, "retries": 1,
+                        "headersFrom": {"name": secret, "keys": keys}}}
+
+
 def test_webhook_gate_asks_a_local_server(sandbox: Cluster, namespace: str, operator: Operator,
                                           receiver: tuple[str, type[Receiver]]) -> None:
     url, handler = receiver
     grant_secrets(sandbox, namespace)
-    sandbox.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ticket-token"},
-                   "stringData": {"Authorization": "Bearer s3cret"}}, namespace)
-    ticket = [{"name": "change-ticket", "stage": "preDeploy",
-               "webhook": {"url": url, "timeoutSeconds": 5, "retries": 1, "headersFrom": {"name": "ticket-token"}}}]
+    sandbox.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "ticket-token", "labels": CONSENT},
+                   "stringData": {"Authorization": "Bearer s3cret", "X-Not-Named": "kept"}}, namespace)
+    ticket = [ticket_gate(url, "ticket-token", ["Authorization"])]
     stable(sandbox, namespace, gated("web", "1", ticket))
     body, headers = handler.received[-1]
     assert {k: body[k] for k in ("release", "namespace", "version", "gate", "stage")} == {
         "release": "web", "namespace": namespace, "version": "1", "gate": "change-ticket", "stage": "preDeploy"}
     assert headers["Authorization"] == "Bearer s3cret"
+    assert "X-Not-Named" not in headers  # only the keys headersFrom names are sent
     # A refusal fails the gate before anything changes; the stable revision keeps serving.
     handler.answer = 409
     sandbox.apply(gated("web", "2", ticket), namespace)
     st = wait_phase(sandbox, namespace, "web", "Failed", version="2")
-    assert "ticket CHG-1 is not approved" in gate(st, "change-ticket")["message"]
+    message = gate(st, "change-ticket")["message"]
+    assert "the webhook said no: HTTP 409" in message
+    assert "ticket CHG-1" not in message  # what the receiver says is never copied into status
     assert "nothing was changed" in st["message"]
     assert len(deployments(sandbox, namespace, "web")) == 1
     assert {c["type"]: c["status"] for c in st["conditions"]}["Degraded"] == "True"
@@ -213,6 +226,43 @@ def test_webhook_gate_asks_a_local_server(sandbox: Cluster, namespace: str, oper
     annotate(sandbox, namespace, "web", "glideslope.dev/retry", "ticket approved")
     wait_phase(sandbox, namespace, "web", "Succeeded", version="2")
     assert [b["version"] for b, _ in handler.received] == ["1", "2", "2"]
+
+
+def refused_gate(sandbox: Cluster, namespace: str, handler: type[Receiver], gates: list[dict[str, Any]]) -> str:
+    """The Release fails at its webhook gate without asking the receiver; the gate's message."""
+    sandbox.apply(gated("web", "1", gates), namespace)
+    st = wait_phase(sandbox, namespace, "web", "Failed", version="1")
+    message: str = gate(st, "change-ticket")["message"]
+    assert handler.received == []
+    assert deployments(sandbox, namespace, "web") == {}
+    assert "nothing was changed" in st["message"] and "GateFailed" in events(sandbox, namespace)
+    return message
+
+
+def test_webhook_gate_refuses_a_secret_without_consent(sandbox: Cluster, namespace: str, operator: Operator,
+                                                       receiver: tuple[str, type[Receiver]]) -> None:
+    url, handler = receiver
+    grant_secrets(sandbox, namespace)
+    sandbox.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "team-db"},
+                   "stringData": {"Authorization": "Bearer n0t-y0urs"}}, namespace)
+    message = refused_gate(sandbox, namespace, handler, [ticket_gate(url, "team-db", ["Authorization"])])
+    assert f"headersFrom: Secret {namespace}/team-db is not labelled glideslope.dev/release-secret" in message
+    assert "n0t-y0urs" not in message
+
+
+def test_webhook_gate_never_sends_a_service_account_token(sandbox: Cluster, namespace: str, operator: Operator,
+                                                          receiver: tuple[str, type[Receiver]]) -> None:
+    url, handler = receiver
+    grant_secrets(sandbox, namespace)
+    # The ServiceAccount first: the token controller deletes a token Secret whose account is missing.
+    sandbox.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "deployer"}}, namespace)
+    sandbox.apply({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+                   "metadata": {"name": "deployer-token", "labels": CONSENT,
+                                "annotations": {"kubernetes.io/service-account.name": "deployer"}},
+                   "stringData": {"token": "sa-t0ken"}}, namespace)
+    message = refused_gate(sandbox, namespace, handler, [ticket_gate(url, "deployer-token", ["token"])])
+    assert f"headersFrom: Secret {namespace}/deployer-token is of type kubernetes.io/service-account-token" in message
+    assert "sa-t0ken" not in message
 
 
 def test_metric_gate_waits_for_its_condition(sandbox: Cluster, namespace: str, operator: Operator) -> None:

@@ -79,3 +79,19 @@ def test_missing_httproute_is_named_and_nothing_is_deployed(
     sandbox.apply({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "shop"},
                    "spec": {"rules": [{"backendRefs": [{"name": "shop", "port": 80}]}]}}, namespace)
     wait_phase(sandbox, namespace, "shop", "Succeeded", version="1", timeout=60)
+
+
+def test_a_prometheus_outside_the_egress_policy_is_never_asked(
+        sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    """The metadata address as a Release's own Prometheus: refused by `--prometheus-allow`, which
+    allows the operator's own Prometheus and, in the tests, loopback."""
+    sandbox.apply(release("web", "1", CANARY, replicas=2), namespace)
+    stable = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+    sandbox.apply(release("web", "2", CANARY, replicas=2, analysis={
+        "prometheus": {"address": "http://169.254.169.254/latest/meta-data"},
+        "triggers": [{"name": "errors", "severity": "critical", "query": "vector(0)",
+                      "failureCondition": "result > 0.01"}]}), namespace)
+    cond = wait_until(lambda: degraded(sandbox, namespace, "web"), timeout=30, what="Degraded/InvalidSpec")
+    assert "spec.analysis.prometheus.address" in cond["message"]
+    assert "not allowed by the operator's --prometheus-allow" in cond["message"]
+    assert deployments(sandbox, namespace, "web") == {stable: {"replicas": 2, "ready": 2}}

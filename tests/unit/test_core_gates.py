@@ -255,7 +255,7 @@ def test_pre_promotion_is_asked_once_at_full_promotion_and_a_no_aborts() -> None
     weights.clear()
     run.until(Phase.ROLLED_BACK, limit=100)
     assert run.looked == ["scan"], "asked once, when the rollout reached full promotion"
-    assert "the webhook said no: HTTP 403: vulnerable" in (run.status.history[-1].reason or "")
+    assert "the webhook said no: HTTP 403" in (run.status.history[-1].reason or "")
     assert weights[-1] == 50, "held at the weight before full promotion"
 
 

@@ -13,6 +13,7 @@ from glideslope import engine
 from glideslope.api import Announcement, Release, ReleaseStatus, parse_release
 from glideslope.kube import events
 from glideslope.kube.client import Kube
+from glideslope.runtime import ReleaseMemory
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +62,7 @@ def test_a_restarted_operator_records_what_its_predecessor_did_not() -> None:
     stale = Announcement(reason="Paused", message="c", at=now - timedelta(hours=1))
     release = subject([recorded, lost, stale])
     events.announce(kube, release, recorded)  # the predecessor got this far, then died
-    memory = engine._Memory()  # a new process remembers nothing
+    memory = ReleaseMemory()  # a new process remembers nothing
     engine._redeliver(kube, release, memory)
     assert sorted(b["reason"] for b in core.created.values()) == ["Promoted", "Started"], \
         "the lost one is recorded, the recorded one not twice, the hour-old one not at all"

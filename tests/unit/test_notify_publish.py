@@ -1,11 +1,14 @@
 """Publishing a tick's announcements (notify/publish.py): who gets what, in order, off the
-reconcile path; a receiver that keeps failing becomes a `NotificationFailed` Event."""
+reconcile path on the egress layer; a receiver that keeps failing becomes a `NotificationFailed`
+Event, and one namespace's black-hole receivers never hold another namespace's notifications."""
 
 from __future__ import annotations
 
 import base64
 import http.server
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -27,12 +30,23 @@ from glideslope.api import (
     Severity,
     TriggerStatus,
 )
-from glideslope.core.model import RecordEvent
+from glideslope.core.model import RELEASE_SECRET_LABEL, RecordEvent
+from glideslope.egress import Egress, EgressPolicy
+from glideslope.egress import layer as egress_layer
 from glideslope.kube.client import Kube
 from glideslope.notify import WebhookNotifier
 from glideslope.notify.publish import NOTIFICATION_FAILED, Publisher, notification_event, publish, release_event
 
 pytestmark = pytest.mark.unit
+
+# The receivers listen on 127.0.0.1, which the default egress policy denies.
+EGRESS = Egress(EgressPolicy.from_flags(prometheus_url=None, egress_allow=["127.0.0.0/8"]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_egress() -> Iterator[None]:
+    yield
+    EGRESS.close()
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -65,6 +79,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return
 
 
+class BlackHole:
+    """A receiver on 127.0.0.1 that accepts connections and never answers, until `close`."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._closed = threading.Event()
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}{path}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        """Hang up on everyone and stop listening: what waits on it fails at once."""
+        self._closed.set()
+        self._listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()
@@ -78,12 +123,17 @@ class FakeCore:
 
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    unlabelled: set[str] = field(default_factory=set)
+    """Secrets without `glideslope.dev/release-secret: "true"`."""
 
     def read_namespaced_secret(self, name: str, namespace: str) -> Any:
         if name not in self.secrets:
             raise _ApiError(404)
         data = {k: base64.b64encode(v.encode()).decode() for k, v in self.secrets[name].items()}
-        return type("Secret", (), {"data": data, "string_data": None})()
+        labels = None if name in self.unlabelled else {RELEASE_SECRET_LABEL: "true"}
+        return kubernetes.client.V1Secret(
+            metadata=kubernetes.client.V1ObjectMeta(name=name, namespace=namespace, labels=labels),
+            type="Opaque", data=data)
 
     def create_namespaced_event(self, namespace: str, body: dict[str, Any], **_: Any) -> None:
         self.events.append(body)
@@ -98,9 +148,9 @@ def kube(core: FakeCore | None = None) -> Kube:
     return Kube(None, core or FakeCore(), None, None)
 
 
-def release(*notifications: dict[str, Any]) -> Release:
+def release(*notifications: dict[str, Any], namespace: str = "shop") -> Release:
     return Release.model_validate({
-        "metadata": {"name": "checkout", "namespace": "shop", "uid": "u-1"},
+        "metadata": {"name": "checkout", "namespace": namespace, "uid": "u-1"},
         "spec": {"version": "2.5.0", "selector": {"matchLabels": {"app": "c"}},
                  "template": {"metadata": {"labels": {"app": "c"}},
                               "spec": {"containers": [{"name": "a", "image": "c:1"}]}},
@@ -114,8 +164,17 @@ STATUS = ReleaseStatus(phase=Phase.PROGRESSING, version="2.5.0", revision="7f9c2
                        stable_revision="5e11a0c9d2", current_step=1, total_steps=2, weight=10)
 
 
-def fast_publisher(**kwargs: Any) -> Publisher:
-    return Publisher(notifier=WebhookNotifier(attempts=2, backoff=0.0), timeout=2.0, **kwargs)
+def fast_publisher(egress: Egress = EGRESS, *, timeout: float = 2.0) -> Publisher:
+    return Publisher(egress, notifier=WebhookNotifier(egress, attempts=2, backoff=0.0), timeout=timeout)
+
+
+def wait_for(condition: Any, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_event_reasons_that_notify() -> None:
@@ -170,6 +229,21 @@ def test_url_from_a_secret_in_the_release_namespace(receiver: Receiver) -> None:
     assert "Secret shop/nope not found" in core.events[0]["message"] and core.events[0]["type"] == "Warning"
 
 
+def test_url_from_a_secret_without_consent_is_not_read(receiver: Receiver) -> None:
+    url = receiver.url("/unlabelled")
+    core = FakeCore(secrets={"hooks": {"url": url}}, unlabelled={"hooks"})
+    rel = release({"name": "s", "webhook": {"urlFrom": {"secretKeyRef": {"name": "hooks", "key": "url"}}}})
+    pub = fast_publisher()
+    publish(kube(core), rel, STATUS, [RecordEvent("Started", "go")], now=STATUS_AT, publisher=pub)
+    assert pub.drain(10)
+    assert receiver.events("/unlabelled") == []
+    [event] = core.events
+    assert event["reason"] == NOTIFICATION_FAILED and event["type"] == "Warning"
+    message = event["message"]
+    assert "urlFrom: Secret shop/hooks" in message and f'{RELEASE_SECRET_LABEL}="true"' in message
+    assert url not in message and "/unlabelled" not in message
+
+
 def test_a_failing_receiver_is_retried_then_told_as_a_warning_event() -> None:
     failing = Receiver(status=503)
     try:
@@ -202,19 +276,26 @@ def test_a_slow_receiver_never_holds_the_caller_and_order_holds() -> None:
         slow.shutdown()
 
 
-def test_a_full_queue_drops_rather_than_blocks() -> None:
+def test_too_much_waiting_in_a_namespace_is_refused_and_logged(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # One slot and room for one more to wait: of four receivers, two are heard, two refused.
+    monkeypatch.setattr(egress_layer, "MAX_WAITING", 1)
+    egress = Egress(EGRESS.policy, per_namespace=1)
     slow = Receiver(delay=0.5)
     try:
-        rel = release({"name": "slow", "webhook": {"url": slow.url()}})
-        pub = fast_publisher(workers=1, queue_size=1)
+        rel = release(*({"name": f"n{i}", "webhook": {"url": slow.url(f"/{i}")}} for i in range(4)))
+        pub = fast_publisher(egress)
         started = time.monotonic()
-        for _ in range(5):
-            publish(kube(), rel, STATUS, [RecordEvent("Promoted", "x")], now=STATUS_AT, publisher=pub)
-        assert time.monotonic() - started < 1.0  # blocking would take 2.5 s
-        assert pub.drain(10)
-        assert 1 <= len(slow.bodies) <= 2  # one in flight, one queued; the rest dropped
+        with caplog.at_level(logging.WARNING, logger="glideslope.egress"):
+            publish(kube(), rel, STATUS, [RecordEvent("RolledBack", "x")], now=STATUS_AT, publisher=pub)
+            assert time.monotonic() - started < 1.0  # never waits for the receiver
+            assert pub.drain(10)
+        assert sorted(p for p, _ in slow.bodies) == ["/0", "/1"]
+        refused = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+        assert len(refused) == 2 and all("namespace shop" in m for m in refused)
     finally:
         slow.shutdown()
+        egress.close()
 
 
 def test_nothing_to_publish_costs_nothing() -> None:
@@ -222,7 +303,7 @@ def test_nothing_to_publish_costs_nothing() -> None:
         def submit(self, delivery: Any) -> bool:
             raise AssertionError("nothing should be submitted")
 
-    pub = Exploding()
+    pub = Exploding(EGRESS)
     publish(kube(), release(), STATUS, [RecordEvent("Started", "x")], publisher=pub)
     rel = release({"name": "n", "webhook": {"url": "http://127.0.0.1:9/x"}, "events": ["Failed"]})
     publish(kube(), rel, STATUS, [RecordEvent("Started", "x"), RecordEvent("CommandIgnored", "y")], publisher=pub)
@@ -234,7 +315,7 @@ def test_publish_never_raises() -> None:
             raise RuntimeError("boom")
 
     rel = release({"name": "n", "webhook": {"url": "http://127.0.0.1:9/x"}})
-    publish(kube(), rel, STATUS, [RecordEvent("Started", "x")], publisher=Broken())
+    publish(kube(), rel, STATUS, [RecordEvent("Started", "x")], publisher=Broken(EGRESS))
 
 
 def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
@@ -242,7 +323,7 @@ def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
     try:
         rel = release({"name": "slow", "webhook": {"url": slow.url()}},
                       {"name": "fast", "webhook": {"url": receiver.url()}})
-        pub = fast_publisher(workers=4)
+        pub = fast_publisher()
         for reason in ("Started", "Promoted", "Succeeded"):
             publish(kube(), rel, STATUS, [RecordEvent(reason, "x")], now=STATUS_AT, publisher=pub)
         deadline = time.monotonic() + 2.0  # the slow receiver needs 3 s for its three
@@ -253,3 +334,28 @@ def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
         assert pub.drain(10) and slow.events() == ["Started", "Promoted", "Succeeded"]
     finally:
         slow.shutdown()
+
+
+def test_a_black_hole_in_one_namespace_does_not_delay_another_namespace(receiver: Receiver) -> None:
+    hole = BlackHole()
+    try:
+        # Team A: more receivers than its namespace has slots, all black holes.
+        core_a = FakeCore()
+        team_a = release(*({"name": f"hole-{i}", "webhook": {"url": hole.url(f"/{i}")}}
+                           for i in range(EGRESS.per_namespace + 2)), namespace="team-a")
+        pub = fast_publisher(timeout=60.0)  # only `hole.close()` ends team A's deliveries
+        publish(kube(core_a), team_a, STATUS, [RecordEvent("RolledBack", "a")], now=STATUS_AT, publisher=pub)
+        assert wait_for(lambda: len(hole.accepted) == EGRESS.per_namespace)  # team A's slots are all held
+
+        # Team B's rollback is heard at once, while all of team A's are still in flight or waiting.
+        team_b = release({"name": "ops", "webhook": {"url": receiver.url("/b")}}, namespace="team-b")
+        publish(kube(), team_b, STATUS, [RecordEvent("RolledBack", "b")], now=STATUS_AT, publisher=pub)
+        assert wait_for(lambda: receiver.events("/b") == ["RolledBack"])
+        assert core_a.events == [] and len(hole.accepted) == EGRESS.per_namespace
+        assert not pub.drain(0.2)
+    finally:
+        hole.close()
+    # Hung up on, team A's receivers each become a Warning Event.
+    assert pub.drain(30)
+    assert len(core_a.events) == EGRESS.per_namespace + 2
+    assert {(e["reason"], e["type"]) for e in core_a.events} == {(NOTIFICATION_FAILED, "Warning")}

@@ -138,8 +138,8 @@ def test_a_number_or_no_data(prom: FakePrometheus, body: Any, value: float | Non
     (STRING, 200, "query returned 'hello', not a number"),
     (BAD_DATA, 400, 'Prometheus refused the query: invalid parameter "query": 1:10: parse error'),
     (EXECUTION, 422, "Prometheus answered 422 (execution): invalid regular expression"),
-    (b"upstream connect error", 503, "Prometheus answered 503: upstream connect error"),
-    (b"Internal Server Error", 500, "Prometheus answered 500: Internal Server Error"),
+    (b"upstream connect error", 503, "Prometheus answered 503: not Prometheus' error JSON"),
+    (b"Internal Server Error", 500, "Prometheus answered 500: not Prometheus' error JSON"),
     (b"", 401, "Prometheus answered 401: unauthorized"),
     (b"<html>a login page</html>", 200, "unexpected answer from http://127.0.0.1"),
     ({"status": "success"}, 200, "unexpected answer"),
@@ -204,7 +204,7 @@ def test_connection_refused_is_an_error_quickly() -> None:
     started = time.monotonic()
     m = measure(provider, "up")
     assert m.value is None and m.error is not None
-    assert "cannot reach Prometheus at http://127.0.0.1:" in m.error and "Connection refused" in m.error
+    assert "cannot connect to http://127.0.0.1:" in m.error and "Connection refused" in m.error
     assert time.monotonic() - started < 2
     assert asyncio.run(provider.is_online()) is False
 

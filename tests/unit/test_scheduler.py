@@ -59,3 +59,28 @@ def test_each_tick_reports_its_wait_and_its_length() -> None:
         scheduler.stop()
     (waited, took), = seen
     assert 0 <= waited < 1 and 0.05 <= took < 1
+
+
+def test_stuck_steppers_are_reported_and_a_busy_queue_is_not() -> None:
+    import threading
+    import time
+
+    release = threading.Event()
+
+    def stuck(namespace: str, name: str) -> float | None:
+        release.wait(10)
+        return None
+
+    scheduler = Scheduler(stuck, workers=1)
+    scheduler.start()
+    try:
+        assert scheduler.stalled(0.2) is None
+        scheduler.wake(("shop", "web"))
+        scheduler.wake(("shop", "api"))
+        time.sleep(0.4)
+        reason = scheduler.stalled(0.2)
+        assert reason is not None and "a tick has run" in reason
+    finally:
+        release.set()
+        scheduler.stop()
+    assert scheduler.stalled(0.2) is None, "a stopped scheduler is not stuck"

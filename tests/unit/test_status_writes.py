@@ -9,6 +9,10 @@ import pytest
 
 from glideslope import engine
 from glideslope.api import AnalysisState, Phase, ReleaseStatus, TriggerStatus
+from glideslope.egress import EgressPolicy
+from glideslope.kube.client import Kube
+from glideslope.metrics import OperatorMetrics
+from glideslope.runtime import ReleaseMemory, Runtime
 
 pytestmark = pytest.mark.unit
 
@@ -23,15 +27,24 @@ def rolling(**changes: object) -> ReleaseStatus:
     return base.model_copy(update=changes)
 
 
+@pytest.fixture(name="rt", scope="module")
+def runtime() -> Iterator[Runtime]:
+    built = Runtime(Kube(None, None, None, None), lambda namespace, name: None, metrics=OperatorMetrics(),
+                    policy=EgressPolicy())
+    yield built
+    built.egress.close()
+
+
 @pytest.fixture(autouse=True)
-def memory() -> Iterator[engine._Memory]:
+def memory(rt: Runtime) -> Iterator[ReleaseMemory]:
     """The Release's memory, its status just written."""
-    remembered = engine._memory[KEY] = engine._Memory(status_written=engine.time.monotonic())
+    remembered = rt.memory(KEY)
+    remembered.status_written = engine.time.monotonic()
     yield remembered
-    engine.forget(*KEY)
+    rt.forget(*KEY)
 
 
-def test_a_refreshed_measurement_or_pod_count_waits(memory: engine._Memory) -> None:
+def test_a_refreshed_measurement_or_pod_count_waits(memory: ReleaseMemory) -> None:
     old = rolling()
     measured = old.analysis[0].model_copy(update={"successes": 4, "last_value": 0.01, "last_measured_time": T,
                                                   "message": "0.01 does not meet failureCondition"})
@@ -45,33 +58,34 @@ def test_a_refreshed_measurement_or_pod_count_waits(memory: engine._Memory) -> N
     {"phase": Phase.PAUSED},
     {"message": "step 2/7: pause 5s: until 12:00:05Z"},
 ])
-def test_anything_else_is_written_at_once(memory: engine._Memory, change: dict[str, object]) -> None:
+def test_anything_else_is_written_at_once(memory: ReleaseMemory, change: dict[str, object]) -> None:
     assert engine._worth_writing(memory, rolling(), rolling(**change))
 
 
-def test_a_failed_measurement_is_written_at_once(memory: engine._Memory) -> None:
+def test_a_failed_measurement_is_written_at_once(memory: ReleaseMemory) -> None:
     old = rolling()
     failed = old.analysis[0].model_copy(update={"failures": 1, "state": AnalysisState.FAILING})
     assert engine._worth_writing(memory, old, rolling(analysis=[failed]))
 
 
-def test_a_settled_release_counts_wait_too_and_its_tick_comes_back_for_them(memory: engine._Memory) -> None:
+def test_a_settled_release_counts_wait_too_and_its_tick_comes_back_for_them(memory: ReleaseMemory,
+                                                                           rt: Runtime) -> None:
     """After a rollout the previous revision's pods go one by one: each count is not a write."""
     old = rolling(phase=Phase.SUCCEEDED)
     assert not engine._worth_writing(memory, old, rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
     assert engine._worth_writing(memory, rolling(), old)  # the phase changed
     memory.unwritten = ("7", rolling(phase=Phase.SUCCEEDED, ready_replicas=3))
-    due = engine.refresh_due(*KEY)
+    due = engine.refresh_due(rt, *KEY)
     assert due is not None and 0 < due <= engine.REFRESH_EVERY
     memory.unwritten = None
-    assert engine.refresh_due(*KEY) is None
-    engine.forget(*KEY)
-    assert engine.refresh_due(*KEY) is None
+    assert engine.refresh_due(rt, *KEY) is None
+    rt.forget(*KEY)
+    assert engine.refresh_due(rt, *KEY) is None
 
 
-def test_a_forgotten_release_leaves_nothing_behind(memory: engine._Memory) -> None:
+def test_a_forgotten_release_leaves_nothing_behind(memory: ReleaseMemory, rt: Runtime) -> None:
     """Its Services' last state went with it too (it once stayed for the operator's life)."""
     memory.announced = ("Started/2026-11-26T12:00:00+00:00",)
     memory.traffic = (engine.SetTraffic(active="r1", preview="r2", weight=20), 3)
-    engine.forget(*KEY)
-    assert KEY not in engine._memory
+    rt.forget(*KEY)
+    assert rt.remembered(KEY) is None

@@ -35,7 +35,15 @@ def _operator(args: argparse.Namespace) -> int:
 
     if not args.all_namespaces and not args.namespace:
         raise RuntimeError("operator: give --namespace NS (repeatable) or --all-namespaces")
+    from glideslope.egress import EgressPolicy
+
+    try:
+        policy = EgressPolicy.from_flags(prometheus_url=args.prometheus_url, prometheus_allow=args.prometheus_allow,
+                                         egress_allow=args.egress_allow, egress_deny=args.egress_deny)
+    except ValueError as exc:
+        raise RuntimeError(f"operator: {exc}") from exc
     run(namespaces=args.namespace, all_namespaces=args.all_namespaces, prometheus_url=args.prometheus_url,
+        policy=policy,
         metrics_port=args.metrics_port, metrics_address=args.metrics_address, health_port=args.health_port,
         interval=args.interval, log_format=args.log_format, lease_namespace=args.leader_election_namespace,
         lease_name=args.leader_election_name, lease_seconds=args.leader_election_lease_seconds)
@@ -71,6 +79,15 @@ def parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
     op.add_argument("--prometheus-url", default=os.environ.get("GLIDESLOPE_PROMETHEUS_URL"),
                     help="default Prometheus for analysis (default: $GLIDESLOPE_PROMETHEUS_URL)")
+    op.add_argument("--prometheus-allow", action="append", default=[], metavar="PREFIX",
+                    help="a URL prefix a Release's spec.analysis.prometheus.address may start with "
+                         "(repeatable; --prometheus-url is always allowed, nothing else by default)")
+    op.add_argument("--egress-allow", action="append", default=[], metavar="CIDR",
+                    help="addresses webhook gates and notifications may reach even inside a denied network "
+                         "(repeatable; the most specific network decides)")
+    op.add_argument("--egress-deny", action="append", default=[], metavar="CIDR",
+                    help="addresses webhook gates and notifications may not reach (repeatable; loopback, "
+                         "link-local and 0.0.0.0/8 are always denied unless allowed)")
     op.add_argument("--metrics-port", type=int, default=9102, help="the operator's own metrics; 0: off")
     op.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics port binds")
     op.add_argument("--health-port", type=int, default=0, help="kopf's /healthz for probes; 0: off")

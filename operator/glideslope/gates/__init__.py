@@ -15,6 +15,7 @@ from datetime import datetime
 from glideslope.api import Gate, Release
 from glideslope.core.analysis import Measurement
 from glideslope.core.gates import GateObservation
+from glideslope.egress import Egress
 from glideslope.gates import job, release, webhook
 from glideslope.kube.client import Kube
 
@@ -25,8 +26,9 @@ Measure = Callable[[Mapping[str, str]], Mapping[str, Measurement]]
 
 
 def observe(kube: Kube, subject: Release, due: Sequence[Gate], now: datetime, *,
-            queries: Mapping[str, str], measure: Measure | None) -> dict[str, GateObservation]:
-    """What the due gates say now. `queries` holds the metric gates' resolved queries."""
+            queries: Mapping[str, str], measure: Measure | None, egress: Egress) -> dict[str, GateObservation]:
+    """What the due gates say now; a gate whose answer has not come yet is left out. `queries`
+    holds the metric gates' resolved queries."""
     out: dict[str, GateObservation] = {}
     wanted = {g.name: queries[g.name] for g in due if g.metric is not None and g.name in queries}
     if wanted and measure is not None:
@@ -40,7 +42,9 @@ def observe(kube: Kube, subject: Release, due: Sequence[Gate], now: datetime, *,
                 if found is not None:
                     out[gate.name] = found
             elif gate.webhook is not None:
-                out[gate.name] = webhook.ask(kube, subject, gate.name, gate.webhook)
+                answer = webhook.ask(egress, kube, subject, gate.name, gate.webhook)
+                if answer is not None:
+                    out[gate.name] = answer
         except Exception:
             # The next tick looks again; a broken gate must not stop the reconcile of the rest.
             log.exception("%s/%s: gate %s: could not look", subject.metadata.namespace, subject.metadata.name,

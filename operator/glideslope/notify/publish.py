@@ -1,23 +1,26 @@
 """`publish`: a tick's announcements to the Release's `spec.notifications`, off the reconcile path.
 
 The engine calls `publish` after the Events are recorded; it only builds the messages and
-queues them, so a slow or failing receiver never holds a rollout. Deliveries run in a few
-worker threads, each with its own bounded queue; a Release's notification always goes to the
-same worker, so each receiver hears a Release's events in order. A worker reads the webhook URL (from the Secret in
-the Release's namespace when `urlFrom` is used), sends with `WebhookNotifier`'s retries and
-backoff, and records a Warning Event `NotificationFailed` when a receiver keeps failing.
-A full queue drops the newest message (with a log line): memory stays bounded.
+posts them to the egress layer (`glideslope.egress.Egress.post`), so a slow or failing receiver
+never holds a rollout. Deliveries run on the layer's event loop, each in a notification slot
+of its Release's namespace: a team's black-hole receivers (each holding a delivery for its
+retries and their timeouts) use up only that namespace's slots and its bound on waiting work,
+never another team's, so they cannot drop or delay someone else's `RolledBack`. Deliveries
+with the same order key (namespace, Release, notification) run one after another, so each
+receiver hears a Release's events in order.
+
+A delivery reads the webhook URL (from the Secret in the Release's namespace when `urlFrom`
+is used), sends with `WebhookNotifier`'s retries and backoff, and records a Warning Event
+`NotificationFailed` when a receiver keeps failing. The Secret read and the Event are
+Kubernetes API calls, which block: they run in a thread (`asyncio.to_thread`), never on the
+loop. What the layer refuses (too much waiting in a namespace) it logs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
-import queue
 import re
-import threading
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from glideslope.api import (
     ReleaseStatus,
 )
 from glideslope.core.model import RecordEvent
+from glideslope.egress import Egress, Kind
 from glideslope.kube import events, secrets
 from glideslope.kube.client import Kube
 from glideslope.notify.message import ReleaseEvent, render, wants
@@ -102,83 +106,47 @@ class Delivery:
 
 
 class Publisher:
-    """Worker threads delivering `Delivery`s; those of one notification of one Release stay in order."""
+    """Posts `Delivery`s to the egress layer; those of one notification of one Release stay in order."""
 
-    def __init__(self, *, workers: int = 2, queue_size: int = 256, notifier: WebhookNotifier | None = None,
-                 timeout: float = 10.0) -> None:
-        self._queues: list[queue.Queue[Delivery | None]] = [queue.Queue(queue_size) for _ in range(workers)]
-        self._notifier = notifier or WebhookNotifier()
+    def __init__(self, egress: Egress, *, notifier: WebhookNotifier | None = None, timeout: float = 10.0) -> None:
+        self._egress = egress
+        self._notifier = notifier or WebhookNotifier(egress, kind=Kind.NOTIFICATION)
         self._timeout = timeout
-        self._threads: list[threading.Thread] = []
-        self._start = threading.Lock()
 
     def submit(self, delivery: Delivery) -> bool:
-        """Queue it; False (and a log line) when its worker's queue is full. Never blocks."""
-        self._ensure_started()
+        """Post it; False (and a log line) only when it could not be queued. Never blocks, never raises."""
         meta = delivery.release.metadata
-        # A stable hash (not hash(), salted per process) so a receiver of a Release keeps its worker.
-        key = f"{meta.namespace}/{meta.name}/{delivery.notification.name}"
-        index = zlib.crc32(key.encode()) % len(self._queues)
+        namespace = meta.namespace or ""
         try:
-            self._queues[index].put_nowait(delivery)
-        except queue.Full:
-            log.warning("%s/%s: notification queue full, %s not sent to %s", meta.namespace, meta.name,
-                        delivery.event.event, delivery.notification.name)
+            self._egress.post(namespace, (namespace, meta.name or "", delivery.notification.name),
+                              lambda: self._one(delivery))
+        except Exception as exc:  # the layer's loop is gone (the operator is stopping)
+            log.warning("%s/%s: %s not sent to %s: %s", namespace, meta.name, delivery.event.event,
+                        delivery.notification.name, exc)
             return False
         return True
 
     def drain(self, timeout: float) -> bool:
-        """Wait until every queued delivery is done (tests, shutdown); False on timeout."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
+        """Wait until every posted delivery is done (tests, shutdown); False on timeout."""
         try:
-            while not deadline.is_set():
-                if all(q.unfinished_tasks == 0 for q in self._queues):
-                    return True
-                deadline.wait(0.05)
+            return self._egress.drain(timeout)
+        except Exception:  # a loop that no longer answers: nothing more to wait for
+            log.debug("notifications not drained", exc_info=True)
             return False
-        finally:
-            timer.cancel()
-
-    def _ensure_started(self) -> None:
-        with self._start:
-            if self._threads:
-                return
-            for i, q in enumerate(self._queues):
-                thread = threading.Thread(target=self._work, args=(q,), name=f"notify-{i}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
-
-    def _work(self, q: queue.Queue[Delivery | None]) -> None:
-        # One loop per worker for its whole life: WebhookNotifier opens a session per delivery.
-        loop = asyncio.new_event_loop()
-        try:
-            while True:
-                delivery = q.get()
-                try:
-                    if delivery is None:
-                        return
-                    loop.run_until_complete(self._one(delivery))
-                except Exception:  # a worker must outlive any one delivery
-                    log.exception("notification delivery failed")
-                finally:
-                    q.task_done()
-        finally:
-            loop.close()
 
     async def _one(self, delivery: Delivery) -> None:
+        """One delivery, on the egress loop: the API calls go to a thread, the POST stays here."""
         release, event, notification = delivery.release, delivery.event, delivery.notification
         where = f"notification {notification.name} ({event.event})"
         try:
-            url = webhook_url(delivery.kube, release, notification)
+            url = await asyncio.to_thread(webhook_url, delivery.kube, release, notification)
         except WebhookUrlUnreadable as exc:
-            _failed(delivery, f"{where} not sent: {exc}")
+            await asyncio.to_thread(_failed, delivery, f"{where} not sent: {exc}")
             return
         result = await self._notifier.send(url, render(event, notification.webhook.format), timeout=self._timeout)
         if not result.ok:
-            _failed(delivery, f"{where} not delivered to {redact_url(url)} after {result.attempts} "
-                              f"attempt(s): {result.error}")
+            await asyncio.to_thread(_failed, delivery, f"{where} not delivered to {redact_url(url)} after "
+                                                       f"{result.attempts} attempt(s): {result.error}")
 
 
 class WebhookUrlUnreadable(Exception):
@@ -193,8 +161,10 @@ def webhook_url(kube: Kube, release: Release, notification: Notification) -> str
     assert webhook.url_from is not None  # the API server's CEL rule: exactly one of the two
     ref = webhook.url_from.secret_key_ref
     namespace = release.metadata.namespace or ""
+    index = next((i for i, n in enumerate(release.spec.notifications) if n.name == notification.name), 0)
+    where = f"spec.notifications[{index}].webhook.urlFrom: Secret {namespace}/{ref.name}"
     try:
-        return secrets.value(kube, namespace, ref.name, ref.key, f"urlFrom: Secret {namespace}/{ref.name}")
+        return secrets.value(kube, namespace, ref.name, ref.key, where)
     except secrets.SecretUnreadable as exc:
         raise WebhookUrlUnreadable(str(exc)) from exc
 
@@ -207,29 +177,14 @@ def _failed(delivery: Delivery, message: str) -> None:
         log.warning("cannot record %s: %s", NOTIFICATION_FAILED, exc)
 
 
-_default: Publisher | None = None
-_default_lock = threading.Lock()
-
-
-def default_publisher() -> Publisher:
-    """The operator's one publisher, started on first use."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = Publisher()
-            # Worker threads are daemons, so a stuck receiver cannot hold the exit past this.
-            atexit.register(_default.drain, EXIT_GRACE)
-        return _default
-
-
 def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[RecordEvent], *,
-            now: datetime | None = None, publisher: Publisher | None = None) -> None:
-    """Queue each announcement for the notifications that want it. Never raises, never blocks."""
+            now: datetime | None = None, publisher: Publisher) -> None:
+    """Post each announcement to `publisher` for the notifications that want it. Never raises,
+    never blocks."""
     if not release.spec.notifications or not announcements:
         return
     try:
         at = now or datetime.now(UTC)
-        target = publisher or default_publisher()
         for announced in announcements:
             event = notification_event(announced.reason)
             if event is None:
@@ -238,6 +193,6 @@ def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: 
             if chosen:
                 said = release_event(release, status, announced, event, at)
                 for notification in chosen:
-                    target.submit(Delivery(kube, release, said, notification))
+                    publisher.submit(Delivery(kube, release, said, notification))
     except Exception:  # notifications are for people; a rollout must never wait on them
         log.exception("%s/%s: notifications not queued", release.metadata.namespace, release.metadata.name)

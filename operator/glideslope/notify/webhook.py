@@ -1,9 +1,12 @@
-"""Delivering notification bodies to webhooks: POST JSON, retry what may pass later, never raise.
+"""Delivering JSON bodies to webhooks (notifications and webhook gates): POST, retry what may
+pass later, never raise.
 
 A receiver that fails must never hold a rollout back, so `WebhookNotifier.send` turns every
-delivery problem into a `DeliveryResult` that the engine can record as an Event. Webhook URLs
-are often credentials (a Slack incoming-webhook URL is one), so only `scheme://host[:port]`
-ever reaches a log line or a result's `error`.
+delivery problem into a `DeliveryResult` that the engine can record as an Event. Every attempt
+goes through the egress layer (`glideslope.egress`): the installer's egress policy, a total
+deadline, a cap on the answer's bytes, no redirects. Nothing the receiver says is kept beyond
+its status code, and webhook URLs are often credentials (a Slack incoming-webhook URL is one),
+so only `scheme://host[:port]` ever reaches a log line or a result's `error`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
+from glideslope.egress import Egress, EgressRefused, Kind, Refusal
 
 log = logging.getLogger("glideslope.notify")
 
@@ -31,8 +34,10 @@ USER_AGENT = "glideslope-notifier"
 
 # Statuses worth another attempt: server trouble, plus the two 4xx that mean "later", not "never".
 _RETRY_4XX = frozenset({408, 429})
-# Enough of an error body to say why (Slack answers e.g. 404 "no_service"), too little to flood an Event.
-_BODY_SNIPPET = 200
+# A receiver's answer is read only for its status: more than this is refused.
+_MAX_ANSWER = 64 * 1024
+# Refusals another attempt cannot change.
+_FINAL = frozenset({Refusal.DENIED, Refusal.INVALID, Refusal.TOO_LARGE})
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,9 @@ class WebhookNotifier:
 
     def __init__(
         self,
+        egress: Egress,
         *,
+        kind: Kind = Kind.NOTIFICATION,
         attempts: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
@@ -69,6 +76,8 @@ class WebhookNotifier:
             raise ValueError("attempts must be at least 1")
         if backoff < 0 or max_backoff < 0 or retry_after_cap < 0:
             raise ValueError("backoff, max_backoff and retry_after_cap must not be negative")
+        self._egress = egress
+        self._kind = kind
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -97,58 +106,46 @@ class WebhookNotifier:
         except (TypeError, ValueError) as exc:
             return self._give_up(where, DeliveryResult(False, 0, None, f"payload is not JSON: {exc}"))
 
-        # A session per delivery: the engine may call from short-lived event loops
-        # (`asyncio.run`), and a session is bound to the loop it was made in. Notifications
-        # are rare, so the lost connection reuse costs nothing that matters.
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT},
-        ) as session:
-            result = DeliveryResult(False, 0, None, "not attempted")
-            for attempt in range(1, self.attempts + 1):
-                result, retry, retry_after = await self._attempt(session, url, where, body, attempt, timeout,
-                                                                 headers or {})
-                if result.ok:
-                    log.info("notification delivered to %s (HTTP %s, attempt %d)", where, result.status, attempt)
-                    return result
-                if not retry or attempt == self.attempts:
-                    break
-                delay = self._delay(attempt, retry_after)
-                log.info("notification to %s failed (%s); attempt %d of %d in %.1fs",
-                         where, result.error, attempt + 1, self.attempts, delay)
-                await self._sleep(delay)
+        if asyncio.get_running_loop() is not self._egress.loop:
+            # Attempts and the waits between run on the egress layer's loop.
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                self._deliver(url, where, body, timeout, headers or {}), self._egress.loop))
+        return await self._deliver(url, where, body, timeout, headers or {})
+
+    async def _deliver(self, url: str, where: str, body: bytes, timeout: float,
+                       headers: Mapping[str, str]) -> DeliveryResult:
+        result = DeliveryResult(False, 0, None, "not attempted")
+        for attempt in range(1, self.attempts + 1):
+            result, retry, retry_after = await self._attempt(url, where, body, attempt, timeout, headers)
+            if result.ok:
+                log.info("notification delivered to %s (HTTP %s, attempt %d)", where, result.status, attempt)
+                return result
+            if not retry or attempt == self.attempts:
+                break
+            delay = self._delay(attempt, retry_after)
+            log.info("notification to %s failed (%s); attempt %d of %d in %.1fs",
+                     where, result.error, attempt + 1, self.attempts, delay)
+            await self._sleep(delay)
         return self._give_up(where, result)
 
-    async def _attempt(
-        self, session: aiohttp.ClientSession, url: str, where: str, body: bytes, attempt: int, timeout: float,
-        headers: Mapping[str, str],
-    ) -> tuple[DeliveryResult, bool, float | None]:
+    async def _attempt(self, url: str, where: str, body: bytes, attempt: int, timeout: float,
+                       headers: Mapping[str, str]) -> tuple[DeliveryResult, bool, float | None]:
         """One POST: its result, whether another attempt may help, and the server's Retry-After."""
         try:
-            # No redirects: following one would resend the body, maybe to another host.
-            async with session.post(url, data=body, headers=dict(headers), allow_redirects=False) as response:
-                status = response.status
-                if 200 <= status < 300:
-                    return DeliveryResult(True, attempt, status, None), False, None
-                snippet = await _snippet(response)
-                error = f"HTTP {status}" + (f": {snippet}" if snippet else "")
-                retry = status >= 500 or status in _RETRY_4XX
-                retry_after = _retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-                return DeliveryResult(False, attempt, status, _scrub(error, url, where)), retry, retry_after
-        except TimeoutError:
-            return DeliveryResult(False, attempt, None, f"no answer from {where} within {timeout:g}s"), True, None
-        except aiohttp.InvalidURL:
-            return DeliveryResult(False, attempt, None, f"invalid webhook URL {where}"), False, None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
-            error = _scrub(f"cannot connect to {where}: {reason}", url, where)
-            return DeliveryResult(False, attempt, None, error), True, None
-        except (aiohttp.ClientError, OSError) as exc:
-            error = f"{type(exc).__name__} talking to {where}: {exc}"
-            return DeliveryResult(False, attempt, None, _scrub(error, url, where)), True, None
+            reply = await self._egress.fetch(
+                self._kind, "POST", url, deadline=timeout, max_bytes=_MAX_ANSWER, body=body,
+                headers={"Content-Type": "application/json", **headers})
+        except EgressRefused as exc:
+            return DeliveryResult(False, attempt, None, _scrub(str(exc), url, where)), exc.refusal not in _FINAL, None
         except Exception as exc:  # the contract is "never raise": say what it was instead
-            error = f"unexpected {type(exc).__name__} sending to {where}: {exc}"
-            return DeliveryResult(False, attempt, None, _scrub(error, url, where)), False, None
+            error = f"unexpected {type(exc).__name__} sending to {where}"
+            return DeliveryResult(False, attempt, None, error), False, None
+        status = reply.status
+        if 200 <= status < 300:
+            return DeliveryResult(True, attempt, status, None), False, None
+        retry = status >= 500 or status in _RETRY_4XX
+        retry_after = _retry_after(reply.headers.get("Retry-After"), datetime.now(UTC))
+        return DeliveryResult(False, attempt, status, f"HTTP {status}"), retry, retry_after
 
     def _delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after `failures` failed attempts."""
@@ -192,15 +189,6 @@ def _scrub(text: str, url: str, where: str) -> str:
         if len(secret) > 1:
             text = text.replace(secret, "<redacted>")
     return text
-
-
-async def _snippet(response: aiohttp.ClientResponse) -> str:
-    """The start of an error response's body, on one line."""
-    try:
-        raw = await response.content.read(_BODY_SNIPPET)
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return ""
-    return " ".join(raw.decode("utf-8", "replace").split())
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:

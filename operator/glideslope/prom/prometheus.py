@@ -1,10 +1,10 @@
 """`MetricProvider` for Prometheus' HTTP API, through prometheus-api-client.
 
-The client is synchronous (requests), so every call runs in a worker thread: kopf's event
-loop never waits on Prometheus. Each worker thread keeps a session of its own (a requests
-Session is not safe to share between threads): a session per query would open a connection
-per query, and at a thousand Releases those handshakes cost Prometheus and the operator more
-than the queries.
+The client is synchronous (requests), so every call runs in a worker thread of the egress
+layer (`glideslope.egress`), never on a stepper. Its session is `EgressSession`: a
+`requests.Session` whose requests go through the egress layer's bounded HTTP (a total
+deadline, a cap on response bytes, no redirects), so a Prometheus that trickles its answer or
+sends 200 MB holds a thread only until the deadline and costs at most the cap in memory.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 import math
 import os
 import re
+import ssl
 import tempfile
-import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,18 +25,23 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
+import aiohttp
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
 from glideslope.core.analysis import Measurement
+from glideslope.egress import Egress, EgressPolicy, EgressRefused, Kind, Refusal
 
 DEFAULT_TIMEOUT = 10.0
-"""Seconds a query may take, connection included."""
+"""Seconds a query may take, connection, headers and body included."""
+MAX_RESPONSE_BYTES = 1 << 20
+"""An instant query's answer is one number: a megabyte is far more than any sane answer."""
 
-# Beyond the requests timeout (per socket operation), a bound on the whole call: a server
-# that trickles bytes must not hold a measurement forever.
+# The layer's deadline ends the request; this much later a measurement stops waiting for a
+# thread of the layer's pool, if all were busy.
 _GRACE = 1.0
 _ONLINE_QUERY = "vector(1)"
 
@@ -71,26 +76,42 @@ def _utcnow() -> datetime:
 
 
 class PrometheusProvider:
-    """Queries one Prometheus server; never raises for problems on Prometheus' side."""
+    """Queries one Prometheus server; never raises for problems on Prometheus' side.
+
+    `egress` is the operator's egress layer; without one the provider runs a layer of its
+    own (tests, the CLI). `source` names where the address came from (such as
+    `spec.analysis.prometheus.address`) in the errors of reaching it."""
 
     def __init__(self, url: str, auth: PrometheusAuth | None = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], datetime] = _utcnow) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], datetime] = _utcnow,
+                 egress: Egress | None = None, max_bytes: int = MAX_RESPONSE_BYTES, source: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self._source = source
+        """Where the address came from (a field path), named in errors reaching it."""
         self.timeout = timeout
         self._auth = auth or PrometheusAuth()
         self._clock = clock
+        self._own_egress = egress is None
+        self._egress = egress or Egress(EgressPolicy())
         self._ca_path: str | None = None
+        tls = None
         if self._auth.ca_cert:
-            # requests trusts a CA bundle only from a file.
+            # Kept as a file too: `ca_path` is how people and tests find what is trusted.
             fd, self._ca_path = tempfile.mkstemp(prefix="glideslope-prometheus-ca-", suffix=".pem")
             with os.fdopen(fd, "w") as f:
                 f.write(self._auth.ca_cert)
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
-        # Removes the CA file and closes the sessions on close(), on garbage collection, or at
-        # exit, whichever is first.
-        self._finalizer = weakref.finalize(self, _close, self._ca_path, self._sessions, self._sessions_lock)
+            tls = ssl.create_default_context(cadata=self._auth.ca_cert)
+        self._tls = tls
+        session = EgressSession(self._egress, deadline=timeout, max_bytes=max_bytes, tls=tls)
+        headers = {"Authorization": f"Bearer {self._auth.token}"} if self._auth.token else None
+        basic = (self._auth.username, self._auth.password) if self._auth.username is not None else None
+        # No retries: the next measurement is the retry, and a retried 5xx would outlast the deadline.
+        self._client = PrometheusConnect(url=self.url, headers=headers, auth=basic, session=session,
+                                         retry=Retry(total=0, read=False, raise_on_status=False), timeout=timeout)
+        # Removes the CA file and the layer's sessions for it on close(), on garbage collection,
+        # or at exit, whichever is first.
+        self._finalizer = weakref.finalize(self, _close, self._ca_path, self._egress if self._own_egress else None,
+                                           tls, None if self._own_egress else self._egress)
 
     @property
     def ca_path(self) -> str | None:
@@ -127,53 +148,71 @@ class PrometheusProvider:
     # -- the worker ------------------------------------------------------------------------
 
     async def _ask(self, query: str) -> _Answer:
+        if not self._finalizer.alive:
+            return _Answer(error="the Prometheus provider is closed")
+        # The layer's thread pool runs the (blocking) client; the layer's deadline ends its
+        # request, and this one, a little later, the wait for a thread.
+        loop = self._egress.loop
+        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._in_thread(query), loop))
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._ask_blocking, query), self.timeout + _GRACE)
+            return await asyncio.wait_for(future, self.timeout + _GRACE)
         except TimeoutError:
             return _Answer(error=f"no answer from Prometheus at {self.url} within {self.timeout:g}s")
 
+    async def _in_thread(self, query: str) -> _Answer:
+        return await asyncio.get_running_loop().run_in_executor(None, self._ask_blocking, query)
+
     def _ask_blocking(self, query: str) -> _Answer:
-        if self._auth.ca_cert and self.ca_path is None:
-            return _Answer(error="the Prometheus provider is closed (its CA file is gone)")
-        client = self._client()
         try:
-            result = client.custom_query(query)
+            result = self._client.custom_query(query)
         except PrometheusApiClientException as exc:
             return _http_error(str(exc))
-        except requests.Timeout:
-            return _Answer(error=f"no answer from Prometheus at {self.url} within {self.timeout:g}s")
-        except requests.exceptions.SSLError as exc:
-            return _Answer(error=f"TLS error reaching Prometheus at {self.url}: {_reason(exc)}")
-        except requests.ConnectionError as exc:
-            return _Answer(error=f"cannot reach Prometheus at {self.url}: {_reason(exc)}")
+        except EgressRefused as exc:
+            lead = "cannot reach Prometheus" if exc.refusal in (Refusal.UNREACHABLE, Refusal.TLS) else "Prometheus"
+            return _Answer(error=f"{self._source + ': ' if self._source else ''}{lead}: {exc}")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            # A 200 that is not Prometheus' JSON (a proxy's page, a wrong URL), or any other
-            # requests error (they are OSErrors).
-            return _Answer(error=f"unexpected answer from {self.url}: {_reason(exc)}")
+            # A 200 that is not Prometheus' JSON (a proxy's page, a wrong URL).
+            return _Answer(error=f"unexpected answer from {self.url}: {type(exc).__name__}")
         return _sample(result)
 
-    def _client(self) -> PrometheusConnect:
-        """This thread's client, on a session (and its kept-alive connection) of its own."""
-        client: PrometheusConnect | None = getattr(self._local, "client", None)
-        if client is None:
-            session = requests.Session()
-            session.verify = self._ca_path or True
-            headers = {"Authorization": f"Bearer {self._auth.token}"} if self._auth.token else None
-            basic = (self._auth.username, self._auth.password) if self._auth.username is not None else None
-            # No retries: the next measurement is the retry, and a retried 5xx would outlast the timeout.
-            client = PrometheusConnect(url=self.url, headers=headers, auth=basic, session=session,
-                                       retry=Retry(total=0, read=False, raise_on_status=False), timeout=self.timeout)
-            with self._sessions_lock:
-                self._sessions.append(session)
-            self._local.client = client
-        return client
+
+class EgressSession(requests.Session):
+    """A `requests.Session` for prometheus-api-client whose requests go through the egress
+    layer (`Egress.fetch`): a total deadline, a cap on response bytes, no redirects. Its
+    adapters are never used. Call it from a thread other than the layer's loop."""
+
+    def __init__(self, egress: Egress, *, deadline: float, max_bytes: int, tls: ssl.SSLContext | None) -> None:
+        super().__init__()
+        self._egress = egress
+        self._deadline = deadline
+        self._max_bytes = max_bytes
+        self._tls = tls
+
+    def request(self, method: str | bytes, url: str | bytes, params: Any = None, data: Any = None,
+                headers: Any = None, cookies: Any = None, files: Any = None, auth: Any = None, timeout: Any = None,
+                allow_redirects: bool = True, proxies: Any = None, hooks: Any = None, stream: Any = None,
+                verify: Any = None, cert: Any = None, json: Any = None) -> requests.Response:
+        sent = {str(k): str(v) for k, v in (headers or {}).items()}
+        if isinstance(auth, tuple) and len(auth) == 2:
+            sent["Authorization"] = aiohttp.encode_basic_auth(str(auth[0]), str(auth[1]))
+        body = data.encode() if isinstance(data, str) else data if isinstance(data, bytes) else None
+        reply = self._egress.call(self._egress.fetch(
+            Kind.PROMETHEUS, str(method), str(url), deadline=self._deadline, max_bytes=self._max_bytes,
+            headers=sent, body=body, params=params, tls=self._tls))
+        response = requests.Response()
+        response.status_code = reply.status
+        response._content = reply.body
+        response.headers = CaseInsensitiveDict(reply.headers)
+        response.url = str(url)
+        response.encoding = "utf-8"
+        return response
 
 
-def _close(path: str | None, sessions: list[requests.Session], lock: threading.Lock) -> None:
-    with lock:
-        for session in sessions:
-            session.close()
-        sessions.clear()
+def _close(path: str | None, own: Egress | None, tls: ssl.SSLContext | None, shared: Egress | None) -> None:
+    if own is not None:
+        own.close()
+    elif shared is not None and tls is not None:
+        shared.forget_tls(tls)
     _remove(path)
 
 
@@ -192,7 +231,7 @@ def _http_error(text: str) -> _Answer:
     Prometheus that answered."""
     match = _HTTP_ERROR.match(text)
     if match is None:
-        return _Answer(error=f"Prometheus error: {_shorten(text)}")
+        return _Answer(error="Prometheus answered an error")
     code = int(match.group(1))
     text = ""
     body: Any = None
@@ -205,7 +244,7 @@ def _http_error(text: str) -> _Answer:
         kind, message = body.get("errorType"), body.get("error")
     if message is None:
         message = {401: "unauthorized (check the token or password)",
-                   403: "forbidden (check the credentials' permissions)"}.get(code, text.strip() or "empty body")
+                   403: "forbidden (check the credentials' permissions)"}.get(code, "not Prometheus' error JSON")
     if code == 400 and kind == "bad_data":
         return _Answer(error=f"Prometheus refused the query: {message}", refused=str(message))
     return _Answer(error=f"Prometheus answered {code}{f' ({kind})' if kind else ''}: {_shorten(str(message))}")
@@ -235,21 +274,6 @@ def _sample(result: Any) -> _Answer:
         return _Answer(error=f"query returned {_shorten(repr(raw))}, not a number")
     # NaN (0/0: no traffic) and infinities say there was nothing to measure.
     return _Answer(value=value if math.isfinite(value) else None)
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
-
-
-def _reason(exc: BaseException) -> str:
-    """The useful part of a requests error, whose text nests urllib3's whole chain."""
-    text = str(exc)
-    match = _ERRNO.search(text)
-    if match:
-        return match.group(0).strip()
-    for marker in ("certificate verify failed", "Read timed out", "Connection refused"):
-        if marker in text:
-            return marker
-    return _shorten(text) or type(exc).__name__
 
 
 def _shorten(text: str, limit: int = 300) -> str:

@@ -16,5 +16,6 @@ def check(answer: WebhookAnswer | None, previous: str | None = None) -> Check:
         return Check(GateState.PENDING, previous or "asking the webhook")
     if answer.status is not None and 200 <= answer.status < 300:
         return Check(GateState.PASSED, f"the webhook answered {answer.status}")
-    why = answer.error or (f"answered {answer.status}" if answer.status is not None else "no answer")
-    return Check(GateState.FAILED, f"the webhook said no: {why}")
+    if answer.status is not None:
+        return Check(GateState.FAILED, f"the webhook said no: HTTP {answer.status}")
+    return Check(GateState.FAILED, f"the webhook could not be asked: {answer.error or 'no answer'}")
