@@ -30,11 +30,17 @@ def namespace(sandbox: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     """A fresh namespace per test, so e2e tests run in parallel on one cluster."""
     base = request.node.name.lower().replace("_", "-")
     name = "".join(c for c in base if c.isalnum() or c == "-")[:40].strip("-")
-    name = f"{name}-{uuid.uuid4().hex[:5]}"
+    name = create_namespace(sandbox, name)
+    yield name
+    sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def create_namespace(sandbox: Cluster, prefix: str) -> str:
+    """A fresh namespace named `prefix-xxxxx`, labelled as the tests', ready for pods."""
+    name = f"{prefix}-{uuid.uuid4().hex[:5]}"
     sandbox.kubectl("create", "namespace", name)
     sandbox.kubectl("label", "namespace", name, "glideslope.dev/e2e=true")
     # Pods are refused until the namespace's default ServiceAccount exists.
     wait_until(lambda: sandbox.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
                timeout=30, what=f"ServiceAccount default in {name}")
-    yield name
-    sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return name

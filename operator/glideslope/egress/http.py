@@ -157,6 +157,21 @@ async def request(session: aiohttp.ClientSession, method: str, url: str, *, poli
         raise EgressRefused(Refusal.UNREACHABLE, f"{type(exc).__name__} talking to {shown}") from exc
 
 
+def refusal(policy: EgressPolicy, url: str) -> str | None:
+    """Why a request to `url` would be refused without sending anything (an invalid URL, an IP
+    address the policy denies), or None: a name is checked when it is resolved."""
+    try:
+        target = URL(url.strip())
+        if target.scheme not in ("http", "https") or not target.raw_host:
+            raise ValueError(url)
+        _check_literal(policy, target.raw_host, where(url))
+    except (ValueError, TypeError):
+        return f"invalid URL {where(url)}: give http:// or https:// and a host"
+    except EgressRefused as exc:
+        return str(exc)
+    return None
+
+
 def _check_literal(policy: EgressPolicy, host: str, shown: str) -> None:
     """aiohttp connects to an IP address in the URL without resolving it: check it here."""
     try:

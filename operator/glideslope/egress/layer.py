@@ -143,6 +143,10 @@ class Egress:
         asyncio.run_coroutine_threadsafe(self._job(key, tag, kind, make, fallback), self._loop)
         return PENDING
 
+    def refusal(self, url: str) -> str | None:
+        """Why a webhook or notification to `url` is refused before any request (`http.refusal`)."""
+        return http.refusal(self.policy, url)
+
     def in_flight(self, key: Key) -> frozenset[Hashable]:
         """The tags of the Release's requests in flight (their answers will wake it)."""
         with self._lock:

@@ -40,18 +40,33 @@ def ask(egress: Egress, kube: Kube, subject: Release, gate_name: str, gate: Webh
         "stage": status.stage.value if status is not None and status.stage is not None else None,
     }
 
+    key = (namespace, subject.metadata.name or "")
+    tag = ("webhook", gate_name, revision, started)
+    endpoint: tuple[str, dict[str, str]] | None = None
+    if tag not in egress.in_flight(key):
+        # What fails without a request fails now, not after a wait for one of the namespace's
+        # slots: a Secret that cannot be used, an address the policy denies.
+        try:
+            endpoint = _endpoint(kube, namespace, field, gate)
+        except secrets.SecretUnreadable as exc:
+            return WebhookAnswer(None, str(exc))
+        denied = egress.refusal(endpoint[0])
+        if denied is not None:
+            return WebhookAnswer(None, f"{field}: {denied}")
+
     async def request() -> WebhookAnswer:
         try:
-            # A Kubernetes API call: off the layer's loop.
-            url, headers = await asyncio.to_thread(_endpoint, kube, namespace, field, gate)
+            # Read here only if the request started without the stepper's read (a race with
+            # `forget`); a Kubernetes API call, off the layer's loop.
+            url, headers = endpoint if endpoint is not None else await asyncio.to_thread(
+                _endpoint, kube, namespace, field, gate)
         except secrets.SecretUnreadable as exc:
             return WebhookAnswer(None, str(exc))
         notifier = WebhookNotifier(egress, kind=Kind.WEBHOOK, attempts=gate.retries + 1)
         result = await notifier.send(url, payload, timeout=float(gate.timeout_seconds), headers=headers)
         return WebhookAnswer(result.status, None if result.ok or result.error is None else f"{field}: {result.error}")
 
-    answer = egress.ask((namespace, subject.metadata.name or ""), ("webhook", gate_name, revision, started),
-                        Kind.WEBHOOK, request, fallback=lambda why: WebhookAnswer(None, f"{field}: {why}"))
+    answer = egress.ask(key, tag, Kind.WEBHOOK, request, fallback=lambda why: WebhookAnswer(None, f"{field}: {why}"))
     return None if isinstance(answer, Pending) else answer
 
 

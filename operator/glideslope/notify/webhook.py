@@ -118,12 +118,12 @@ class WebhookNotifier:
         for attempt in range(1, self.attempts + 1):
             result, retry, retry_after = await self._attempt(url, where, body, attempt, timeout, headers)
             if result.ok:
-                log.info("notification delivered to %s (HTTP %s, attempt %d)", where, result.status, attempt)
+                log.info("%s delivered to %s (HTTP %s, attempt %d)", self._what, where, result.status, attempt)
                 return result
             if not retry or attempt == self.attempts:
                 break
             delay = self._delay(attempt, retry_after)
-            log.info("notification to %s failed (%s); attempt %d of %d in %.1fs",
+            log.info("%s to %s failed (%s); attempt %d of %d in %.1fs", self._what,
                      where, result.error, attempt + 1, self.attempts, delay)
             await self._sleep(delay)
         return self._give_up(where, result)
@@ -154,10 +154,14 @@ class WebhookNotifier:
         base = min(self.backoff * 2.0 ** (failures - 1), self.max_backoff)
         return base * (0.5 + self._rng())
 
-    @staticmethod
-    def _give_up(where: str, result: DeliveryResult) -> DeliveryResult:
-        log.warning("notification to %s not delivered after %d attempt(s): %s", where, result.attempts, result.error)
+    def _give_up(self, where: str, result: DeliveryResult) -> DeliveryResult:
+        log.warning("%s to %s not delivered after %d attempt(s): %s", self._what, where, result.attempts,
+                    result.error)
         return result
+
+    @property
+    def _what(self) -> str:
+        return "webhook gate request" if self._kind == Kind.WEBHOOK else "notification"
 
 
 def redact_url(url: str) -> str:
