@@ -149,6 +149,17 @@ def openapi_schema() -> Schema:
             # the API server refuses one into metadata, whose schema it owns.
             cel("!has(self.metadata.name) || self.metadata.name.size() <= 63",
                 "metadata.name must be at most 63 characters: it is a label value on the pods"),
+            # The Services default to the Release's name: it must then make valid Service names.
+            cel("!has(self.spec.service) || has(self.spec.service.name) || !has(self.metadata.name)"
+                " || !self.metadata.name.contains('.')",
+                "spec.service.name is required when metadata.name contains a dot: the Service is named "
+                "after the Release by default, and a Service name cannot contain one",
+                field_path=".spec.service", reason="FieldValueRequired"),
+            cel("!has(self.spec.service) || has(self.spec.service.name) || has(self.spec.service.previewName)"
+                " || !has(self.metadata.name) || self.metadata.name.size() <= 55",
+                "spec.service.previewName is required when metadata.name is longer than 55 characters: "
+                "the default preview Service <name>-preview would be longer than 63",
+                field_path=".spec.service", reason="FieldValueRequired"),
         ],
     }
 

@@ -131,6 +131,9 @@ class ServiceSpec(ApiModel):
     model_config = ConfigDict(json_schema_extra=rules(
         cel("!has(self.name) || !has(self.previewName) || self.name != self.previewName",
             "spec.service.previewName must differ from spec.service.name", field_path=".previewName"),
+        cel("!has(self.name) || has(self.previewName) || self.name.size() <= 55",
+            "spec.service.previewName is required when spec.service.name is longer than 55 characters: "
+            "the default <name>-preview would be longer than 63", field_path=".name", reason="FieldValueRequired"),
     ))
 
     name: ServiceName | None = None
@@ -218,7 +221,7 @@ class BlueGreenStrategy(ApiModel):
 
     auto_promotion_seconds: int | None = Field(default=None, ge=0)
     """Switch this long after green is ready; absent: wait for `kubectl release promote`."""
-    preview_replicas: int | None = Field(default=None, ge=0)
+    preview_replicas: int | None = Field(default=None, ge=0, le=2**31 - 1)
     """Replicas of green before the switch; default: `spec.replicas`."""
     scale_down_delay_seconds: int = Field(default=30, ge=0)
     """Blue is kept this long after the switch, for an instant rollback."""
@@ -581,7 +584,7 @@ class ReleaseSpec(ApiModel):
 
     version: str = Field(min_length=1, max_length=128)
     """A human label of this revision, shown in status, columns and notes."""
-    replicas: int = Field(default=1, ge=0)
+    replicas: int = Field(default=1, ge=0, le=2**31 - 1)
     """Desired pods; the scale subresource serves it, so an HPA may target a Release."""
     selector: LabelSelector = Field(json_schema_extra=rules(
         cel("self == oldSelf", "spec.selector is immutable")))

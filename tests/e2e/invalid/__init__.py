@@ -109,6 +109,11 @@ TRIGGER = "spec.analysis.triggers.0"
 CASES: list[Case] = [
     # The release as a whole
     Case("name-too-long", _set("metadata.name", "a" * 70), "metadata.name"),
+    Case("name-dotted-default-service", _set("metadata.name", "checkout.v2"), "spec.service.name is required"),
+    Case("name-long-default-preview", _set("metadata.name", "c" * 60), "spec.service.previewName is required"),
+    Case("service-name-long-default-preview", _set("spec.service.name", "s" * 60),
+         "spec.service.previewName is required"),
+    Case("replicas-over-int32", _set("spec.replicas", 2**31), "spec.replicas:"),
     Case("version-missing", _del("spec.version"), "spec.version: Required value"),
     Case("version-empty", _set("spec.version", ""), "spec.version:"),
     Case("replicas-negative", _set("spec.replicas", -1), "spec.replicas:"),
