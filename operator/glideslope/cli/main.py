@@ -89,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
                     help="addresses webhook gates and notifications may not reach (repeatable; loopback, "
                          "link-local and 0.0.0.0/8 are always denied unless allowed)")
     op.add_argument("--metrics-port", type=int, default=9102, help="the operator's own metrics; 0: off")
-    op.add_argument("--metrics-address", default="0.0.0.0", help="address the metrics port binds")
+    op.add_argument("--metrics-bind-address", "--metrics-address", dest="metrics_address", default="0.0.0.0",
+                    help="address the metrics port binds (0.0.0.0: every interface)")
     op.add_argument("--health-port", type=int, default=0, help="kopf's /healthz for probes; 0: off")
     op.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
                     help="auto: console on a terminal, JSON lines otherwise")
