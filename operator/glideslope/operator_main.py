@@ -39,11 +39,12 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
     stop: concurrent.futures.Future[None] = concurrent.futures.Future()
     lost = threading.Event()
     elector = None
+    config: LeaseConfig | None = None
     if lease_namespace:
         identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        elector = elector_for(kube, LeaseConfig(lease_namespace, lease_name, identity, lease_seconds=lease_seconds,
-                                                renew_seconds=lease_seconds / 3,
-                                                retry_seconds=min(2.0, lease_seconds / 3)))
+        config = LeaseConfig(lease_namespace, lease_name, identity, lease_seconds=lease_seconds,
+                             renew_seconds=lease_seconds / 3, retry_seconds=min(2.0, lease_seconds / 3))
+        elector = elector_for(kube, config)
         # A standby is healthy too: serve /healthz until kopf's own endpoint takes the port.
         standby = _standby_health(health_port) if health_port else None
         leading = elector.acquire()
@@ -53,29 +54,56 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
         if not leading:
             return
 
+    def release() -> None:
+        # After a lost lease the steppers may not all have stopped: leave the lease to expire.
+        if elector is not None and not lost.is_set():
+            elector.release()
+
+    registry = kopf.OperatorRegistry()
+    policy = policy or EgressPolicy.from_flags(prometheus_url=prometheus_url)
+    runtime = handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url,
+                                policy=policy, on_stop=release if elector else None,
+                                namespaces=None if all_namespaces else namespaces)
+    if elector is not None and config is not None:
+        lease = config
+
         def on_lost() -> None:
             lost.set()
+            log.error("lost the lease: stopping the steppers")
+            # Between the renew deadline and the lease's expiry no other replica leads yet:
+            # stop and fence the steppers in that margin, then stop kopf.
+            margin = lease.lease_seconds - lease.renew_deadline
+            if not runtime.fence(wait=margin):
+                log.error("lost the lease with ticks still running after %.1fs: their calls were fenced", margin)
+            # kopf's shutdown may itself wait on the unreachable API server: exit regardless.
+            exit_anyway = threading.Timer(EXIT_SECONDS, _exit_now)
+            exit_anyway.daemon = True
+            exit_anyway.start()
             if not stop.done():
                 stop.set_result(None)
 
         elector.keep(on_lost)
-    registry = kopf.OperatorRegistry()
-    policy = policy or EgressPolicy.from_flags(prometheus_url=prometheus_url)
-    handlers.register(registry, kube, interval=interval, metrics=metrics, prometheus_url=prometheus_url, policy=policy,
-                      on_stop=elector.release if elector else None,
-                      namespaces=None if all_namespaces else namespaces)
     # kopf's own health endpoint: liveness and readiness probes of the operator's pod.
     liveness = f"http://0.0.0.0:{health_port}/healthz" if health_port else None
     try:
         kopf.run(registry=registry, standalone=True, clusterwide=all_namespaces,
                  namespaces=[] if all_namespaces else namespaces, liveness_endpoint=liveness, stop_flag=stop)
     finally:
-        if elector and not lost.is_set():
-            elector.release()
+        release()
     if lost.is_set():
         # Restarted by its Deployment, it comes back as a standby.
         log.error("lost the lease: exiting so that exactly one replica acts")
         sys.exit(1)
+
+
+EXIT_SECONDS = 20.0
+"""After a lost lease, the process exits this long after kopf was told to stop, stopped or not."""
+
+
+def _exit_now() -> None:
+    log.error("lost the lease: kopf did not stop in %.0fs, exiting", EXIT_SECONDS)
+    logging.shutdown()
+    os._exit(1)
 
 
 class _Healthy(http.server.BaseHTTPRequestHandler):

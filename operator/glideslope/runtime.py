@@ -18,7 +18,7 @@ from glideslope.api import ReleaseStatus
 from glideslope.core.model import SetTraffic
 from glideslope.egress import Egress, EgressPolicy
 from glideslope.kube import releases, workloads
-from glideslope.kube.client import Kube
+from glideslope.kube.client import Kube, fence
 from glideslope.metrics import OperatorMetrics
 from glideslope.notify.publish import Publisher
 from glideslope.prom import PrometheusAuth, PrometheusProvider
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 ANALYSIS_TIMEOUT = 3.0
 """Seconds a Prometheus query may take in all (connection, headers, body): a tenant's slow
 Prometheus delays only its own Release's measurements, never a stepper."""
+
+
+STOP_SECONDS = 10.0
+"""How long a stop waits for the running ticks (a tick takes well under a second unless a call
+hangs): bounded, so a hung call cannot hold a shutdown, whose caller then fences the client."""
 
 
 ProviderKey = tuple[str, PrometheusAuth | None, bool]
@@ -150,8 +155,21 @@ class Runtime:
             waited += 0.1
         self.scheduler.start()
 
-    def stop(self) -> None:
+    def stop_steppers(self, wait: float = STOP_SECONDS) -> bool:
+        """No tick starts any more; waits up to `wait` seconds for the running ones (True: none
+        runs). On SIGTERM this comes before the lease is handed over."""
+        return self.scheduler.stop(wait=wait)
+
+    def fence(self, wait: float) -> bool:
+        """The lease is lost: no tick starts, no request of the operator's client is sent any
+        more (a running tick fails at its next call), and the running ticks are waited for up
+        to `wait` seconds, so none still writes once another replica may lead."""
         self.scheduler.stop()
+        fence(self.kube)
+        return self.scheduler.stop(wait=wait)
+
+    def stop(self, wait: float = STOP_SECONDS) -> None:
+        self.scheduler.stop(wait=wait)
         self.workloads.stop()
         self.publisher.drain(5.0)
         self.egress.close()

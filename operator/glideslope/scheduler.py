@@ -122,10 +122,20 @@ class Scheduler:
         for thread in self._threads:
             thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> bool:
+        """Take no tick any more; then wait up to `wait` seconds for the running ones to end.
+        True when none runs: before the lease is handed over, or the process exits after losing
+        it, no tick of this replica may still be writing while another replica steps."""
+        deadline = time.monotonic() + wait
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            while self._running and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            if self._running and wait > 0:
+                log.warning("stopped with %d tick(s) still running: %s", len(self._running),
+                            ", ".join(f"{ns}/{name}" for ns, name in sorted(self._running)))
+            return not self._running
 
     def wake(self, key: Key, delay: float = 0.0) -> None:
         """Step the Release within `delay` seconds (sooner if it is already due sooner); a held

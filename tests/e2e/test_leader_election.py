@@ -1,22 +1,29 @@
 """Two operator replicas, one Lease: exactly one acts, and the survivor finishes after the
-leader is killed."""
+leader is killed, or cut off from the API server."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
+import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.helpers import REPO, Cluster, wait_until
 from tests.e2e.operator_fixture import release, release_finalizers, status, wait_phase
+from tests.faults.timeline import Timeline, check_one_clean_rollout, release_events
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +37,9 @@ CANARY = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {"
 
 class Replica:
     def __init__(self, sandbox: Cluster, namespace: str, lease: str, log: Path,
-                 lease_seconds: str = LEASE_SECONDS) -> None:
+                 lease_seconds: str = LEASE_SECONDS, kubeconfig: Path | None = None) -> None:
         self.log = log
-        env = {**os.environ, "KUBECONFIG": str(sandbox.operator_kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig or sandbox.operator_kubeconfig)}
         self.proc = subprocess.Popen(
             [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", namespace, "--metrics-port", "0",
              "--interval", "0.5", "--log-format", "json", "--leader-election-namespace", LEASE_NAMESPACE,
@@ -51,6 +58,10 @@ class Replica:
 
     def said(self, words: str) -> bool:
         return any(words in str(line.get("event", "")) for line in self.lines())
+
+    def when(self, words: str) -> str:
+        """The timestamp of the first log line saying `words` (ISO 8601, UTC: they sort)."""
+        return next(str(line["timestamp"]) for line in self.lines() if words in str(line.get("event", "")))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -75,8 +86,8 @@ def replica(sandbox: Cluster, namespace: str, lease: str,
     """Starts operator replicas on one Lease; all of them are stopped after the test."""
     started: list[Replica] = []
 
-    def start(label: str, lease_seconds: str = LEASE_SECONDS) -> Replica:
-        started.append(Replica(sandbox, namespace, lease, tmp_path / f"{label}.log", lease_seconds))
+    def start(label: str, lease_seconds: str = LEASE_SECONDS, kubeconfig: Path | None = None) -> Replica:
+        started.append(Replica(sandbox, namespace, lease, tmp_path / f"{label}.log", lease_seconds, kubeconfig))
         return started[-1]
 
     yield start
@@ -135,3 +146,156 @@ def test_a_clean_shutdown_hands_the_lease_over(sandbox: Cluster, lease: str,
     first.stop()
     # Released on SIGTERM: the standby takes over well before the lease would expire.
     wait_until(lambda: holder(sandbox, lease) == second.identity, 15, "a hand-over before expiry")
+
+
+class ApiRelay:
+    """Forwards raw TCP from 127.0.0.1:<port> to the API server until `cut`: then it accepts
+    nothing and drops every connection it relayed (TLS runs end to end through it)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.cut_off = threading.Event()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="api-relay", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # cut
+            try:
+                # No timeout on either side: a watch is quiet for minutes, and must stay open.
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self.cut_off.is_set():
+                    for s in (client, upstream):
+                        s.close()
+                    return
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            self.cut_off.set()
+            # Shutting the listener down wakes the accept(); closed, the port refuses connections.
+            with contextlib.suppress(OSError):
+                self.server.shutdown(socket.SHUT_RDWR)
+            self.server.close()
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+
+def relayed_kubeconfig(source: Path, port: int, path: Path) -> Path:
+    """A copy of the operator's kubeconfig whose server is the relay. TLS is kept: the API
+    server's certificate names 127.0.0.1 (checked in the test), where the relay listens."""
+    config = yaml.safe_load(source.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def api_server(sandbox: Cluster) -> tuple[str, int]:
+    config = yaml.safe_load(sandbox.operator_kubeconfig.read_text())
+    url = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"])
+    return url.hostname or "127.0.0.1", url.port or 443
+
+
+def serves_for(target: tuple[str, int], ca: Path, name: str) -> bool:
+    """The API server's certificate is valid for `name` (verified against the cluster's CA)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = True
+    try:
+        with socket.create_connection(target, timeout=5) as raw, context.wrap_socket(raw, server_hostname=name):
+            return True
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+RELAYED_STEPS: list[dict[str, Any]] = [
+    {"setWeight": 25}, {"pause": {"duration": "4s"}}, {"setWeight": 50}, {"pause": {"duration": "3s"}},
+    {"setWeight": 75}, {"pause": {"duration": "2s"}}]
+RELAYED_CANARY = {"type": "Canary", "canary": {"steps": RELAYED_STEPS}}
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_and_the_standby_finishes(
+        sandbox: Cluster, namespace: str, lease: str, replica: Callable[..., Replica], tmp_path: Path) -> None:
+    target = api_server(sandbox)
+    ca = Path(yaml.safe_load(sandbox.operator_kubeconfig.read_text())["clusters"][0]["cluster"]
+              ["certificate-authority"])
+    assert serves_for(target, ca, "127.0.0.1"), "the relay keeps TLS only if the certificate names 127.0.0.1"
+    relay = ApiRelay(target)
+    try:
+        first = replica("first", kubeconfig=relayed_kubeconfig(sandbox.operator_kubeconfig, relay.port,
+                                                               tmp_path / "leader.kubeconfig"))
+        # Generous: a replica's start (imports, login) is slow on a loaded machine, and is not what is tested.
+        wait_until(lambda: holder(sandbox, lease) == first.identity, STARTUP, "the relayed replica leads")
+        second = replica("second")
+        wait_until(lambda: second.said("standing by"), STARTUP, "the second replica stands by")
+        sandbox.apply(release("web", "1", RELAYED_CANARY, replicas=2), namespace)
+        wait_phase(sandbox, namespace, "web", "Succeeded", version="1", timeout=60)
+
+        timeline = Timeline(sandbox, namespace, "web")
+        try:
+            sandbox.apply(release("web", "2", RELAYED_CANARY, replicas=2), namespace)
+            # Cut in the first pause: the leader has acted, and has steps left.
+            wait_until(lambda: status(sandbox, namespace, "web").get("version") == "2"
+                       and (status(sandbox, namespace, "web").get("currentStep") or 0) == 2, 30, "v2 at step 2")
+            assert holder(sandbox, lease) == first.identity and not second.said("leading")
+            seen = len(timeline.statuses)
+            relay.cut()
+            cut = time.monotonic()
+
+            wait_until(lambda: holder(sandbox, lease) == second.identity, 20, "the second replica takes over",
+                       interval=0.05)
+            took_over = time.monotonic() - cut
+            # Nothing of the cut-off leader reaches the API server: a status written now is the second's.
+            wait_until(lambda: len(timeline.statuses) > seen, 20, "the second replica writes a status",
+                       interval=0.05)
+            acted = time.monotonic() - cut
+            print(f"lease taken {took_over:.2f}s after the cut; first status written {acted:.2f}s after it")
+
+            # The cut-off leader says it lost the lease, stops acting and exits.
+            assert first.proc.wait(timeout=30) != 0
+            assert first.said("lease not renewed within") and first.said("lost the lease"), first.log.read_text()
+            # It stopped before the second replica led (one clock: both run on this machine).
+            stopped, led = first.when("lost the lease: stopping the steppers"), second.when("leading:")
+            print(f"the cut-off leader stopped at {stopped}, the second replica led at {led}")
+            assert stopped < led
+            wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=90)
+            # Every step of v2 once, in order, none started twice; one Started and one Succeeded.
+            wait_until(lambda: timeline.statuses and timeline.statuses[-1].get("phase") == "Succeeded", 10,
+                       "the watch sees Succeeded")
+            assert timeline.statuses[-1]["totalSteps"] >= len(RELAYED_STEPS)
+            check_one_clean_rollout(timeline, sandbox, namespace, "web", "2", timeline.statuses[-1]["totalSteps"])
+        finally:
+            timeline.close()
+        # And every Event (Started, each step's, Succeeded) recorded exactly once.
+        counts = collections.Counter(release_events(sandbox, namespace, "web"))
+        assert counts and all(n == 1 for n in counts.values()), counts
+        assert second.proc.poll() is None, "the second replica died"
+        print(f"--- the cut-off leader's last lines ---\n{first.log.read_text(errors='replace')[-3000:]}")
+    finally:
+        relay.cut()

@@ -84,3 +84,54 @@ def test_stuck_steppers_are_reported_and_a_busy_queue_is_not() -> None:
         release.set()
         scheduler.stop()
     assert scheduler.stalled(0.2) is None, "a stopped scheduler is not stuck"
+
+
+def test_stop_waits_for_the_running_tick_and_takes_no_new_one() -> None:
+    """Before the lease is handed over (or the process exits after losing it) no tick of this
+    replica may still be writing."""
+    import threading
+    import time
+
+    running, finish = threading.Event(), threading.Event()
+    ticks: list[tuple[str, str]] = []
+
+    def step(namespace: str, name: str) -> float | None:
+        ticks.append((namespace, name))
+        running.set()
+        finish.wait(5)
+        return 0.0  # due again at once: a stopped scheduler must not take it
+
+    scheduler = Scheduler(step, workers=2)
+    scheduler.wake(("shop", "web"))
+    scheduler.start()
+    assert running.wait(5)
+    threading.Timer(0.3, finish.set).start()
+    started = time.monotonic()
+    assert scheduler.stop(wait=5)
+    assert 0.2 <= time.monotonic() - started < 4
+    scheduler.wake(("shop", "api"))
+    time.sleep(0.2)
+    assert ticks == [("shop", "web")]
+
+
+def test_stop_gives_up_on_a_stuck_tick_after_its_wait() -> None:
+    import threading
+    import time
+
+    running, finish = threading.Event(), threading.Event()
+
+    def stuck(namespace: str, name: str) -> float | None:
+        running.set()
+        finish.wait(10)
+        return None
+
+    scheduler = Scheduler(stuck, workers=1)
+    scheduler.wake(("shop", "web"))
+    scheduler.start()
+    try:
+        assert running.wait(5)
+        started = time.monotonic()
+        assert not scheduler.stop(wait=0.3)
+        assert 0.25 <= time.monotonic() - started < 2
+    finally:
+        finish.set()

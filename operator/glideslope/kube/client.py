@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +29,68 @@ def connect() -> Kube:
     # One kept-alive connection per thread that calls at once (the stepper's workers, the
     # watches, the notifiers): a smaller pool drops connections and pays a TLS handshake each.
     configuration.connection_pool_maxsize = POOL_SIZE
-    api = kubernetes.client.ApiClient(configuration)
+    api = TimedApiClient(configuration)
     return Kube(api, kubernetes.client.CoreV1Api(api), kubernetes.client.AppsV1Api(api),
                 kubernetes.client.CustomObjectsApi(api))
 
 
 POOL_SIZE = 32
+CONNECT_SECONDS = 5.0
+"""Seconds to open a connection to the API server before a call fails."""
+READ_SECONDS = 30.0
+"""Seconds an answer may stall: without it a call to an API server that stopped answering never
+returns, and the thread that made it (a stepper, the lease renewer) hangs with it."""
+WATCH_SLACK = 30.0
+"""A watch's read deadline past its own `timeoutSeconds`: the server ends it first."""
+
+
+class Fenced(ConnectionError):
+    """Raised instead of sending a request once the client is fenced (`TimedApiClient.fence`)."""
+
+
+class TimedApiClient(kubernetes.client.ApiClient):
+    """An ApiClient whose every call has a (connect, read) timeout unless its caller gave one,
+    and that refuses every request once fenced: a replica that lost its lease writes nothing more."""
+
+    def __init__(self, configuration: Any = None) -> None:
+        super().__init__(configuration)
+        self._fenced = threading.Event()
+
+    def fence(self) -> None:
+        self._fenced.set()
+
+    @property
+    def fenced(self) -> bool:
+        return self._fenced.is_set()
+
+    def call_api(self, method: str, url: str, header_params: Any = None, body: Any = None,
+                 post_params: Any = None, _request_timeout: Any = None) -> Any:
+        if self._fenced.is_set():
+            raise Fenced(f"the API client is fenced: {method} {url.split('?')[0]} not sent")
+        if _request_timeout is None:
+            _request_timeout = default_timeout(url)
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
+
+
+def default_timeout(url: str) -> tuple[float, float | None]:
+    """(connect, read) seconds for a call to `url` whose caller set none. A watch is quiet for
+    as long as nothing changes: its read may last its `timeoutSeconds` (and no longer)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    if query.get("watch", [""])[0].lower() != "true":
+        return CONNECT_SECONDS, READ_SECONDS
+    try:
+        return CONNECT_SECONDS, float(query["timeoutSeconds"][0]) + WATCH_SLACK
+    except (KeyError, ValueError):
+        return CONNECT_SECONDS, None
+
+
+def fence(kube: Kube) -> None:
+    """No request of `kube`'s clients is sent any more (the ones in flight end by their timeout)."""
+    fencer = getattr(kube.api, "fence", None)
+    if callable(fencer):
+        fencer()
+
+
 FIELD_MANAGER = "glideslope"
 APPLY = "application/apply-patch+yaml"
 

@@ -4,6 +4,10 @@ kopf's peering freezes every operator of equal priority, so two replicas would b
 a Lease elects one. The leader renews it; when it cannot renew within the lease's duration it
 stops acting (the process exits and is restarted as a standby), and a standby takes the lease
 once it has expired. A replica that shuts down cleanly hands the lease over at once.
+
+As in client-go: a renew deadline shorter than the lease (`LeaseConfig.renew_deadline`), every
+failure of a renewal attempt (an API error, an unreachable server, a hung call, any exception)
+counts as a failed renewal, and every lease call has its own request timeout.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import kubernetes
 
-from glideslope.kube.client import Kube
+from glideslope.kube.client import Kube, TimedApiClient
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,19 @@ class LeaseConfig:
     # Renew three times per lease: one lost renewal is not a lost lease.
     renew_seconds: float = 5.0
     retry_seconds: float = 2.0
+    request_seconds: float | None = None
+    """Timeout of one lease call (connect, and read); None: half the renew interval, at least
+    half a second, so a renewal that hangs is retried before the deadline."""
+
+    @property
+    def renew_deadline(self) -> float:
+        """Seconds after the last renewal at which the leader stops acting: a margin before the
+        lease expires and a standby may take it, so two replicas never act at once."""
+        return self.lease_seconds * 0.75
+
+    @property
+    def call_seconds(self) -> float:
+        return self.request_seconds if self.request_seconds is not None else max(self.renew_seconds / 2, 0.5)
 
 
 def _now() -> datetime:
@@ -59,17 +76,24 @@ class LeaderElector:
         self.now = now
         self._renewer: threading.Thread | None = None
         self._stop = threading.Event()
+        self._renewed: float | None = None
+        """When (monotonic) the attempt that last won or renewed the lease started."""
 
     # -- one attempt -------------------------------------------------------------------------
-    def try_acquire(self) -> bool:
-        """One attempt to become or stay leader; True if we hold the lease now."""
+    def _timeout(self, budget: float | None = None) -> float:
+        return max(min(self.cfg.call_seconds, budget if budget is not None else self.cfg.call_seconds), 0.1)
+
+    def try_acquire(self, budget: float | None = None) -> bool:
+        """One attempt to become or stay leader; True if we hold the lease now. `budget`: the
+        seconds left before the renew deadline, which no call may outlast."""
         cfg, now = self.cfg, self.now()
+        timeout = self._timeout(budget)
         try:
-            lease = self.api.read_namespaced_lease(cfg.name, cfg.namespace)
+            lease = self.api.read_namespaced_lease(cfg.name, cfg.namespace, _request_timeout=timeout)
         except kubernetes.client.ApiException as exc:
             if exc.status != 404:
                 raise
-            return self._create(now)
+            return self._create(now, timeout)
         spec = lease.spec
         holder = spec.holder_identity or ""
         renewed = _parse(spec.renew_time) or _parse(spec.acquire_time)
@@ -85,14 +109,14 @@ class LeaderElector:
         spec.lease_duration_seconds = int(cfg.lease_seconds)
         try:
             # A replace carries the resourceVersion we read: of two racing replicas one wins.
-            self.api.replace_namespaced_lease(cfg.name, cfg.namespace, lease)
+            self.api.replace_namespaced_lease(cfg.name, cfg.namespace, lease, _request_timeout=timeout)
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:
                 return False
             raise
         return True
 
-    def _create(self, now: datetime) -> bool:
+    def _create(self, now: datetime, timeout: float) -> bool:
         body = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace},
@@ -100,7 +124,7 @@ class LeaderElector:
                      "acquireTime": _micro(now), "renewTime": _micro(now), "leaseTransitions": 0},
         }
         try:
-            self.api.create_namespaced_lease(self.cfg.namespace, body)
+            self.api.create_namespaced_lease(self.cfg.namespace, body, _request_timeout=timeout)
         except kubernetes.client.ApiException as exc:
             if exc.status == 409:
                 return False
@@ -112,39 +136,78 @@ class LeaderElector:
         """Block until we lead (True) or `stop` is set (False)."""
         waiting_logged = False
         while not (stop and stop.is_set()):
+            started = time.monotonic()
             try:
                 if self.try_acquire():
+                    self._renewed = started
                     log.info("leading: lease %s/%s held by %s", self.cfg.namespace, self.cfg.name, self.cfg.identity)
                     return True
-            except (kubernetes.client.ApiException, OSError) as exc:
-                log.warning("leader election: %s", exc)
+            except Exception as exc:  # any failure is one more wait: a standby never dies of it
+                log.warning("leader election: %s", _describe(exc))
             if not waiting_logged:
                 log.info("standing by: lease %s/%s is held by another replica", self.cfg.namespace, self.cfg.name)
                 waiting_logged = True
             (stop or self._stop).wait(self.cfg.retry_seconds)
         return False
 
-    def keep(self, on_lost: Callable[[], None]) -> None:
-        """Renew in the background; call `on_lost` once if the lease cannot be kept."""
+    def _attempt(self, budget: float) -> bool | None:
+        """One renewal within `budget` seconds: True renewed, False another replica holds the
+        lease, None failed (any exception, or no answer in time). The call runs on a thread of
+        its own, so a call that hangs past its timeout still cannot hold the renewer past the
+        deadline."""
+        outcome: list[bool] = []
+        failure: list[Exception] = []
 
-        # Stop acting a margin before the lease could expire, so two replicas never act at once.
-        keep_for = self.cfg.lease_seconds * 0.75
+        def attempt() -> None:
+            try:
+                outcome.append(self.try_acquire(budget))
+            except Exception as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=attempt, name="lease-renewal", daemon=True)
+        thread.start()
+        thread.join(budget)
+        if thread.is_alive():
+            log.warning("leader election: renewal got no answer within %.1fs", budget)
+            return None
+        if failure:
+            log.warning("leader election: renewal failed: %s", _describe(failure[0]))
+            return None
+        return outcome[0] if outcome else None
+
+    def keep(self, on_lost: Callable[[], None]) -> None:
+        """Renew in the background; call `on_lost` once if the lease cannot be kept: another
+        replica holds it, or it was not renewed within the renew deadline."""
+        cfg = self.cfg
 
         def renew() -> None:
-            deadline = time.monotonic() + keep_for
-            while not self._stop.wait(self.cfg.renew_seconds):
-                try:
-                    if self.try_acquire():
-                        deadline = time.monotonic() + keep_for
-                        continue
+            # Counted from the acquiring attempt: the operator's start-up in between is not free.
+            deadline = (self._renewed if self._renewed is not None else time.monotonic()) + cfg.renew_deadline
+            pause = cfg.renew_seconds
+            while True:
+                remaining = deadline - time.monotonic()
+                if self._stop.wait(max(min(pause, remaining), 0.0)):
+                    return
+                started = time.monotonic()
+                remaining = deadline - started
+                if remaining <= 0:
+                    log.error("leader election: lease not renewed within %.1fs", cfg.renew_deadline)
+                    break
+                renewed = self._attempt(remaining)
+                if self._stop.is_set():
+                    return  # released meanwhile: nothing is lost
+                if renewed:
+                    # The lease's renewTime is taken before the call: count from then.
+                    deadline, pause = started + cfg.renew_deadline, cfg.renew_seconds
+                    continue
+                if renewed is False:
                     log.error("leader election: another replica took the lease")
-                except (kubernetes.client.ApiException, OSError) as exc:
-                    log.warning("leader election: renewal failed: %s", exc)
-                    if time.monotonic() < deadline:
-                        continue
-                    log.error("leader election: lease not renewed within %.0fs", keep_for)
+                    break
+                pause = cfg.retry_seconds  # failed: retry sooner, up to the deadline
+            try:
                 on_lost()
-                return
+            except Exception:
+                log.exception("leader election: stopping after the lost lease failed")
 
         self._renewer = threading.Thread(target=renew, name="lease-renewer", daemon=True)
         self._renewer.start()
@@ -152,16 +215,23 @@ class LeaderElector:
     def release(self) -> None:
         """Stop renewing and hand the lease over, so a standby takes it without waiting."""
         self._stop.set()
+        timeout = self._timeout()
         try:
-            lease = self.api.read_namespaced_lease(self.cfg.name, self.cfg.namespace)
+            lease = self.api.read_namespaced_lease(self.cfg.name, self.cfg.namespace, _request_timeout=timeout)
             if lease.spec.holder_identity == self.cfg.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
-                self.api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, lease)
+                self.api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, lease, _request_timeout=timeout)
                 log.info("released lease %s/%s", self.cfg.namespace, self.cfg.name)
-        except (kubernetes.client.ApiException, OSError) as exc:
-            log.warning("leader election: release failed: %s", exc)
+        except Exception as exc:  # the lease then expires on its own
+            log.warning("leader election: release failed: %s", _describe(exc))
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def elector_for(kube: Kube, config: LeaseConfig) -> LeaderElector:
-    return LeaderElector(kubernetes.client.CoordinationV1Api(kube.api), config)
+    """An elector on a client of its own: its calls never wait for a connection behind the
+    steppers', and fencing the operator's client (a lost lease) leaves the release possible."""
+    return LeaderElector(kubernetes.client.CoordinationV1Api(TimedApiClient(kube.api.configuration)), config)
