@@ -1,5 +1,5 @@
-"""The engine's analysis: measurements recorded in status.analysis and the severity table of
-API.md acted on, in every strategy, during the rollout and the validation window."""
+"""The engine's analysis: measurements recorded in status.analysis and the severity rules acted
+on, in every strategy, during the rollout and the validation window."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`Release.spec`: the desired revision and how it must reach production (see API.md).
+"""`Release.spec`: the desired revision and how it must reach production.
 
 Schema keywords (bounds, patterns, enums) live on the fields, CEL rules on the models; the
 CRD is generated from these classes, so they are the one source of validation. CEL cannot

@@ -1,7 +1,7 @@
 """`kubectl release`: look at Releases and act on them.
 
 Commands are annotations that the operator consumes, records in status and as an Event,
-then removes (API.md, "Commands"); they never change `spec`, so a GitOps tool sees no drift.
+then removes (`COMMANDS` in core/model.py); they never change `spec`, so a GitOps tool sees no drift.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def release_notes(body: dict[str, Any], record: notes.Record | None, wanted: str
 
 
 def command_annotations(args: argparse.Namespace) -> dict[str, str]:
-    """The annotation(s) a command sets (API.md, "Commands")."""
+    """The annotation(s) a command sets (`COMMANDS` in core/model.py)."""
     if args.command == "approve":
         return {f"{ANNOTATION_PREFIX}approve": args.gate,
                 f"{ANNOTATION_PREFIX}approved-by": args.as_user or getpass.getuser()}

@@ -7,7 +7,8 @@ Pure: no I/O and no clock (`now` is passed in). The shell measures with a `Metri
 
 and, after recording, `verdict(triggers, statuses, automatic=..., stage=...)`.
 
-Semantics chosen here (API.md, "Severity: what a failed trigger does"):
+Semantics chosen here (what a failed trigger does, by severity: critical rolls back at the first
+failure, high at `failureLimit`, medium pauses for a person, low records):
 
 - A measurement fails when `failureCondition` holds or `successCondition` does not. An error
   (Prometheus unreachable, a refused query, several series, a condition that cannot be
@@ -42,7 +43,7 @@ from glideslope.core.conditions import ConditionError, compile_condition
 
 TEMPLATE_VARIABLES = frozenset(
     {"namespace", "release", "service", "version", "revision", "stableRevision", "stableVersion"})
-"""The names `{{...}}` may use in a trigger's or metric gate's query (API.md)."""
+"""The names `{{...}}` may use in a trigger's or metric gate's query."""
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 # A value is pasted into PromQL as is; these characters could end a string literal or the
@@ -250,7 +251,7 @@ class _Call:
 
 
 def _call(trigger: Trigger, status: TriggerStatus | None, automatic: bool, stage: Stage) -> _Call:
-    """One trigger's verdict, by the severity table of API.md."""
+    """One trigger's verdict, by its severity (the module's docstring)."""
     if status is None or status.state == AnalysisState.PENDING:
         why = status.message if status is not None and status.message else "not measured yet"
         return _Call(Action.CONTINUE, False, trigger, status, f"waiting: {why}")

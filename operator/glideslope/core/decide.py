@@ -95,7 +95,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     if APPROVE in consumed and APPROVED_BY in observation.commands:
         consumed += (APPROVED_BY,)
 
-    # Analysis: record what was measured, then obey the triggers' verdict (API.md severity table).
+    # Analysis: record what was measured, then obey the triggers' verdict (the severity table in core/analysis.py).
     judged = _analyse(st, spec, candidate, observation, events)
     if judged is not None and judged[1].action == Order.ROLLBACK:
         stage, fired = judged

@@ -38,7 +38,7 @@ def stage(status: ReleaseStatus, candidate: str) -> tuple[Stage, datetime] | Non
 
 def variables(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, *, namespace: str, release: str,
               service: str) -> dict[str, str]:
-    """The values of the template variables of API.md."""
+    """The values of the template variables (`TEMPLATE_VARIABLES` in core/analysis.py)."""
     return {
         "namespace": namespace, "release": release, "service": service, "version": spec.version,
         "revision": candidate, "stableRevision": status.stable_revision or "",
