@@ -8,9 +8,6 @@ share the Prometheus go on undisturbed.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -18,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.analysis_helpers import analysis, trigger, trigger_status
-from tests.e2e.helpers import Cluster, wait_until
+from tests.e2e.helpers import Cluster, Relay, wait_until
 from tests.e2e.operator_fixture import Operator, operator_fixture, release, status, wait_phase  # noqa: F401
 
 pytestmark = pytest.mark.e2e
@@ -26,65 +23,12 @@ pytestmark = pytest.mark.e2e
 STEPS = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"analysis": {"duration": "60s"}}]}}
 
 
-class Relay:
-    """Forwards 127.0.0.1:<port> to Prometheus until stopped; then connections are refused."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self.stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.stopped.is_set():
-                # Accepted while stopping: the operator keeps connections alive, and one relayed
-                # now would outlive the outage.
-                client.close()
-                return
-            upstream = socket.create_connection(self.target, timeout=5)
-            self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        # Closing alone would not wake a thread blocked in accept(); shutting down does.
-        with contextlib.suppress(OSError):
-            self.server.shutdown(socket.SHUT_RDWR)
-        self.server.close()
-        for c in self.conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-                c.close()
-            except OSError:
-                pass
-
-
 @pytest.fixture
 def relay(sandbox: Cluster) -> Iterator[Relay]:
     url = urllib.parse.urlparse(sandbox.prometheus_url)
     r = Relay((url.hostname or "127.0.0.1", url.port or 9090))
     yield r
-    r.stop()
+    r.cut()
 
 
 def test_prometheus_outage_mid_rollout_never_promotes(sandbox: Cluster, namespace: str, operator: Operator,
@@ -99,7 +43,7 @@ def test_prometheus_outage_mid_rollout_never_promotes(sandbox: Cluster, namespac
     wait_until(lambda: (t := trigger_status(status(sandbox, namespace, "web"))).get("state") == "Passing"
                and t.get("successes", 0) >= 2, 60, "the trigger passing")
 
-    relay.stop()
+    relay.cut()
 
     def inconclusive() -> dict[str, object] | None:
         st = status(sandbox, namespace, "web")

@@ -4,14 +4,12 @@ leader is killed, or cut off from the API server."""
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import os
 import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.helpers import REPO, Cluster, wait_until
+from tests.e2e.helpers import REPO, Cluster, Relay, wait_until
 from tests.e2e.operator_fixture import release, release_finalizers, status, wait_phase
 from tests.faults.timeline import Timeline, check_one_clean_rollout, release_events
 
@@ -148,65 +146,6 @@ def test_a_clean_shutdown_hands_the_lease_over(sandbox: Cluster, lease: str,
     wait_until(lambda: holder(sandbox, lease) == second.identity, 15, "a hand-over before expiry")
 
 
-class ApiRelay:
-    """Forwards raw TCP from 127.0.0.1:<port> to the API server until `cut`: then it accepts
-    nothing and drops every connection it relayed (TLS runs end to end through it)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.server.getsockname()[1]
-        self.cut_off = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, name="api-relay", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return  # cut
-            try:
-                # No timeout on either side: a watch is quiet for minutes, and must stay open.
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self.cut_off.is_set():
-                    for s in (client, upstream):
-                        s.close()
-                    return
-                self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        with self._lock:
-            self.cut_off.set()
-            # Shutting the listener down wakes the accept(); closed, the port refuses connections.
-            with contextlib.suppress(OSError):
-                self.server.shutdown(socket.SHUT_RDWR)
-            self.server.close()
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-
 def relayed_kubeconfig(source: Path, port: int, path: Path) -> Path:
     """A copy of the operator's kubeconfig whose server is the relay. TLS is kept: the API
     server's certificate names 127.0.0.1 (checked in the test), where the relay listens."""
@@ -246,7 +185,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_and_the_standby_finishes(
     ca = Path(yaml.safe_load(sandbox.operator_kubeconfig.read_text())["clusters"][0]["cluster"]
               ["certificate-authority"])
     assert serves_for(target, ca, "127.0.0.1"), "the relay keeps TLS only if the certificate names 127.0.0.1"
-    relay = ApiRelay(target)
+    relay = Relay(target)
     try:
         first = replica("first", kubeconfig=relayed_kubeconfig(sandbox.operator_kubeconfig, relay.port,
                                                                tmp_path / "leader.kubeconfig"))
