@@ -282,16 +282,22 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         if item.error is not None:
             out[item.trigger.name] = (item.query, Measurement(None, item.error, now))
             continue
-        query = item.query
-        answer = rt.egress.ask(key, ("trigger", item.trigger.name, query), Kind.PROMETHEUS,
-                               lambda q=query: provider.query(q),  # type: ignore[misc]
-                               fallback=lambda why: Measurement(None, why, now))
-        if isinstance(answer, Pending):
+        answer = _measured(rt, key, provider, ("trigger", item.trigger.name), item.query, now)
+        if answer is None:
             continue
         measured = last.get(item.trigger.name)
         if measured is None or answer.at > measured:  # never a measurement older than the last
-            out[item.trigger.name] = (query, answer)
+            out[item.trigger.name] = (item.query, answer)
     return out
+
+
+def _measured(rt: Runtime, key: Key, provider: PrometheusProvider, what: tuple[str, str], query: str,
+              now: datetime) -> Measurement | None:
+    """The measurement of `query` (for the trigger or gate `what`) once it has come back, asking
+    for it through the egress layer if it is not in flight; None until then."""
+    answer = rt.egress.ask(key, (*what, query), Kind.PROMETHEUS, lambda: provider.query(query),
+                           fallback=lambda why: Measurement(None, why, now))
+    return None if isinstance(answer, Pending) else answer
 
 
 def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release) -> PrometheusProvider | None:
@@ -344,14 +350,8 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         provider = _prometheus(rt, key, body, release)
         if provider is None:
             return {}
-        out: dict[str, Measurement] = {}
-        for gate, query in wanted.items():
-            answer = rt.egress.ask(key, ("gate", gate, query), Kind.PROMETHEUS,
-                                   lambda q=query: provider.query(q),  # type: ignore[misc]
-                                   fallback=lambda why: Measurement(None, why, now))
-            if not isinstance(answer, Pending):
-                out[gate] = answer
-        return out
+        answers = {gate: _measured(rt, key, provider, ("gate", gate), query, now) for gate, query in wanted.items()}
+        return {gate: answer for gate, answer in answers.items() if answer is not None}
 
     return gates.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -97,15 +98,16 @@ def where(url: str) -> str:
     """`scheme://host[:port]` of `url`: what may be shown of it (its path, query and user info
     may be a credential, as in a Slack webhook URL)."""
     try:
-        parts = URL(url.strip())
-        host = parts.raw_host
-    except (ValueError, TypeError):
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
         return "<invalid URL>"
     if not parts.scheme or not host:
         return "<invalid URL>"
     if ":" in host:
         host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{parts.explicit_port}" if parts.explicit_port is not None else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 async def request(session: aiohttp.ClientSession, method: str, url: str, *, policy: EgressPolicy | None,

@@ -23,7 +23,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from glideslope.egress import Egress, EgressRefused, Kind, Refusal
+from glideslope.egress import Egress, EgressRefused, Kind, Refusal, where
 
 log = logging.getLogger("glideslope.notify")
 
@@ -164,20 +164,8 @@ class WebhookNotifier:
         return "webhook gate request" if self._kind == Kind.WEBHOOK else "notification"
 
 
-def redact_url(url: str) -> str:
-    """`scheme://host[:port]` of `url`: what may be logged of a webhook URL (its path, query
-    and user info may be the secret)."""
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if not parts.scheme or not host:
-        return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+redact_url = where
+"""`scheme://host[:port]` of a webhook URL: what may be logged of it (`egress.where`)."""
 
 
 def _scrub(text: str, url: str, where: str) -> str:
