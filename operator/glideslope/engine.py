@@ -1,8 +1,9 @@
 """The stepper's glue: parse, observe, decide, act, patch status. No decision lives here.
 
-Order matters for crash safety: command annotations are removed first (a command is obeyed at
-most once, never twice), then actions are applied, then status is written, so a crash before
-the status write only makes the next tick re-apply the same desired states.
+Order matters for crash safety: actions are applied, then status is written, so a crash before
+the status write only makes the next tick re-apply the same desired states; command annotations
+are removed last, once the status that obeys them (and records them, `obeyedCommands`) is
+stored, so a write that fails loses no command, and one that succeeds is not obeyed twice.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -57,12 +59,34 @@ from glideslope.scheduler import Key
 log = logging.getLogger(__name__)
 
 
+COMMAND_ATTEMPTS = 3
+"""Ticks taken at once while a decision that obeys a command cannot be written because the
+Release changed meanwhile (an HPA writing its scale, a GitOps sync): a person waits for it."""
+
+
 def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) -> Release | None:
     """One tick for one Release; returns the Release with the status it decided, written or
     held back for a later write (`_worth_writing`); None: it is gone.
 
     Nothing here waits on an endpoint a tenant names: queries and webhooks are asked through
     the egress layer, and their answers read on a later tick (the layer wakes the Release)."""
+    attempt = 1
+    while isinstance(release := _tick(rt, namespace, name, now), _Conflict):
+        if attempt == COMMAND_ATTEMPTS:
+            return release.release  # the Release's next change wakes it again
+        attempt += 1
+        log.info("%s/%s changed before a command could be recorded; deciding again", namespace, name)
+    return release
+
+
+@dataclass(frozen=True)
+class _Conflict:
+    """A tick whose commands were not recorded: the Release changed before its status write."""
+
+    release: Release
+
+
+def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Release | _Conflict | None:
     key = (namespace, name)
     kube = rt.kube
     body = releases.get(kube, namespace, name)
@@ -114,8 +138,6 @@ def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) ->
     )
     decision = decide(release.spec, release.status, observation, now)
     resource_version: str = body["metadata"]["resourceVersion"]
-    if decision.consumed:
-        resource_version = releases.remove_annotations(kube, namespace, name, decision.consumed)
     candidate = revision_of(release.spec.template)
     announcements: list[RecordEvent] = []
     for action in decision.actions:
@@ -139,16 +161,24 @@ def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) ->
         status = status.model_copy(update={"announcements": [
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
-    if not _worth_writing(memory, stored, status):
+    commands = {k: observation.commands[k] for k in decision.consumed}
+    if not _worth_writing(memory, stored, status) and not (commands and status != stored):
         if status != stored:
             memory.unwritten = (resource_version, status)
+        if commands:  # obeyed by the status stored already: only their removal is left
+            releases.remove_commands(kube, namespace, name, commands)
         return _with_status(release, status)
     if not releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")), resource_version):
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
-        # it, and announces what it decides then. Announcing now would say it twice.
+        # it, and announces what it decides then. Announcing now would say it twice. Commands
+        # stay on the Release until a status that obeys them is stored.
+        if commands:
+            return _Conflict(release)
         log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
         return release
     memory.status_written = time.monotonic()
+    if commands:
+        releases.remove_commands(kube, namespace, name, commands)
     # Events follow the status they describe: a transition is announced once it is recorded.
     written = _with_status(release, status)
     for announcement in status.announcements if announcements else []:

@@ -268,7 +268,7 @@ def test_status_wire_form() -> None:
 def test_empty_status() -> None:
     assert parse_status(None) == ReleaseStatus()
     assert ReleaseStatus().to_dict() == {"gates": [], "analysis": [], "conditions": [], "history": [],
-                                         "announcements": []}
+                                         "obeyedCommands": {}, "announcements": []}
 
 
 def test_status_times_must_carry_a_zone() -> None:
@@ -282,6 +282,13 @@ def test_status_patch_deletes_what_is_gone() -> None:
     patch = status_patch(status, previous)
     assert patch["message"] is None and patch["weight"] is None and patch["phase"] == "Progressing"
     assert status_patch(status) == status.to_dict()
+
+
+def test_status_patch_deletes_the_keys_a_map_no_longer_has() -> None:
+    previous = ReleaseStatus(obeyed_commands={"glideslope.dev/abort": "", "glideslope.dev/pause": "x"}).to_dict()
+    status = ReleaseStatus(obeyed_commands={"glideslope.dev/pause": "x"})
+    assert status_patch(status, previous)["obeyedCommands"] == {"glideslope.dev/abort": None,
+                                                                 "glideslope.dev/pause": "x"}
 
 
 def test_history_is_bounded() -> None:

@@ -170,6 +170,30 @@ def test_first_rollout_deploys_directly() -> None:
     assert run.status.condition("Ready").status == "True"  # type: ignore[union-attr]
 
 
+def test_a_command_is_recorded_with_the_status_that_obeys_it_and_obeyed_once() -> None:
+    run = stable_run(CANARY)
+    run.tick()
+    step = run.status.current_step
+    decision = run.tick(commands={PROMOTE: "step"})
+    assert decision.consumed == (PROMOTE,) and decision.status.obeyed_commands == {PROMOTE: "step"}
+    assert run.status.current_step == (step or 0) + 1
+    # The operator stopped before removing it: seen again, it is removed, not obeyed again.
+    again = run.tick(commands={PROMOTE: "step"})
+    assert again.consumed == (PROMOTE,) and run.status.current_step == (step or 0) + 1
+    assert not [a for a in again.actions if isinstance(a, RecordEvent) and a.reason == "Promoted"]
+    # Once it is gone the record is cleared, and the same command given again is obeyed.
+    assert run.tick().status.obeyed_commands == {}
+    run.tick(commands={PROMOTE: "step"})
+    assert run.status.current_step == (step or 0) + 2
+
+
+def test_a_recorded_value_is_bounded() -> None:
+    run = stable_run(CANARY)
+    decision = run.tick(commands={ABORT: "x" * 5000})
+    assert decision.status.obeyed_commands[ABORT] == "x" * 256
+    assert run.status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK)
+
+
 def test_identical_spec_changes_nothing() -> None:
     run = Run(make_spec(CANARY))
     run.until(Phase.SUCCEEDED)
@@ -322,6 +346,7 @@ def test_any_command_sequence_keeps_pods_serving(name: str, replicas: int, speed
         if run.status.phase == Phase.SUCCEEDED and run.status.stable_revision == revision_of(run.spec.template):
             break
         run.tick(commands={RETRY: ""} if run.status.phase == Phase.ROLLED_BACK else {PROMOTE: "full"})
+        run.tick()  # the operator removes a command once obeyed: the next tick sees it gone
     assert run.status.phase == Phase.SUCCEEDED, run.status.message
     assert run.status.stable_revision == revision_of(run.spec.template)
     for _ in range(4):

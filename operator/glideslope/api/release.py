@@ -65,10 +65,13 @@ def parse_status(status: Mapping[str, Any] | None) -> ReleaseStatus:
 def status_patch(status: ReleaseStatus, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A JSON merge patch that turns `previous` (the status as stored) into `status`.
 
-    Fields `status` no longer has are sent as null, which a merge patch reads as "delete";
-    lists are replaced whole by merge patches, so top-level fields are all that need care.
+    Fields `status` no longer has are sent as null, which a merge patch reads as "delete", and
+    so are the keys a map field (`obeyedCommands`) no longer has: a merge patch merges maps.
+    Lists are replaced whole, so top-level fields and maps are all that need care.
     """
     patch: dict[str, Any] = status.to_dict()
-    for key in previous or {}:
-        patch.setdefault(key, None)
+    for key, old in (previous or {}).items():
+        new = patch.setdefault(key, None)
+        if isinstance(new, dict) and isinstance(old, Mapping):
+            patch[key] = {**dict.fromkeys(old), **new}
     return patch

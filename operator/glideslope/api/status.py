@@ -152,6 +152,12 @@ class ReleaseStatus(ApiModel):
     (a trigger that rolls back still does)."""
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     """Finished rollouts, oldest first."""
+    obeyed_commands: dict[str, str] = Field(default_factory=dict, max_length=16)
+    """Command annotations this status obeyed, by name, with their values (at most 256
+    characters): the operator removes them only once this status is stored, so a command is
+    never lost to a write that fails. One still on the Release with the value recorded here
+    (the operator stopped between the two writes) is removed without being obeyed twice; the
+    record is cleared once the annotations are gone."""
     announcements: list[Announcement] = Field(default_factory=list, max_length=ANNOUNCEMENTS_LIMIT)
     """The Events of the last transition, written with it: the operator records them once this
     status is stored, under names derived from them, so one that died in between records them

@@ -2,7 +2,8 @@
 
 Each call computes the whole desired state (replicas of every revision, Services, weights)
 from `status`, so a restarted operator resumes where status says, and at most one step is
-taken per call, so none is skipped. Commands (annotations) are consumed whatever happens.
+taken per call, so none is skipped. Commands (annotations) are consumed whatever happens, and
+obeyed once: `status.obeyedCommands` records them until they are removed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ HANDOVER_SECONDS = 2.0
 """Pods that traffic just left keep running this long: a Service's new selector reaches
 EndpointSlices and proxies a moment after it is written."""
 
+OBEYED_VALUE_LIMIT = 256
+"""Characters of a command's value kept in `status.obeyedCommands` (values are free text)."""
+
 ROLLING_OUT = frozenset({Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED, Phase.VALIDATING})
 """Phases in which a rollout is under way."""
 
@@ -90,8 +94,13 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
         st.version = spec.version
     checklist.sync(spec, st, now, rolling_out=st.phase in ROLLING_OUT)
     consumed = tuple(k for k in COMMANDS if k in observation.commands)
+    obeyed = {k: observation.commands[k][:OBEYED_VALUE_LIMIT] for k in consumed}
     for key in consumed:
+        if status.obeyed_commands.get(key) == obeyed[key]:
+            continue  # obeyed by the status written last; only its removal did not happen
         _command(key, observation.commands[key], st, spec, strategy, steps, observation, now, events)
+    # Recorded with the status that obeys them, removed once it is stored (the engine).
+    st.obeyed_commands = obeyed
     if APPROVE in consumed and APPROVED_BY in observation.commands:
         consumed += (APPROVED_BY,)
 
@@ -467,6 +476,8 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
         elif given.state != GateState.PENDING:
             events.append(RecordEvent("CommandIgnored", f"approve: gate {gate.name} is already {given.state.value}"
                                       + (f" ({given.message})" if given.message else "")))
+        elif (refused := approval.refusal(gate, observation.commands.get(APPROVED_BY))) is not None:
+            events.append(RecordEvent("CommandIgnored", refused, warning=True))
         else:
             approved = approval.approve(given, observation.commands.get(APPROVED_BY), now)
             st.gates = [approved if g.name == gate.name else g for g in st.gates]

@@ -115,3 +115,8 @@ def not_found(exc: Exception) -> bool:
 
 def conflict(exc: Exception) -> bool:
     return isinstance(exc, kubernetes.client.ApiException) and exc.status == 409
+
+
+def invalid(exc: Exception) -> bool:
+    """422: the API server refused the request's content (or a JSON patch's test failed)."""
+    return isinstance(exc, kubernetes.client.ApiException) and exc.status == 422

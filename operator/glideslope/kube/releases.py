@@ -1,4 +1,4 @@
-"""The Release itself: its status, and command annotations once consumed.
+"""The Release itself: its status, and command annotations once obeyed.
 
 With a `ReleaseCache` installed (the operator does), `get` reads the body last seen, from the
 Releases' watch or from the operator's own last write, instead of asking the API server on
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glideslope.api import GROUP, PLURAL, VERSION
-from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, not_found
+from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, invalid, not_found
 
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
@@ -56,15 +56,26 @@ def patch_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any], r
     return True
 
 
-def remove_annotations(kube: Kube, namespace: str, name: str, keys: tuple[str, ...]) -> str:
-    """Consume command annotations; returns the new resourceVersion."""
-    body = {"metadata": {"annotations": dict.fromkeys(keys)}}
-    result = kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body,
-                                                        field_manager=FIELD_MANAGER)
+def remove_commands(kube: Kube, namespace: str, name: str, commands: Mapping[str, str]) -> None:
+    """Remove command annotations that still carry the values obeyed: one changed meanwhile is
+    a new command, left for the next tick (the patch's tests fail, and nothing is removed)."""
+    patch: list[dict[str, Any]] = []
+    for key, value in commands.items():
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        patch += [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+    try:
+        result = kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch,
+                                                            field_manager=FIELD_MANAGER,
+                                                            _content_type="application/json-patch+json")
+    except Exception as exc:
+        # 422: a test failed (a new command, or one removed already); 404: the Release is gone.
+        if invalid(exc) or not_found(exc):
+            if _cache is not None:
+                _cache.forget((namespace, name))
+            return
+        raise
     if _cache is not None:
         _cache.wrote(result)
-    version: str = result["metadata"]["resourceVersion"]
-    return version
 
 
 class ReleaseCache:
