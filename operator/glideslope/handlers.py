@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from glideslope import engine
 from glideslope.api import GROUP, PLURAL, VERSION, parse_release
 from glideslope.egress import EgressPolicy
 from glideslope.kube import workloads
-from glideslope.kube.client import Kube
+from glideslope.kube.client import Kube, not_found
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
@@ -133,11 +134,31 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     def deleted(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
         """A Release deleted mid-rollout abandons the rollout, but what serves keeps serving:
-        the serving revision (at full size) and the Services are left behind, without an owner;
-        the other revisions go with the Release."""
+        the serving revision (at full size) and the Services are left behind, without the
+        Release as owner; the other revisions go with the Release, once the serving one is Ready
+        at full size (until then the finalizer holds them). Never longer than
+        `DELETE_HOLD_SECONDS`: a namespace being deleted waits on it."""
         key = (namespace or "", name)
         scheduler.hold(key)
-        keep_serving(kube, body)
+        held = _held_for(body)
+        try:
+            kept = keep_serving(kube, body)
+            waiting = serving_ready(kube, key[0], name, kept)
+            deadline = time.monotonic() + DELETE_WAIT_SECONDS
+            # Most waits end within seconds: waiting here spares a kopf retry, and its Event.
+            while waiting is not None and time.monotonic() < deadline:
+                time.sleep(DELETE_POLL_SECONDS)
+                waiting = serving_ready(kube, key[0], name, kept)
+        except Exception as exc:
+            if held < DELETE_HOLD_SECONDS:
+                raise kopf.TemporaryError(f"keeping what serves: {exc}", delay=DELETE_RETRY_SECONDS) from exc
+            log.warning("%s/%s deleted: could not keep what serves after %.0f s (%s); letting it go",
+                        key[0], name, held, exc)
+            waiting = None
+        if waiting is not None:
+            if held < DELETE_HOLD_SECONDS:
+                raise kopf.TemporaryError(waiting, delay=DELETE_RETRY_SECONDS)
+            log.warning("%s/%s deleted: %s after %.0f s; letting it go", key[0], name, waiting, held)
         runtime.forget(*key, held=True)
 
     return runtime
@@ -161,7 +182,26 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def keep_serving(kube: Kube, body: kopf.Body) -> None:
+DELETE_HOLD_SECONDS = 120.0
+"""The longest a deleted Release's finalizer waits for its serving revision to be Ready."""
+DELETE_WAIT_SECONDS = 10.0
+"""How long one run of the delete handler waits for the serving revision; then kopf retries."""
+DELETE_POLL_SECONDS = 0.5
+DELETE_RETRY_SECONDS = 1.0
+
+
+def _held_for(body: kopf.Body) -> float:
+    """Seconds since the Release was deleted."""
+    stamp = (body.get("metadata") or {}).get("deletionTimestamp")
+    if not stamp:
+        return 0.0
+    return (datetime.now(UTC) - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))).total_seconds()
+
+
+def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
+    """Leave what serves behind a deleted Release: its serving revision's Deployment (scaled to
+    full size) and its Services lose the Release as their owner, and a route sends the preview
+    nothing. Returns the serving revision and its replicas when its Deployment was kept."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     namespace, name = meta.get("namespace") or "", meta.get("name") or ""
     serving = status.get("stableRevision") or status.get("revision")
@@ -177,7 +217,29 @@ def keep_serving(kube: Kube, body: kopf.Body) -> None:
             stable = service.name or name
             selected = workloads.selected_revision(kube, namespace, stable)
             serving = selected or serving
-            # A route still sending weight to the preview (canary) Service would send it nowhere.
-            router_for(release).set_weight(kube, release, stable, service.preview_name or f"{stable}-preview", 0)
-    kept = workloads.orphan_serving(kube, namespace, name, serving, replicas)
-    log.info("%s/%s deleted: %s kept serving, without an owner", namespace, name, ", ".join(kept) or "nothing")
+            # A route still sending weight to the preview (canary) Service would send it nowhere;
+            # a route already gone sends nothing anywhere.
+            try:
+                router_for(release).set_weight(kube, release, stable, service.preview_name or f"{stable}-preview", 0)
+            except Exception as exc:
+                if not not_found(exc):
+                    raise
+    kept = workloads.orphan_serving(kube, namespace, name, meta.get("uid") or "", serving, replicas)
+    log.info("%s/%s deleted: %s kept serving, without it as owner", namespace, name, ", ".join(kept) or "nothing")
+    if serving and replicas is not None and f"deployment/{workloads.deployment_name(name, serving)}" in kept:
+        return serving, replicas
+    return None
+
+
+def serving_ready(kube: Kube, namespace: str, name: str, kept: tuple[str, int] | None) -> str | None:
+    """Why the deleted Release's other revisions must wait (its kept revision is not Ready at
+    full size while they have Ready pods), or None."""
+    if kept is None:
+        return None
+    serving, replicas = kept
+    states = workloads.observe(kube, namespace, name)
+    ready = states[serving].ready if serving in states else 0
+    others = sum(s.ready for r, s in states.items() if r != serving)
+    if ready < replicas and others:
+        return f"waiting for {serving} to be Ready at full size ({ready}/{replicas}) before the other revisions go"
+    return None

@@ -119,28 +119,51 @@ def selected_revision(kube: Kube, namespace: str, service: str) -> str | None:
     return selected
 
 
-def orphan_serving(kube: Kube, namespace: str, release: str, revision: str | None,
+def orphan_serving(kube: Kube, namespace: str, release: str, uid: str, revision: str | None,
                    replicas: int | None) -> list[str]:
     """Before a Release is deleted: the Deployment of `revision` (the one serving), scaled to
-    `replicas`, and the Release's Services lose their owner, so the garbage collector leaves
-    them serving; the other revisions go with the Release. Returns what was kept."""
+    `replicas`, and the Release's Services lose the Release as their owner, so the garbage
+    collector leaves them serving; the other revisions go with the Release. Other owners'
+    references stay. What is already gone is skipped. Returns what was kept."""
     kept: list[str] = []
-    orphaned: dict[str, Any] = {"metadata": {"ownerReferences": None}}
-    merge = "application/merge-patch+json"
     if revision:
-        body = {**orphaned, "spec": {"replicas": replicas}} if replicas is not None else orphaned
-        try:
-            kube.apps.patch_namespaced_deployment(deployment_name(release, revision), namespace, body,
-                                                  _content_type=merge)
-            kept.append(f"deployment/{deployment_name(release, revision)}")
-        except Exception as exc:
-            if not not_found(exc):
-                raise
+        name = deployment_name(release, revision)
+        if _disown(kube.apps.read_namespaced_deployment, kube.apps.patch_namespaced_deployment, name, namespace,
+                   uid, {"spec": {"replicas": replicas}} if replicas is not None else {}):
+            kept.append(f"deployment/{name}")
     services = kube.core.list_namespaced_service(namespace, label_selector=f"{RELEASE_LABEL}={release}").items
     for service in services:
-        kube.core.patch_namespaced_service(service.metadata.name, namespace, orphaned, _content_type=merge)
-        kept.append(f"service/{service.metadata.name}")
+        if _disown(kube.core.read_namespaced_service, kube.core.patch_namespaced_service, service.metadata.name,
+                   namespace, uid, {}):
+            kept.append(f"service/{service.metadata.name}")
     return kept
+
+
+def _disown(read: Callable[..., Any], patch: Callable[..., Any], name: str, namespace: str, uid: str,
+            extra: dict[str, Any]) -> bool:
+    """Drop the ownerReference to `uid` (and apply `extra`); False if the object is gone."""
+    try:
+        found = read(name, namespace)
+        owners = [kube_owner(o) for o in found.metadata.owner_references or [] if o.uid != uid]
+        # The version read is a precondition: an owner added meanwhile is not dropped.
+        body = {**extra, "metadata": {"ownerReferences": owners or None,
+                                      "resourceVersion": found.metadata.resource_version}}
+        drain(patch(name, namespace, body, _content_type="application/merge-patch+json", **UNREAD))
+    except Exception as exc:
+        if not_found(exc):
+            return False
+        raise
+    return True
+
+
+def kube_owner(ref: Any) -> dict[str, Any]:
+    """A client model's ownerReference as the API writes it."""
+    owner = {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name, "uid": ref.uid}
+    if ref.controller is not None:
+        owner["controller"] = ref.controller
+    if ref.block_owner_deletion is not None:
+        owner["blockOwnerDeletion"] = ref.block_owner_deletion
+    return owner
 
 
 # The watch-fed cache -------------------------------------------------------------------------
