@@ -9,6 +9,7 @@ stored, so a write that fails loses no command, and one that succeeds is not obe
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import zoneinfo
@@ -48,7 +49,7 @@ from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
 from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables
 from glideslope.egress import Kind, Pending
-from glideslope.kube import events, records, releases, secrets, services, workloads
+from glideslope.kube import events, ownership, records, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.notify.publish import publish
@@ -58,6 +59,10 @@ from glideslope.scheduler import Key
 
 log = logging.getLogger(__name__)
 
+
+SPEC_LIMIT = 1_000_000
+"""Bytes of a Release's spec (as compact JSON) the operator acts on: the API server stores an
+object of at most 1.5 MiB (etcd's default request limit), and the status needs the rest."""
 
 COMMAND_ATTEMPTS = 3
 """Ticks taken at once while a decision that obeys a command cannot be written because the
@@ -111,6 +116,18 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     if problems:
         _invalid(kube, body, release, problems)
         return release
+    if memory.claimed != (release.metadata.uid, release.metadata.generation):
+        size = len(json.dumps(body.get("spec"), separators=(",", ":")))
+        if size > SPEC_LIMIT:
+            _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
+                                           "within what the API server stores (1.5 MiB)"])
+            return release
+        try:
+            _claim(kube, release)
+        except ownership.NotOurs as exc:
+            _invalid(kube, body, release, [str(exc)], reason=ownership.CONFLICT)
+            return release
+        memory.claimed = (release.metadata.uid, release.metadata.generation)
     _redeliver(kube, release, memory)
     given = now
     now = given or datetime.now(UTC)
@@ -168,7 +185,14 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
         if commands:  # obeyed by the status stored already: only their removal is left
             releases.remove_commands(kube, namespace, name, commands)
         return _with_status(release, status)
-    if not releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")), resource_version):
+    try:
+        written_now = releases.patch_status(kube, namespace, name, status_patch(status, body.get("status")),
+                                            resource_version)
+    except releases.TooLarge as exc:
+        _invalid(kube, body, release, [f"status: the Release with its status is too large to store ({exc}); "
+                                       "shrink its spec"])
+        return release
+    if not written_now:
         # Someone changed the Release meanwhile (a new spec, a command): the next tick decides on
         # it, and announces what it decides then. Announcing now would say it twice. Commands
         # stay on the Release until a status that obeys them is stored.
@@ -190,6 +214,17 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     records.write(kube, release, status, announcements, now)
     publish(kube, release, status, announcements, now=now, publisher=rt.publisher)
     return written
+
+
+def _claim(kube: Kube, release: Release) -> None:
+    """Raise `ownership.NotOurs` if an object the Release writes (its Services, its candidate's
+    Deployment) exists and is someone else's: checked before anything is written, once per
+    generation (the names follow from the spec), so a conflict changes nothing."""
+    names = services.names(release)
+    for name in names or ():
+        ownership.claim(release, "Service", kube.core.read_namespaced_service, name)
+    candidate = workloads.deployment_name(release.metadata.name or "", revision_of(release.spec.template))
+    ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment, candidate)
 
 
 def _with_status(release: Release, status: ReleaseStatus) -> Release:
@@ -404,8 +439,11 @@ def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, probl
     old = previous.condition(ConditionType.DEGRADED)
     if old and old.reason == reason and old.message == status.message:
         return
-    releases.patch_status(kube, meta["namespace"], meta["name"], status_patch(status, body.get("status")),
-                          meta["resourceVersion"])
+    try:
+        releases.patch_status(kube, meta["namespace"], meta["name"], status_patch(status, body.get("status")),
+                              meta["resourceVersion"])
+    except releases.TooLarge:
+        log.warning("%s/%s: even a Degraded status is too large to store", meta["namespace"], meta["name"])
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
     events.record_for(kube, body, reason, status.message or "", warning=True)
 

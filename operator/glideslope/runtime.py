@@ -62,6 +62,9 @@ class ReleaseMemory:
     """The status of its previous tick, so metrics count a finished rollout once."""
     seen: tuple[Any, ...] | None = None
     """What of it last woke a tick: its uid, generation and annotations."""
+    claimed: tuple[str | None, int | None] | None = None
+    """(uid, generation) whose Services and Deployment were found to be its own
+    (`engine._claim`)."""
 
 
 @dataclass

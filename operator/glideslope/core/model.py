@@ -22,6 +22,11 @@ RELEASE_SECRET_LABEL = "glideslope.dev/release-secret"
 label with the value `"true"`: its owner's consent, so that editing a Release is not reading
 Secrets."""
 
+ADOPT_ANNOTATION = "glideslope.dev/adopt"
+"""On a Service, Deployment or Job that exists before the Release that would write it: the name
+of the Release its owner hands it over to. Without it the operator never writes an object that
+is not the Release's own."""
+
 PROMOTE = "glideslope.dev/promote"
 ABORT = "glideslope.dev/abort"
 RETRY = "glideslope.dev/retry"

@@ -14,6 +14,7 @@ import kubernetes
 from glideslope.api import JobGate, Release
 from glideslope.core.gates import JobObservation
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
+from glideslope.kube import ownership
 from glideslope.kube.client import FIELD_MANAGER, Kube
 from glideslope.kube.workloads import owner_reference
 
@@ -59,6 +60,10 @@ def ensure(kube: Kube, release: Release, gate_name: str, gate: JobGate, revision
             if created.status != 409:
                 raise
             job = batch.read_namespaced_job(name, namespace)
+    why = ownership.whose(release, "Job", job.metadata)
+    if why is not None:
+        # Someone else's Job of that name: its outcome says nothing of this revision.
+        return JobObservation(name=name, namespace=namespace, failed=True, reason=why)
     return observe(job, namespace)
 
 
