@@ -1,6 +1,9 @@
 # The operator image: `glideslope operator` as a non-root user, no build tools, and a root
 # filesystem that may be mounted read-only (nothing is written outside /tmp).
-FROM python:3.11-slim-bookworm AS build
+# Both stages are pinned by digest, so a rebuild gets the same base, whatever the tag points to
+# now; bump BASE deliberately (and review what changed) to take a newer base.
+ARG BASE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/glideslope
@@ -9,7 +12,7 @@ COPY operator/ operator/
 RUN /opt/glideslope/bin/pip install --no-cache-dir -c constraints.txt . \
     && /opt/glideslope/bin/python -m compileall -q /opt/glideslope
 
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 LABEL org.opencontainers.image.title="glideslope" \
       org.opencontainers.image.description="Safe production releases on Kubernetes"
 ENV PATH=/opt/glideslope/bin:$PATH \

@@ -93,6 +93,11 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         # Our own Events say what happens; kopf's per-handler ones would only be noise.
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 60
+        # A watch whose connection went half-open would otherwise wait forever, its cache
+        # frozen while it still says it is synced: the client gives up a while after the server
+        # should have ended it, and kopf watches again.
+        settings.watching.client_timeout = 90
+        settings.watching.connect_timeout = 5
         runtime.start(CACHE_SYNC_SECONDS)
 
     @kopf.on.probe(id="steppers", registry=registry)

@@ -3,6 +3,8 @@ the field; nothing in the cluster changes and the stable revision keeps serving.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,4 +96,19 @@ def test_a_prometheus_outside_the_egress_policy_is_never_asked(
     cond = wait_until(lambda: degraded(sandbox, namespace, "web"), timeout=30, what="Degraded/InvalidSpec")
     assert "spec.analysis.prometheus.address" in cond["message"]
     assert "not allowed by the operator's --prometheus-allow" in cond["message"]
+    assert deployments(sandbox, namespace, "web") == {stable: {"replicas": 2, "ready": 2}}
+
+
+def test_a_spec_too_large_for_its_status_changes_nothing(sandbox: Cluster, namespace: str, operator: Operator,
+                                                         tmp_path: Path) -> None:
+    sandbox.apply(release("web", "1", CANARY, replicas=2), namespace)
+    stable = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+    big = release("web", "2", CANARY, replicas=2)
+    big["spec"]["template"]["metadata"]["annotations"]["padding"] = "x" * 1_100_000
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(big))
+    # Server-side: the 1.1 MB manifest is too large for kubectl's last-applied annotation.
+    sandbox.kubectl("apply", "--server-side", "-n", namespace, "-f", str(path))
+    cond = wait_until(lambda: degraded(sandbox, namespace, "web"), timeout=30, what="Degraded/InvalidSpec")
+    assert "spec: 11" in cond["message"] and "leave room for the status" in cond["message"], cond
     assert deployments(sandbox, namespace, "web") == {stable: {"replicas": 2, "ready": 2}}

@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 import urllib3
 
-from glideslope.kube.client import TimedApiClient, default_timeout
+from glideslope.kube.client import TimedApiClient, call_of, default_timeout
 from glideslope.kube.leader import LeaderElector, LeaseConfig
 
 pytestmark = pytest.mark.unit
@@ -172,3 +172,31 @@ def test_the_operator_client_sends_nothing_once_fenced() -> None:
     with pytest.raises(ConnectionError):
         client.call_api("PATCH", "https://k/api/v1/pods")
     assert len(sent) == 2
+
+
+@pytest.mark.parametrize(("method", "url", "expected"), [
+    ("GET", "https://k/api/v1/namespaces/a/pods?labelSelector=x", ("list", "pods")),
+    ("GET", "https://k/api/v1/pods?watch=true", ("watch", "pods")),
+    ("GET", "https://k/api/v1/namespaces/a/services/web", ("get", "services")),
+    ("PATCH", "https://k/apis/glideslope.dev/v1alpha1/namespaces/a/releases/web/status", ("patch", "releases/status")),
+    ("POST", "https://k/apis/coordination.k8s.io/v1/namespaces/a/leases", ("post", "leases")),
+    ("GET", "https://k/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x", ("get", "customresourcedefinitions")),
+])
+def test_a_call_is_named_by_verb_and_resource(method: str, url: str, expected: tuple[str, str]) -> None:
+    assert call_of(method, url) == expected
+
+
+def test_every_failed_call_is_counted() -> None:
+    client = TimedApiClient(kubernetes.client.Configuration())
+    counted: list[tuple[str, str, str]] = []
+    client.on_error = lambda *labels: counted.append(labels)
+
+    def fail(*_: Any, **__: Any) -> None:
+        raise kubernetes.client.ApiException(status=409)
+    client.rest_client.request = fail  # type: ignore[method-assign]
+    with pytest.raises(kubernetes.client.ApiException):
+        client.call_api("PATCH", "https://k/apis/apps/v1/namespaces/a/deployments/web")
+    client.fence()
+    with pytest.raises(ConnectionError):
+        client.call_api("GET", "https://k/api/v1/pods")
+    assert counted == [("patch", "deployments", "409")]  # a fenced call is not sent, so not a failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,8 @@ class TimedApiClient(kubernetes.client.ApiClient):
     def __init__(self, configuration: Any = None) -> None:
         super().__init__(configuration)
         self._fenced = threading.Event()
+        self.on_error: Callable[[str, str, str], None] | None = None
+        """Told (verb, resource, code) of every call that fails: `glideslope_api_errors_total`."""
 
     def fence(self) -> None:
         self._fenced.set()
@@ -69,7 +72,31 @@ class TimedApiClient(kubernetes.client.ApiClient):
             raise Fenced(f"the API client is fenced: {method} {url.split('?')[0]} not sent")
         if _request_timeout is None:
             _request_timeout = default_timeout(url)
-        return super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
+        try:
+            return super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
+        except Exception as exc:
+            if self.on_error is not None:
+                code = str(exc.status) if isinstance(exc, kubernetes.client.ApiException) else type(exc).__name__
+                self.on_error(*call_of(method, url), code)
+            raise
+
+
+def call_of(method: str, url: str) -> tuple[str, str]:
+    """(verb, resource) of an API call: `list`/`pods`, `patch`/`releases/status`..."""
+    parts = urllib.parse.urlsplit(url)
+    path = [p for p in parts.path.split("/") if p]
+    # /api/v1/... or /apis/GROUP/VERSION/...; then namespaces/NS/ when namespaced.
+    rest = path[2:] if path[:1] == ["api"] else path[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    resource = rest[0] if rest else "unknown"
+    if len(rest) >= 3:
+        resource += "/" + rest[2]
+    verb = method.lower()
+    if verb == "get" and len(rest) < 2:
+        watching = urllib.parse.parse_qs(parts.query).get("watch", [""])[0].lower() == "true"
+        verb = "watch" if watching else "list"
+    return verb, resource
 
 
 def default_timeout(url: str) -> tuple[float, float | None]:
@@ -120,3 +147,11 @@ def conflict(exc: Exception) -> bool:
 def invalid(exc: Exception) -> bool:
     """422: the API server refused the request's content (or a JSON patch's test failed)."""
     return isinstance(exc, kubernetes.client.ApiException) and exc.status == 422
+
+
+def too_large(exc: Exception) -> bool:
+    """The object written would exceed what the API server or etcd stores (413, or etcd's
+    "request is too large", which the API server answers with a 500)."""
+    if not isinstance(exc, kubernetes.client.ApiException):
+        return False
+    return exc.status == 413 or (exc.status == 500 and "too large" in str(exc.body or ""))

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from glideslope.api import GROUP, PLURAL, VERSION
-from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, invalid, not_found
+from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, invalid, not_found, too_large
 
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
@@ -38,9 +38,14 @@ def get(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     return body
 
 
+class TooLarge(Exception):
+    """The Release with this status would exceed what the API server stores (etcd's request
+    limit, 1.5 MiB by default): its spec leaves too little room."""
+
+
 def patch_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any], resource_version: str) -> bool:
     """Write status if the Release is still at `resource_version`; False if someone wrote first
-    (or it is gone)."""
+    (or it is gone). Raises `TooLarge` when the Release with this status is too large to store."""
     body = {"metadata": {"resourceVersion": resource_version}, "status": patch}
     try:
         written = kube.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body,
@@ -50,6 +55,8 @@ def patch_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any], r
             if _cache is not None:
                 _cache.forget((namespace, name))  # what it holds is stale: read afresh next tick
             return False
+        if too_large(exc):
+            raise TooLarge(str(getattr(exc, "body", "") or exc)[:200]) from exc
         raise
     if _cache is not None:
         _cache.wrote(written)
