@@ -64,7 +64,10 @@ def test_approval_blocks_until_approved(sandbox: Cluster, namespace: str, operat
     approval = [{"name": "change-approved", "stage": "preDeploy", "approval": {}}]
     sandbox.apply(gated("web", "1", approval), namespace)
     wait_phase(sandbox, namespace, "web", "Gated", version="1")
-    annotate(sandbox, namespace, "web", "glideslope.dev/approve", "change-approved")
+    # The admission policy admits an approval signed with the writer's own user name only.
+    me = sandbox.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    sandbox.kubectl("annotate", "release", "web", "-n", namespace, "glideslope.dev/approve=change-approved",
+                    f"glideslope.dev/approved-by={me}")
     v1 = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
 
     sandbox.apply(gated("web", "2", approval), namespace)
@@ -79,10 +82,10 @@ def test_approval_blocks_until_approved(sandbox: Cluster, namespace: str, operat
     assert "Gated" in row and "0/1" in row, row
 
     sandbox.kubectl("annotate", "release", "web", "-n", namespace, "glideslope.dev/approve=change-approved",
-                    "glideslope.dev/approved-by=alice")
+                    f"glideslope.dev/approved-by={me}")
     st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2")
     approved = gate(st, "change-approved")
-    assert (approved["state"], approved["approvedBy"], st["gatesDisplay"]) == ("Passed", "alice", "1/1")
+    assert (approved["state"], approved["approvedBy"], st["gatesDisplay"]) == ("Passed", me, "1/1")
     annotations = sandbox.get_json("release", "web", "-n", namespace)["metadata"].get("annotations") or {}
     assert "glideslope.dev/approve" not in annotations and "glideslope.dev/approved-by" not in annotations
     reasons = events(sandbox, namespace)

@@ -288,8 +288,41 @@ class LocalObjectReference(ApiModel):
     name: ObjectName
 
 
+MAX_APPROVERS = 32
+# A Kubernetes user or group name as the API server authenticates it (such as
+# `system:serviceaccount:<namespace>:<name>` or an OIDC claim): any text, bounded.
+Principal = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class Approvers(ApiModel):
+    """Who may pass an approval gate: a user named in `users`, or a member of a group in `groups`.
+
+    The API server enforces it, with the ValidatingAdmissionPolicy `glideslope-approvals` that
+    the chart and `deploy/` install: a change that sets `glideslope.dev/approve` is refused
+    unless the person making it is an approver. Without that policy only `users` can be
+    checked, by the operator (against `glideslope.dev/approved-by`, and only when `groups` is
+    empty)."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("has(self.users) || has(self.groups)",
+            "spec.gates[].approval.approvers must set users or groups", reason="FieldValueRequired"),
+    ))
+
+    users: list[Principal] | None = Field(default=None, min_length=1, max_length=MAX_APPROVERS,
+                                          json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """User names, exactly as the API server knows them (`kubectl auth whoami`)."""
+    groups: list[Principal] | None = Field(default=None, min_length=1, max_length=MAX_APPROVERS,
+                                           json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """Groups whose members may approve."""
+
+
 class ApprovalGate(ApiModel):
-    """Passed by `kubectl release approve NAME --gate GATE` (the `glideslope.dev/approve` annotation)."""
+    """Passed by `kubectl release approve NAME --gate GATE`: the `glideslope.dev/approve`
+    annotation, with `glideslope.dev/approved-by` set to the approver's own user name (the API
+    server refuses any other name when the chart's admission policy is installed)."""
+
+    approvers: Approvers | None = None
+    """Who may approve; absent: anyone allowed to annotate the Release."""
 
 
 class Freeze(ApiModel):

@@ -2,18 +2,24 @@
 
 Commands are annotations that the operator consumes, records in status and as an Event,
 then removes (`COMMANDS` in core/model.py); they never change `spec`, so a GitOps tool sees no drift.
+
+`--as` and `--as-group` are kubectl's impersonation flags: every request carries them as
+`Impersonate-User`/`Impersonate-Group` headers. `approve` signs with the caller's user name as
+the API server tells it (a SelfSubjectReview, what `kubectl auth whoami` asks), never one typed
+in: the chart's admission policy refuses an `approved-by` that is not the writer's own name.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import json
 import queue
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -34,10 +40,54 @@ class PluginError(Exception):
     """An error the user can act on, printed without a traceback."""
 
 
+class _Impersonating:
+    """The API client's urllib3 pool, adding kubectl's impersonation headers to every request:
+    `Impersonate-User`, and one `Impersonate-Group` line per group (the API server reads each
+    line as one group, so they cannot be joined into one header)."""
+
+    def __init__(self, pool: Any, user: str, groups: Sequence[str]) -> None:
+        self._pool, self._user, self._groups = pool, user, tuple(groups)
+
+    def request(self, method: str, url: str, *args: Any, headers: Any = None, **kwargs: Any) -> Any:
+        merged = urllib3.HTTPHeaderDict(headers or {})
+        for key in ("Impersonate-User", "Impersonate-Group"):
+            merged.discard(key)
+        merged["Impersonate-User"] = self._user
+        for group in self._groups:
+            merged.add("Impersonate-Group", group)
+        return self._pool.request(method, url, *args, headers=merged, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def impersonate(api_client: client.ApiClient, user: str | None, groups: Sequence[str] = ()) -> None:
+    """Make every request of `api_client` act as `user` (and `groups`), as kubectl's `--as` and
+    `--as-group` do; the kubeconfig's identity needs the `impersonate` verb on them."""
+    if not user:
+        if groups:
+            raise PluginError("--as-group needs --as: the API server impersonates groups of a user only")
+        return
+    rest = api_client.rest_client
+    # Duck-typed: the REST client calls only `request` (and `clear`, passed through).
+    rest.pool_manager = cast(urllib3.PoolManager, _Impersonating(rest.pool_manager, user, groups))
+
+
+def _server_message(exc: ApiException) -> str | None:
+    """The `message` of the Status the API server answered with, if any."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return None
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) and message else None
+
+
 class Releases:
     """Reads and annotates Releases with the user's own kubeconfig and permissions."""
 
-    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
+    def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None,
+                 as_user: str | None = None, as_groups: Sequence[str] = ()) -> None:
         try:
             config.load_kube_config(config_file=kubeconfig, context=context)
             _, active = config.list_kube_config_contexts(config_file=kubeconfig)
@@ -49,8 +99,10 @@ class Releases:
                 raise PluginError(f"no kubeconfig found: {exc}") from exc
             default_ns = "default"
         self.namespace: str = namespace or default_ns
-        self.api = client.CustomObjectsApi()
-        self.core = client.CoreV1Api()
+        self.api_client = client.ApiClient()
+        impersonate(self.api_client, as_user, as_groups)
+        self.api = client.CustomObjectsApi(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -60,11 +112,33 @@ class Releases:
                 raise PluginError(f"{what}: not found in namespace {self.namespace} "
                                   "(is the Release CRD installed, and the name right?)") from exc
             if exc.status == 403:
-                raise PluginError(f"{what}: forbidden: your account may not do this "
-                                  f"in namespace {self.namespace}") from exc
+                reason = _server_message(exc)
+                if reason and "denied request" in reason:
+                    # An admission policy (such as the approval policy), not RBAC: say what it said.
+                    raise PluginError(f"{what}: refused by the API server: {reason}") from exc
+                raise PluginError(f"{what}: forbidden: your account may not do this in namespace "
+                                  f"{self.namespace}" + (f" ({reason})" if reason else "")) from exc
             raise PluginError(f"{what}: the API server answered {exc.status} {exc.reason}") from exc
         except OSError as exc:
             raise PluginError(f"{what}: cannot reach the API server: {exc}") from exc
+
+    def whoami(self) -> str:
+        """The caller's user name as the API server knows it (impersonation included): a
+        SelfSubjectReview, as `kubectl auth whoami` asks."""
+        auth = client.AuthenticationV1Api(self.api_client)
+        try:
+            review = auth.create_self_subject_review(client.V1SelfSubjectReview())
+        except ApiException as exc:
+            reason = _server_message(exc) or f"{exc.status} {exc.reason}"
+            raise PluginError(f"cannot learn your user name from the API server (SelfSubjectReview, "
+                              f"authentication.k8s.io/v1): {reason}") from exc
+        except OSError as exc:
+            raise PluginError(f"cannot reach the API server: {exc}") from exc
+        user = review.status.user_info if review.status is not None else None
+        name = user.username if user is not None else None
+        if not name:
+            raise PluginError("the API server did not say who you are (SelfSubjectReview has no user name)")
+        return str(name)
 
     def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
         if all_namespaces:
@@ -180,11 +254,13 @@ def release_notes(body: dict[str, Any], record: notes.Record | None, wanted: str
     return notes.render(folded, rollout)
 
 
-def command_annotations(args: argparse.Namespace) -> dict[str, str]:
-    """The annotation(s) a command sets (`COMMANDS` in core/model.py)."""
+def command_annotations(args: argparse.Namespace, approver: str | None = None) -> dict[str, str]:
+    """The annotation(s) a command sets (`COMMANDS` in core/model.py); `approve` is signed by
+    `approver`, the caller's user name as the API server knows it (`Releases.whoami`)."""
     if args.command == "approve":
-        return {f"{ANNOTATION_PREFIX}approve": args.gate,
-                f"{ANNOTATION_PREFIX}approved-by": args.as_user or getpass.getuser()}
+        if not approver:
+            raise PluginError("approve: the approver's user name is unknown")
+        return {f"{ANNOTATION_PREFIX}approve": args.gate, f"{ANNOTATION_PREFIX}approved-by": approver}
     if args.command == "promote":
         return {f"{ANNOTATION_PREFIX}promote": "full" if args.full else "step"}
     if args.command == "abort":
@@ -204,6 +280,10 @@ def _connection_flags(p: argparse.ArgumentParser, default: Any) -> None:
     p.add_argument("--kubeconfig", default=default, help="default: $KUBECONFIG or ~/.kube/config")
     p.add_argument("--context", default=default)
     p.add_argument("-n", "--namespace", default=default, help="default: the context's namespace")
+    p.add_argument("--as", dest="as_user", default=default, metavar="USER",
+                   help="act as USER (impersonation, as kubectl's --as)")
+    p.add_argument("--as-group", dest="as_groups", action="append", default=default, metavar="GROUP",
+                   help="act as a member of GROUP too (repeatable; needs --as)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -225,10 +305,10 @@ def parser() -> argparse.ArgumentParser:
     stp.add_argument("name")
     stp.add_argument("-w", "--watch", action="store_true", help="follow it live until you press Ctrl-C")
     sub.add_parser("history", help="finished rollouts of a Release").add_argument("name")
-    ap = sub.add_parser("approve", help="pass an approval gate")
+    ap = sub.add_parser("approve", help="pass an approval gate, signed with your user name as the API server "
+                        "knows it (`kubectl auth whoami`)")
     ap.add_argument("name")
     ap.add_argument("--gate", required=True)
-    ap.add_argument("--as", dest="as_user", default=None, help="who approves (default: your login name)")
     pr = sub.add_parser("promote", help="go on one step, or with --full straight to 100 %%")
     pr.add_argument("name")
     pr.add_argument("--full", action="store_true")
@@ -257,7 +337,7 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
     # Piped output keeps whole lines: scripts and tests grep it.
     tty = sys.stdout.isatty()
     out = console or Console(soft_wrap=not tty, width=None if tty else 400)
-    releases = Releases(args.kubeconfig, args.context, args.namespace)
+    releases = Releases(args.kubeconfig, args.context, args.namespace, args.as_user, args.as_groups or ())
     if args.command == "list":
         items = releases.list(args.all_namespaces)
         if not items:
@@ -266,6 +346,9 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
             return 0
         out.print(render_list(items, args.all_namespaces))
     elif args.command == "status" and args.watch:
+        if args.as_user:
+            # The live view's watches use the kubeconfig's identity as it is.
+            raise PluginError("status -w does not support --as: drop -w, or use a kubeconfig of that user")
         releases.get(args.name)  # a clear "not found" before the live view
         follow(releases.namespace, args.name, out)
     elif args.command == "status":
@@ -278,7 +361,8 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         # Plain Markdown, as stored: for a terminal, a file or a pull request alike.
         out.print(text, markup=False, highlight=False, emoji=False)
     else:
-        annotations = command_annotations(args)
+        approver = releases.whoami() if args.command == "approve" else None
+        annotations = command_annotations(args, approver)
         releases.annotate(args.name, annotations)
         out.print(f"release {releases.namespace}/{args.name}: {args.command} requested "
                   f"({', '.join(f'{k}={v}' for k, v in annotations.items())})")

@@ -21,9 +21,20 @@ CHART = REPO_ROOT / "charts" / "glideslope"
 DEPLOY = REPO_ROOT / "deploy"
 NAMESPACE = "glideslope-system"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+ADMISSION_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+ADMISSION_POLICY = "admission-policy.yaml"
+"""The approval policy's file in deploy/; `glideslope sandbox up` applies it after the CRDs."""
 # Labels that say Helm manages an object: wrong for objects applied with kustomize.
 HELM_LABELS = ("app.kubernetes.io/managed-by", "helm.sh/chart")
 HEADER = "# Generated from charts/glideslope by `make manifests`: edit the chart, not this file.\n"
+
+
+def _file_for(kind: str) -> str:
+    if kind in RBAC_KINDS:
+        return "rbac.yaml"
+    if kind in ADMISSION_KINDS:
+        return ADMISSION_POLICY
+    return "operator.yaml"
 
 
 def render(helm: Path | None = None) -> dict[str, str]:
@@ -32,14 +43,14 @@ def render(helm: Path | None = None) -> dict[str, str]:
         [str(helm or ensure_helm()), "template", "glideslope", str(CHART), "--namespace", NAMESPACE],
         check=True, capture_output=True, text=True,
     ).stdout
-    files: dict[str, list[dict[str, Any]]] = {"rbac.yaml": [], "operator.yaml": []}
+    files: dict[str, list[dict[str, Any]]] = {"rbac.yaml": [], ADMISSION_POLICY: [], "operator.yaml": []}
     for doc in yaml.safe_load_all(out):
         if not doc:
             continue
         labels = doc.get("metadata", {}).get("labels", {})
         for key in HELM_LABELS:
             labels.pop(key, None)
-        files["rbac.yaml" if doc["kind"] in RBAC_KINDS else "operator.yaml"].append(doc)
+        files[_file_for(doc["kind"])].append(doc)
     return {name: HEADER + yaml.safe_dump_all(docs, sort_keys=False) for name, docs in files.items()}
 
 
