@@ -91,6 +91,18 @@ def cluster_from_environment() -> Cluster:
                    env["GLIDESLOPE_PROMETHEUS_URL"].rstrip("/"), kubectl)
 
 
+def stop_process(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
+    """SIGTERM (a clean stop: an operator hands its lease over), then SIGKILL after `grace`."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout

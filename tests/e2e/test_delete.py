@@ -37,6 +37,17 @@ def serving(sandbox: Cluster, namespace: str) -> int:
     return sum(p["ready"] for r, p in pods.items() if selected in (None, r))
 
 
+def second_version(sandbox: Cluster, namespace: str, strategy: dict[str, Any], **spec: Any) -> None:
+    """v1 of Release `web` rolled out, then v2 applied."""
+    sandbox.apply(release("web", "1", strategy, **spec), namespace)
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
+    sandbox.apply(release("web", "2", strategy, **spec), namespace)
+
+
+def gone(sandbox: Cluster, namespace: str) -> bool:
+    return sandbox.kubectl("get", "release", "web", "-n", namespace, check=False).returncode != 0
+
+
 def delete_and_watch(sandbox: Cluster, namespace: str, replicas: int = 4) -> None:
     """Delete the Release; until it is gone and one revision serves at full size, the Ready
     pods behind its Service never drop below their count at the delete."""
@@ -50,9 +61,8 @@ def delete_and_watch(sandbox: Cluster, namespace: str, replicas: int = 4) -> Non
         now = serving(sandbox, namespace)
         lowest = min(lowest, now)
         assert now >= before, f"{now} Ready pods serving, {before} before the delete"
-        gone = sandbox.kubectl("get", "release", "web", "-n", namespace, check=False).returncode != 0
         left = deployments(sandbox, namespace, "web")
-        return gone and len(left) == 1 and next(iter(left.values())) == {"replicas": replicas, "ready": replicas}
+        return gone(sandbox, namespace) and list(left.values()) == [{"replicas": replicas, "ready": replicas}]
 
     wait_until(settled, timeout=90, what="the Release gone, one revision serving at full size", interval=0.1)
     print(f"Ready pods serving: {before} at the delete, never fewer than {lowest}")
@@ -61,9 +71,7 @@ def delete_and_watch(sandbox: Cluster, namespace: str, replicas: int = 4) -> Non
 
 
 def test_delete_at_canary_weight_75_without_a_router(sandbox: Cluster, namespace: str, operator: Operator) -> None:
-    sandbox.apply(release("web", "1", CANARY_75), namespace)
-    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", CANARY_75), namespace)
+    second_version(sandbox, namespace, CANARY_75)
     st = wait_phase(sandbox, namespace, "web", "Paused", version="2")
     wait_until(lambda: sum(p["ready"] for p in snapshot(sandbox, namespace, "web")[1].values()) >= 4,
                timeout=30, what="4 Ready pods at weight 75")
@@ -73,18 +81,14 @@ def test_delete_at_canary_weight_75_without_a_router(sandbox: Cluster, namespace
 
 def test_delete_in_the_validation_window(sandbox: Cluster, namespace: str, operator: Operator) -> None:
     spec: dict[str, Any] = {"validation": {"windowSeconds": 300}}
-    sandbox.apply(release("web", "1", CANARY_QUICK, **spec), namespace)
-    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", CANARY_QUICK, **spec), namespace)
+    second_version(sandbox, namespace, CANARY_QUICK, **spec)
     wait_phase(sandbox, namespace, "web", "Validating", version="2")
     wait_until(lambda: serving(sandbox, namespace) >= 4, timeout=30, what="4 Ready pods validating")
     delete_and_watch(sandbox, namespace)
 
 
 def test_delete_mid_rolling(sandbox: Cluster, namespace: str, operator: Operator) -> None:
-    sandbox.apply(release("web", "1", ROLLING), namespace)
-    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", ROLLING), namespace)
+    second_version(sandbox, namespace, ROLLING)
     wait_until(lambda: (lambda st: st.get("version") == "2" and (st.get("currentStep") or 0) >= 2)(
         snapshot(sandbox, namespace, "web")[0]), timeout=60, what="the second batch of v2")
     wait_until(lambda: serving(sandbox, namespace) >= 4, timeout=30, what="4 Ready pods mid-Rolling")
@@ -92,9 +96,7 @@ def test_delete_mid_rolling(sandbox: Cluster, namespace: str, operator: Operator
 
 
 def test_delete_mid_big_bang(sandbox: Cluster, namespace: str, operator: Operator) -> None:
-    sandbox.apply(release("web", "1", BIG_BANG), namespace)
-    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", BIG_BANG), namespace)
+    second_version(sandbox, namespace, BIG_BANG)
 
     def candidate_up() -> bool:
         st, pods = snapshot(sandbox, namespace, "web")
@@ -107,14 +109,11 @@ def test_delete_mid_big_bang(sandbox: Cluster, namespace: str, operator: Operato
 
 def test_delete_with_its_route_gone(sandbox: Cluster, namespace: str, operator: Operator) -> None:
     sandbox.apply(route(namespace), namespace)
-    sandbox.apply(release("web", "1", ROUTED), namespace)
-    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
-    sandbox.apply(release("web", "2", ROUTED), namespace)
+    second_version(sandbox, namespace, ROUTED)
     wait_phase(sandbox, namespace, "web", "Paused", version="2")
     sandbox.kubectl("delete", "httproute", "web", "-n", namespace)
     sandbox.kubectl("delete", "release", "web", "-n", namespace, "--wait=false")
-    wait_until(lambda: sandbox.kubectl("get", "release", "web", "-n", namespace, check=False).returncode != 0,
-               timeout=30, what="the Release gone")
+    wait_until(lambda: gone(sandbox, namespace), timeout=30, what="the Release gone")
 
 
 def test_delete_with_its_service_gone(sandbox: Cluster, namespace: str, operator: Operator) -> None:
@@ -122,6 +121,5 @@ def test_delete_with_its_service_gone(sandbox: Cluster, namespace: str, operator
     wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
     sandbox.kubectl("delete", "service", "web", "web-preview", "-n", namespace)
     sandbox.kubectl("delete", "release", "web", "-n", namespace, "--wait=false")
-    wait_until(lambda: sandbox.kubectl("get", "release", "web", "-n", namespace, check=False).returncode != 0,
-               timeout=30, what="the Release gone")
+    wait_until(lambda: gone(sandbox, namespace), timeout=30, what="the Release gone")
     assert list(deployments(sandbox, namespace, "web").values()) == [{"replicas": 4, "ready": 4}]

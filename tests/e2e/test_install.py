@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from glideslope.sandbox.build import ensure_helm
-from tests.e2e.helpers import REPO, Cluster
+from tests.e2e.helpers import REPO, Cluster, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -114,12 +114,7 @@ def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
         assert "Forbidden" not in (tmp_path / "operator.log").read_text(errors="replace")
     finally:
         if proc:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop_process(proc)
         release_finalizers(sandbox, namespace)
         helm("uninstall", helm_release, "--namespace", install_ns, *env_args)
         sandbox.kubectl("delete", "namespace", install_ns, "--wait=false", check=False)

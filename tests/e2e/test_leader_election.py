@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.helpers import REPO, Cluster, Relay, wait_until
+from tests.e2e.helpers import REPO, Cluster, Relay, stop_process, wait_until
 from tests.e2e.operator_fixture import release, release_finalizers, status, wait_phase
 from tests.faults.timeline import Timeline, check_one_clean_rollout, release_events
 
@@ -62,12 +62,7 @@ class Replica:
         return next(str(line["timestamp"]) for line in self.lines() if words in str(line.get("event", "")))
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import REPO, Cluster, wait_until
+from tests.e2e.helpers import REPO, Cluster, stop_process, wait_until
 from tests.e2e.operator_fixture import INTERVAL, release, release_finalizers, wait_phase
 
 pytestmark = pytest.mark.e2e
@@ -57,10 +57,6 @@ def test_prometheus_scrapes_the_operator(sandbox: Cluster, namespace: str, tmp_p
         rollouts = f'sum(glideslope_rollouts_total{{job="{JOB}",namespace="{namespace}",outcome="Succeeded"}})'
         assert float(wait_until(lambda: sandbox.promql(rollouts), 30, "rollouts counted")[0]["value"][1]) == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         print(f"--- operator log ---\n{log.read_text(errors='replace')[-4000:]}")
         release_finalizers(sandbox, namespace)

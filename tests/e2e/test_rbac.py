@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from glideslope.sandbox.build import ensure_helm
-from tests.e2e.helpers import REPO, Cluster, wait_until
+from tests.e2e.helpers import REPO, Cluster, stop_process, wait_until
 from tests.e2e.operator_fixture import SANDBOX_EGRESS, release, release_finalizers, wait_phase
 from tests.unit.test_chart_rbac import CLUSTER, LEASES, NAMESPACED, NAMESPACES, Grant
 
@@ -169,12 +169,7 @@ def test_namespaced_rbac_suffices_for_a_canary(sandbox: Cluster, install: Instal
         wait_until(lambda: sandbox.kubectl("get", "release", "web", "-n", namespace,
                                            check=False).returncode != 0, timeout=30, what="the Release gone")
     finally:
-        proc.terminate()  # a clean stop hands the Lease over: one more call to be allowed
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, grace=10)  # a clean stop hands the Lease over: one more call to be allowed
         release_finalizers(sandbox, namespace)
         log = log_path.read_text(errors="replace")
         print(f"--- operator log ({namespace}) ---\n{log[-6000:]}")
