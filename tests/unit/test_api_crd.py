@@ -151,3 +151,24 @@ def test_structural_conversion(schema: dict[str, Any], expected: dict[str, Any])
 def test_structural_conversion_refuses_what_kubernetes_cannot_take(schema: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"."):
         structural(schema)
+
+
+def _undescribed(schema: dict[str, Any], path: str) -> list[str]:
+    missing: list[str] = []
+    for name, field in (schema.get("properties") or {}).items():
+        here = f"{path}.{name}"
+        if not field.get("description"):
+            missing.append(here)
+        missing += _undescribed(field, here)
+        if isinstance(field.get("items"), dict):
+            missing += _undescribed(field["items"], here + "[]")
+        if isinstance(field.get("additionalProperties"), dict):
+            missing += _undescribed(field["additionalProperties"], here + "{}")
+    return missing
+
+
+def test_every_field_is_explained() -> None:
+    """`kubectl explain release.spec...` has something to say about every field: a field
+    without an attribute docstring (or `description`) fails here. The API server refuses any
+    schema of `metadata`, a description included, and explains it itself."""
+    assert _undescribed(openapi_schema(), "release") == ["release.metadata"]

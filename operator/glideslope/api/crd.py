@@ -138,8 +138,9 @@ def openapi_schema() -> Schema:
                        " rollback triggers, a validation window and notifications.",
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
+            "apiVersion": {"type": "string", "description": "glideslope.dev/v1alpha1"},
+            "kind": {"type": "string", "description": "Release"},
+            # The API server owns metadata's schema: not even a description may be given.
             "metadata": {"type": "object"},
             "spec": spec,
             "status": status,

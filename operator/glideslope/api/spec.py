@@ -66,7 +66,9 @@ class Container(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1, max_length=63)
+    """The container's name, unique within the pod."""
     image: str = Field(min_length=1)
+    """The container image (the revision changes with it)."""
 
 
 class PodSpec(ApiModel):
@@ -75,6 +77,7 @@ class PodSpec(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     containers: list[Container] = Field(min_length=1)
+    """The pod's containers, as core/v1 writes them; at least one."""
 
 
 class PodTemplateSpec(ApiModel):
@@ -123,6 +126,7 @@ class ServicePort(ApiModel):
     """A container port number or name; default: `port`."""
     protocol: ServiceProtocol = ServiceProtocol.TCP
     app_protocol: str | None = Field(default=None, max_length=256)
+    """The port's application protocol (`appProtocol`, such as `http` or `kubernetes.io/h2c`)."""
 
 
 class ServiceSpec(ApiModel):
@@ -148,6 +152,7 @@ class ServiceSpec(ApiModel):
         x_kubernetes_list_type="map",
         x_kubernetes_list_map_keys=["port", "protocol"],
     ))
+    """The ports of the stable and preview Services."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +217,8 @@ class CanaryStrategy(ApiModel):
     """Shift traffic to the candidate step by step."""
 
     steps: list[CanaryStep] = Field(min_length=1, max_length=MAX_STEPS)
+    """The plan, in order: `setWeight` (a share of traffic or replicas on the candidate), `pause`
+    (for a duration, or until promoted) and `analysis` (the triggers must pass for a duration)."""
     traffic_routing: TrafficRouting | None = None
     """Absent: traffic follows the ratio of ready replicas."""
 
@@ -286,6 +293,7 @@ class LocalObjectReference(ApiModel):
     """An object in the Release's namespace."""
 
     name: ObjectName
+    """The object's name."""
 
 
 MAX_APPROVERS = 32
@@ -338,6 +346,7 @@ class Freeze(ApiModel):
     end: Timestamp
     """RFC 3339, with a zone; after start."""
     reason: str | None = Field(default=None, max_length=256)
+    """Why the freeze is on, shown while a gate waits for it to end."""
 
 
 class WindowGate(ApiModel):
@@ -362,6 +371,7 @@ class WindowGate(ApiModel):
     end: ClockTime | None = None
     """`HH:MM`, exclusive."""
     freezes: list[Freeze] | None = Field(default=None, max_length=MAX_FREEZES)
+    """Periods inside the window when no rollout may start (a release freeze); each with a reason."""
 
 
 class MetricGate(ApiModel):
@@ -388,6 +398,7 @@ class ReleaseGate(ApiModel):
     """Another Release (such as staging) must have succeeded."""
 
     name: ObjectName
+    """The other Release's name."""
     namespace: NamespaceName | None = None
     """Default: this Release's namespace."""
     same_version: bool = False
@@ -411,7 +422,9 @@ class SecretKeySelector(ApiModel):
     `glideslope.dev/release-secret: "true"` (its owner's consent to Releases using it)."""
 
     name: ObjectName
+    """The Secret's name, in the Release's namespace."""
     key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key within the Secret whose value is used."""
 
 
 class ValueFrom(ApiModel):
@@ -550,6 +563,9 @@ class AnalysisSpec(ApiModel):
     prometheus: PrometheusSpec | None = None
     triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    """Rollback triggers: Prometheus queries judged by CEL conditions, each with a severity that
+    says what a failure does (critical: roll back at once; high: after `failureLimit`; medium:
+    pause for a person; low: record). Measured during the rollout and the validation window."""
 
 
 class ValidationSpec(ApiModel):
@@ -638,5 +654,6 @@ class ReleaseSpec(ApiModel):
     notifications: list[Notification] = Field(
         default_factory=list, max_length=MAX_NOTIFICATIONS,
         json_schema_extra=rules(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    """Who is told what happens (Slack, generic webhooks), and which events each receiver wants."""
     release_notes: str | None = Field(default=None, max_length=32768)
     """Markdown, shown by `kubectl release notes` and sent with notifications."""

@@ -30,12 +30,15 @@ class GateStatus(ApiModel):
     """The state of one gate of `spec.gates`."""
 
     name: str
+    """The gate's name in `spec.gates`."""
     stage: GateStage | None = None
     state: GateState = GateState.PENDING
     message: str | None = None
+    """What the gate is waiting for, or why it passed or failed."""
     approved_by: str | None = None
     """Who approved an approval gate (the `glideslope.dev/approved-by` annotation)."""
     last_transition_time: Timestamp | None = None
+    """When `state` last changed."""
     started_at: Timestamp | None = None
     """When its stage began checking it: timeouts count from here, and a Job gate's Job is
     named after it."""
@@ -49,15 +52,20 @@ class Announcement(ApiModel):
     """An Event the tick that wrote this status announces (see `ReleaseStatus.announcements`)."""
 
     reason: str
+    """The Event's reason (`Started`, `Promoted`, `RollingBack`...)."""
     message: str
+    """The Event's message."""
     warning: bool = False
+    """A Warning Event (else Normal)."""
     at: Timestamp
+    """When the transition happened."""
 
 
 class TriggerStatus(ApiModel):
     """The measurements of one trigger of `spec.analysis.triggers` in the current rollout."""
 
     name: str
+    """The trigger's name in `spec.analysis.triggers`."""
     severity: Severity | None = None
     state: AnalysisState = AnalysisState.PENDING
     last_value: float | None = None
@@ -65,54 +73,77 @@ class TriggerStatus(ApiModel):
     query: str | None = None
     """The query as sent, template variables resolved."""
     successes: int = Field(default=0, ge=0)
+    """Measurements in a row that met no failure condition, in the current stage."""
     failures: int = Field(default=0, ge=0)
+    """Measurements that met `failureCondition`, in the current stage (what `failureLimit` counts)."""
     inconclusive: int = Field(default=0, ge=0)
+    """Measurements with no data (see `onNoData`), in the current stage."""
     errors: int = Field(default=0, ge=0)
+    """Queries that failed (Prometheus unreachable or refusing), in the current stage."""
     message: str | None = None
+    """The last measurement, in words."""
     last_measured_time: Timestamp | None = None
+    """When the last measurement was taken."""
 
 
 class Condition(ApiModel):
     """A condition in Kubernetes form (metav1.Condition)."""
 
     type: str = Field(min_length=1, max_length=316)
+    """`Ready`, `Progressing` or `Degraded` (what `kubectl wait`, Argo CD and Flux read)."""
     status: ConditionStatus
     reason: str | None = None
+    """One CamelCase word: why the condition is as it is (`Progressing`, `InvalidSpec`, `Conflict`...)."""
     message: str | None = None
+    """Why, for people."""
     last_transition_time: Timestamp | None = None
+    """When `status` last changed."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """The `metadata.generation` this condition describes."""
 
 
 class HistoryEntry(ApiModel):
     """The record of one finished rollout."""
 
     version: str | None = None
+    """`spec.version` of the rollout."""
     revision: str | None = None
+    """The rollout's revision (a hash of the pod template)."""
     outcome: HistoryOutcome
     started_at: Timestamp | None = None
+    """When the rollout started."""
     finished_at: Timestamp | None = None
+    """When it ended (succeeded, rolled back, failed or was superseded)."""
     duration_seconds: float | None = Field(default=None, ge=0)
+    """From `startedAt` to `finishedAt`."""
     rollback_seconds: float | None = Field(default=None, ge=0)
     """How long the rollback took; absent when there was none."""
     downtime_seconds: float | None = Field(default=None, ge=0)
     """BigBang: how long no pod was serving; absent for the other strategies."""
     reason: str | None = None
+    """Why it ended so: the trigger that fired, the command given, the newer revision."""
 
 
 class ReleaseStatus(ApiModel):
     """The observed state of a Release."""
 
     observed_generation: int | None = Field(default=None, ge=0)
+    """The `metadata.generation` the operator last acted on."""
     phase: Phase | None = None
     message: str | None = None
+    """What is happening now, for people (`kubectl get releases` shows the phase; this says why)."""
     version: str | None = None
     """`spec.version` of the candidate."""
     revision: str | None = None
     """The candidate revision (a hash of the pod template)."""
     stable_revision: str | None = None
+    """The revision that serves when no rollout is under way, and takes the traffic back on a rollback."""
     stable_version: str | None = None
+    """`spec.version` of the stable revision."""
     current_step: int | None = Field(default=None, ge=0)
+    """The step of the rollout under way, from 1."""
     total_steps: int | None = Field(default=None, ge=0)
+    """The steps of the rollout's plan."""
     step_display: str | None = None
     """`currentStep/totalSteps`, e.g. `3/7`, for `kubectl get` (columns cannot compute)."""
     weight: int | None = Field(default=None, ge=0, le=100)
@@ -120,10 +151,12 @@ class ReleaseStatus(ApiModel):
     replicas: int | None = Field(default=None, ge=0)
     """Pods of the Release, all revisions (the scale subresource reads it)."""
     ready_replicas: int | None = Field(default=None, ge=0)
+    """Ready pods of the Release, all revisions."""
     selector: str | None = None
     """`spec.selector` as a label-selector string (the scale subresource reads it)."""
     gates: list[GateStatus] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    """Each gate of `spec.gates` for the current revision: its state and why."""
     gates_display: str | None = None
     """Passed/total gates, e.g. `2/3`, for `kubectl get`."""
     gate_stage: GateStage | None = None
@@ -133,8 +166,10 @@ class ReleaseStatus(ApiModel):
     annotation); cleared by `kubectl release resume`. `spec.paused` is the declarative twin."""
     analysis: list[TriggerStatus] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
+    """Each trigger of `spec.analysis.triggers`: its state, last value and counts in the current stage."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
+    """`Ready`, `Progressing` and `Degraded`, as kstatus, Argo CD, Flux and `kubectl wait` read them."""
     started_at: Timestamp | None = None
     """When the current rollout started."""
     step_started_at: Timestamp | None = None
