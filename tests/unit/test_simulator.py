@@ -471,6 +471,10 @@ def test_metrics_sink_records_and_drops_series() -> None:
         labels = {"namespace": NS, "service": "web", "pod": pod_name, "revision": "r1", "code": code}
         return registry.get_sample_value(name, labels)
 
+    def latency(name: str, code: str, revision: str = "r1", **more: str) -> float | None:
+        labels = {"namespace": NS, "service": "web", "revision": revision, "code": code, **more}
+        return registry.get_sample_value(name, labels)
+
     view = web_view(pod("a", annotations={ERROR_RATE_ANNOTATION: "0.2"}), pod("b"))
     for tick in run(model, view, seconds=4):
         sink.apply(tick)
@@ -478,19 +482,22 @@ def test_metrics_sink_records_and_drops_series() -> None:
     assert value("http_requests_total", "a", "500") == 20
     assert value("http_requests_total", "b", "200") == 100
     assert value("http_requests_total", "b", "500") == 0  # present from the start, so ratios read 0
-    assert value("http_request_duration_seconds_count", "a", "500") == 20
-    assert value("http_request_duration_seconds_bucket", "b", "200") is None  # needs `le`
-    bucket = registry.get_sample_value(
-        "http_request_duration_seconds_bucket",
-        {"namespace": NS, "service": "web", "pod": "b", "revision": "r1", "code": "200", "le": "0.025"},
-    )
-    assert bucket == 100
+    # The histogram is per revision: both pods' requests.
+    assert latency("http_request_duration_seconds_count", "500") == 20
+    assert latency("http_request_duration_seconds_count", "200") == 180
+    assert latency("http_request_duration_seconds_bucket", "200") is None  # needs `le`
+    assert latency("http_request_duration_seconds_bucket", "200", le="0.025") == 180
 
+    # One pod goes: its counter goes, the revision's histogram stays while a pod serves it.
     sink.apply(model.tick(web_view(pod("b")), 0.25))
     for code in ("200", "500"):
         assert value("http_requests_total", "a", code) is None
-        assert value("http_request_duration_seconds_count", "a", code) is None
     assert value("http_requests_total", "b", "200") is not None
+    assert latency("http_request_duration_seconds_count", "500") == 20
+    # Its last pod changes revision: the old revision's histogram goes, the new one's comes.
+    sink.apply(model.tick(web_view(pod("b", revision="r2")), 0.25))
+    assert latency("http_request_duration_seconds_count", "200") is None
+    assert latency("http_request_duration_seconds_count", "500", revision="r2") == 0
 
 
 def test_buckets_cover_5ms_to_5s() -> None:
