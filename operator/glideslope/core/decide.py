@@ -150,7 +150,9 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
             # An undo: the traffic moves now that the previous revision can take it.
             st.weight, st.step_started_at, settled = 0, now, False
         moved = not (st.phase == Phase.ROLLING_BACK and st.weight)
-        stable_ready = stable_up and settled and moved
+        # Without a pinned selector (a replica ratio) no Service or route changed: removing the
+        # candidate's pods is itself the traffic moving, so there is no handover to wait for.
+        stable_ready = stable_up and (settled or not pinned) and moved
         if candidate != stable and candidate in observation.revisions:
             replicas[candidate] = 0 if stable_ready else observation.replicas(candidate)
         # Until it has moved, traffic stays on the revision being undone (history's last entry).
