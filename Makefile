@@ -23,6 +23,7 @@ help:
 	@echo "make e2e       e2e tests against a running sandbox (make up first)"
 	@echo "make up/down   start/stop the sandbox in $(SANDBOX)/"
 	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
+	@echo "make anchors   build Argo Rollouts' and Flagger's controllers (bench anchors) into the cache"
 	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time, scale)"
 	@echo "make test-faults  fault injection on a fresh sandbox (not part of make test)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
@@ -55,6 +56,11 @@ install: system-deps $(VENV)/.installed
 .PHONY: binaries
 binaries: install
 	$(GLIDESLOPE) build
+
+# The benchmark's anchors, built from the Go module proxy like the sandbox's binaries.
+.PHONY: anchors
+anchors: install
+	$(GLIDESLOPE) build --anchors
 
 .PHONY: lint
 lint: install

@@ -53,6 +53,12 @@ def _operator(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from glideslope.sandbox.build import ensure_binaries, ensure_helm
 
+    if args.anchors:
+        from glideslope.sandbox.anchors import ensure_anchors
+
+        # Only the benchmark's anchors (`make anchors`), not the sandbox's binaries.
+        print(ensure_anchors(force=args.force).folder)
+        return 0
     # The same set `make binaries` builds: the sandbox's binaries and helm.
     print(ensure_binaries(force=args.force).folder)
     print(ensure_helm(force=args.force))
@@ -71,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
 
     bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd, kwok and helm binaries")
     bd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    bd.add_argument("--anchors", action="store_true",
+                    help="instead, build the benchmark's anchors: Argo Rollouts' and Flagger's controllers")
     bd.set_defaults(func=_build)
 
     op = sub.add_parser("operator", help="run the operator against the current kubeconfig (or in-cluster)")
