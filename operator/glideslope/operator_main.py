@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | None, metrics_port: int,
         interval: float, policy: EgressPolicy | None = None, metrics_address: str = "0.0.0.0", health_port: int = 0,
-        log_format: str = "auto", lease_namespace: str | None = None, lease_name: str = "glideslope",
-        lease_seconds: float = 15.0) -> None:
-    logs.configure(json=None if log_format == "auto" else log_format == "json")
+        log_format: str = "auto", log_level: str = "info", lease_namespace: str | None = None,
+        lease_name: str = "glideslope", lease_seconds: float = 15.0) -> None:
+    logs.configure(json=None if log_format == "auto" else log_format == "json", level=log_level)
     # One line per timer tick is noise; our own log lines say what happens.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     metrics = OperatorMetrics(REGISTRY)

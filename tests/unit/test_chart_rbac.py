@@ -102,3 +102,21 @@ def test_secret_namespaces_may_differ_from_watched_ones() -> None:
     objs = render("--set", "watchNamespaces={shop}", "--set", "secretNamespaces={vault}")
     by_namespace = bound(objs)
     assert by_namespace["shop"] == NAMESPACED and by_namespace["vault"] == SECRETS
+
+
+def test_releases_join_the_built_in_roles() -> None:
+    """People bound to admin or edit in a namespace manage its Releases; view reads them."""
+    aggregated = {label: grants(o) for o in render() if o["kind"] == "ClusterRole"
+                  for label in (o["metadata"].get("labels") or {}) if label.startswith("rbac.authorization.k8s.io/")}
+    writes = {("glideslope.dev", r, v) for r in ("releases", "releases/scale")
+              for v in ("create", "update", "patch", "delete", "deletecollection")}
+    assert writes <= aggregated["rbac.authorization.k8s.io/aggregate-to-edit"]
+    assert aggregated["rbac.authorization.k8s.io/aggregate-to-admin"] == \
+        aggregated["rbac.authorization.k8s.io/aggregate-to-edit"]
+    assert {v for _, _, v in aggregated["rbac.authorization.k8s.io/aggregate-to-view"]} == {"get", "list", "watch"}
+
+
+def test_rbac_create_false_leaves_the_rbac_to_the_installer() -> None:
+    kinds = {o["kind"] for o in render("--set", "rbac.create=false")}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    assert "ServiceAccount" in kinds and "Deployment" in kinds

@@ -45,7 +45,8 @@ def _operator(args: argparse.Namespace) -> int:
     run(namespaces=args.namespace, all_namespaces=args.all_namespaces, prometheus_url=args.prometheus_url,
         policy=policy,
         metrics_port=args.metrics_port, metrics_address=args.metrics_address, health_port=args.health_port,
-        interval=args.interval, log_format=args.log_format, lease_namespace=args.leader_election_namespace,
+        interval=args.interval, log_format=args.log_format, log_level=args.log_level,
+        lease_namespace=args.leader_election_namespace,
         lease_name=args.leader_election_name, lease_seconds=args.leader_election_lease_seconds)
     return 0
 
@@ -102,6 +103,8 @@ def parser() -> argparse.ArgumentParser:
     op.add_argument("--health-port", type=int, default=0, help="kopf's /healthz for probes; 0: off")
     op.add_argument("--log-format", choices=["auto", "json", "console"], default="auto",
                     help="auto: console on a terminal, JSON lines otherwise")
+    op.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                    help="the lowest level logged (kopf's per-object lines stay at warning)")
     op.add_argument("--leader-election-namespace", default=None,
                     help="elect one acting replica through a Lease in this namespace (default: off)")
     op.add_argument("--leader-election-name", default="glideslope", help="the Lease's name")

@@ -39,8 +39,9 @@ growth) collecting garbage was an eighth of the API server's CPU; with 400 the s
 at 100 Releases measured a fifth less API server CPU, for a few hundred MiB of memory."""
 
 # The controllers a cluster needs for Deployments, ReplicaSets, Jobs, ServiceAccounts and
-# their tokens, namespaces, garbage collection and endpoints. The node lifecycle controller
-# lifts the not-ready taint that admission puts on every new node once kwok reports Ready.
+# their tokens, namespaces, garbage collection, endpoints and aggregated ClusterRoles. The node
+# lifecycle controller lifts the not-ready taint that admission puts on every new node once
+# kwok reports Ready.
 CONTROLLERS = (
     "node-lifecycle-controller",
     "deployment-controller",
@@ -58,6 +59,8 @@ CONTROLLERS = (
     "pod-garbage-collector-controller",
     "horizontal-pod-autoscaler-controller",
     "disruption-controller",
+    # Folds the chart's aggregated ClusterRoles into admin, edit and view.
+    "clusterrole-aggregation-controller",
 )
 
 
