@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,29 @@ def test_every_command_drives_a_rollout(sandbox: Cluster, namespace: str, operat
     assert "| change-approved | preDeploy | Passed |" in notes and me in notes
     assert "- two" in notes
     assert "abort: bad latency" in run("notes")
+
+
+def test_a_pipeline_waits_on_a_rollout(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    """`status --timeout` exits 0 on Succeeded, 1 on RolledBack or Failed, 2 on timeout; `-o json`
+    and `-o yaml` give the objects as the API server has them."""
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}}
+    sandbox.apply(release("ship", "1", steps, replicas=2), namespace)
+    done = kubectl_release(sandbox, "status", "ship", "--timeout", "50s", "-n", namespace)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Succeeded 1" in done.stdout
+
+    sandbox.apply(release("ship", "2", steps, replicas=2), namespace)
+    waiting = kubectl_release(sandbox, "status", "ship", "--timeout", "3s", "-n", namespace)
+    assert waiting.returncode == 2, waiting.stdout + waiting.stderr
+    assert "after 3s" in waiting.stdout
+    kubectl_release(sandbox, "abort", "ship", "--reason", "pipeline test", "-n", namespace)
+    rolled_back = kubectl_release(sandbox, "status", "ship", "--timeout", "50s", "-n", namespace)
+    assert rolled_back.returncode == 1, rolled_back.stdout + rolled_back.stderr
+
+    listed = json.loads(kubectl_release(sandbox, "list", "-n", namespace, "-o", "json").stdout)
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["ship"]
+    body = yaml.safe_load(kubectl_release(sandbox, "status", "ship", "-n", namespace, "-o", "yaml").stdout)
+    assert body["status"]["phase"] == "RolledBack"
+    history = json.loads(kubectl_release(sandbox, "history", "ship", "-n", namespace, "-o", "json").stdout)
+    assert [h["outcome"] for h in history] == ["Succeeded", "RolledBack"]
+    assert kubectl_release(sandbox, "version").stdout.startswith("kubectl-release ")

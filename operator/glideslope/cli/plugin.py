@@ -12,6 +12,7 @@ in: the chart's admission policy refuses an `approved-by` that is not the writer
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import queue
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -27,7 +29,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_release, parse_status
+from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_duration, parse_release, parse_status
 from glideslope.cli.live import FINAL_PHASES, Watcher
 from glideslope.core import notes
 from glideslope.kube import records
@@ -301,10 +303,18 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser = add_parser  # type: ignore[method-assign]
     ls = sub.add_parser("list", help="Releases with their phase, step, weight and gates")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
-    stp = sub.add_parser("status", help="one Release in detail; -w: a live view")
+    stp = sub.add_parser("status", help="one Release in detail; -w: a live view; --timeout: wait for the "
+                                        "rollout to end (exit 0 Succeeded, 1 RolledBack or Failed, 2 timeout)")
     stp.add_argument("name")
     stp.add_argument("-w", "--watch", action="store_true", help="follow it live until you press Ctrl-C")
-    sub.add_parser("history", help="finished rollouts of a Release").add_argument("name")
+    stp.add_argument("--timeout", default=None, metavar="DURATION",
+                     help="wait up to this long (10m, 90s) for the current rollout to end: for CI pipelines")
+    hi = sub.add_parser("history", help="finished rollouts of a Release")
+    hi.add_argument("name")
+    for reader in (ls, stp, hi):
+        reader.add_argument("-o", "--output", choices=["json", "yaml"], default=None,
+                            help="the objects as the API server has them, for scripts")
+    sub.add_parser("version", help="the plugin's version")
     ap = sub.add_parser("approve", help="pass an approval gate, signed with your user name as the API server "
                         "knows it (`kubectl auth whoami`)")
     ap.add_argument("name")
@@ -332,12 +342,33 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_SUCCEEDED, EXIT_ROLLED_BACK, EXIT_TIMEOUT = 0, 1, 2
+"""`status --timeout`'s exit codes, for a pipeline step that waits on a rollout."""
+WAIT_POLL_SECONDS = 2.0
+
+
 def run(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     args = parser().parse_args(argv)
     # Piped output keeps whole lines: scripts and tests grep it.
     tty = sys.stdout.isatty()
     out = console or Console(soft_wrap=not tty, width=None if tty else 400)
+    if args.command == "version":
+        out.print(f"kubectl-release {_version()}")
+        return 0
     releases = Releases(args.kubeconfig, args.context, args.namespace, args.as_user, args.as_groups or ())
+    if getattr(args, "output", None):
+        found: Any
+        if args.command == "list":
+            found = {"apiVersion": "v1", "kind": "List", "items": releases.list(args.all_namespaces)}
+        else:
+            found = releases.get(args.name)
+            if args.command == "history":
+                found = (found.get("status") or {}).get("history") or []
+        text = json.dumps(found, indent=2) if args.output == "json" else yaml.safe_dump(found, sort_keys=False)
+        out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return 0
+    if args.command == "status" and args.timeout is not None:
+        return wait(releases, args.name, _seconds(args.timeout), out)
     if args.command == "list":
         items = releases.list(args.all_namespaces)
         if not items:
@@ -367,6 +398,42 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         out.print(f"release {releases.namespace}/{args.name}: {args.command} requested "
                   f"({', '.join(f'{k}={v}' for k, v in annotations.items())})")
     return 0
+
+
+def wait(releases: Releases, name: str, timeout: float, out: Console) -> int:
+    """Wait for the rollout of the Release's current spec to end: the exit code says how."""
+    deadline = time.monotonic() + timeout
+    said = None
+    while True:
+        body = releases.get(name)
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        phase = status.get("phase")
+        current = status.get("observedGeneration") == meta.get("generation")
+        line = f"{releases.namespace}/{name}: {phase or 'no status yet'} {status.get('version') or ''}".rstrip()
+        if line != said:
+            out.print(line + (f": {status['message']}" if status.get("message") else ""), markup=False)
+            said = line
+        if current and phase in FINAL_PHASES:
+            return EXIT_SUCCEEDED if phase == "Succeeded" else EXIT_ROLLED_BACK
+        if time.monotonic() >= deadline:
+            out.print(f"{releases.namespace}/{name}: still {phase or 'without status'} after {timeout:g}s",
+                      markup=False)
+            return EXIT_TIMEOUT
+        time.sleep(min(WAIT_POLL_SECONDS, max(deadline - time.monotonic(), 0.0)))
+
+
+def _seconds(duration: str) -> float:
+    try:
+        return parse_duration(duration).total_seconds()
+    except ValueError as exc:
+        raise PluginError(f"--timeout: {exc}") from exc
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("glideslope")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def follow(namespace: str, name: str, console: Console, until_final: bool = False,
