@@ -25,6 +25,7 @@ help:
 	@echo "make binaries  build the Kubernetes, etcd and kwok binaries into the cache"
 	@echo "make anchors   build Argo Rollouts' and Flagger's controllers (bench anchors) into the cache"
 	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time, scale)"
+	@echo "make bench-compare  breach to rollback beside Argo Rollouts, same sandbox, same run"
 	@echo "make test-faults  fault injection on a fresh sandbox (not part of make test)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make manifests regenerate deploy/ from the Helm chart"
@@ -97,7 +98,22 @@ bench: binaries
 	@status=0; \
 	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
 	if [ $$status -eq 0 ]; then \
-	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench -s -q || status=$$?; \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench -s -q \
+	    --ignore=tests/bench/test_compare_rollback.py || status=$$?; \
+	fi; \
+	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
+	exit $$status
+
+# Glideslope side by side with Argo Rollouts (and, next, Flagger) in the same sandbox and run;
+# the anchors are built once from the Go module proxy (`make anchors`).
+.PHONY: bench-compare
+bench-compare: binaries anchors
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,bench]'
+	@status=0; \
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench/test_compare_rollback.py -s -q \
+	    || status=$$?; \
 	fi; \
 	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
 	exit $$status
