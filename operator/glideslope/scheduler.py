@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from glideslope.api import Phase, Release, ReleaseStatus, parse_duration
+from glideslope.core.analysis import next_due
 from glideslope.core.decide import HANDOVER_SECONDS, plan
 from glideslope.core.revision import revision_of
 from glideslope.core.triggers import stage
@@ -82,10 +83,9 @@ def next_tick(release: Release, now: datetime, interval: float, previous: Releas
     if analysed is not None:
         every = parse_duration(release.spec.analysis.interval)
         delay = parse_duration(release.spec.analysis.initial_delay)
-        measured = {t.name: t.last_measured_time for t in st.analysis}
-        for trigger in release.spec.analysis.triggers:
-            last = measured.get(trigger.name)
-            deadlines.append(last + every if last is not None else analysed[1] + delay)
+        measured = {t.name: t for t in st.analysis}
+        # When the core will find each trigger due (core.analysis.next_due), not a guess of it.
+        deadlines += [next_due(measured.get(t.name), every, delay, analysed[1]) for t in release.spec.analysis.triggers]
     upcoming = [d for d in deadlines if d > now]
     soonest = min(upcoming) if upcoming else now
     return max((soonest - now).total_seconds() + LATE, LATE)

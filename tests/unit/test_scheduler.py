@@ -135,3 +135,29 @@ def test_stop_gives_up_on_a_stuck_tick_after_its_wait() -> None:
         assert 0.25 <= time.monotonic() - started < 2
     finally:
         finish.set()
+
+
+def test_a_trigger_is_ticked_when_the_core_will_find_it_due() -> None:
+    """In the validation window, the first measurement is due its initial delay after the
+    window starts, though the last one (taken in the rollout before) is long past: the next
+    tick comes then, not at the next poll."""
+    from datetime import UTC, datetime, timedelta
+
+    from glideslope.api import Phase, Release, ReleaseStatus, TriggerStatus
+    from glideslope.core.revision import revision_of
+    from glideslope.scheduler import LATE, next_tick
+    from tests.unit.test_core_engine import CANARY, make_spec
+
+    spec = make_spec(CANARY).to_dict()
+    spec["analysis"] = {"interval": "1s", "initialDelay": "4s",
+                        "triggers": [{"name": "errors", "severity": "critical", "query": "vector(0)",
+                                      "failureCondition": "result > 0.1"}]}
+    spec["validation"] = {"windowSeconds": 60}
+    t0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    release = Release.model_validate({"metadata": {"name": "web", "namespace": "shop"}, "spec": spec})
+    status = ReleaseStatus(phase=Phase.VALIDATING, revision=revision_of(release.spec.template),
+                           stable_revision="0ld", step_started_at=t0, started_at=t0 - timedelta(minutes=1),
+                           analysis=[TriggerStatus(name="errors", last_measured_time=t0 - timedelta(seconds=30))])
+    release = release.model_copy(update={"status": status})
+    # The handover (2 s) is over; the first measurement is due 4 s into the window.
+    assert next_tick(release, t0 + timedelta(seconds=2.5), 10.0) == pytest.approx(1.5 + LATE)
