@@ -440,8 +440,9 @@ def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, probl
     if old and old.reason == reason and old.message == status.message:
         return
     try:
-        releases.patch_status(kube, meta["namespace"], meta["name"], status_patch(status, body.get("status")),
-                              meta["resourceVersion"])
+        if not releases.patch_status(kube, meta["namespace"], meta["name"], status_patch(status, body.get("status")),
+                                     meta["resourceVersion"]):
+            return  # changed meanwhile (kopf's finalizer, an edit): the next tick says it, once
     except releases.TooLarge:
         log.warning("%s/%s: even a Degraded status is too large to store", meta["namespace"], meta["name"])
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
