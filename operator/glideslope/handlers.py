@@ -154,12 +154,8 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             while waiting is not None and time.monotonic() < deadline:
                 time.sleep(DELETE_POLL_SECONDS)
                 waiting = serving_ready(kube, key[0], name, kept)
-        except Exception as exc:
-            if held < DELETE_HOLD_SECONDS:
-                raise kopf.TemporaryError(f"keeping what serves: {exc}", delay=DELETE_RETRY_SECONDS) from exc
-            log.warning("%s/%s deleted: could not keep what serves after %.0f s (%s); letting it go",
-                        key[0], name, held, exc)
-            waiting = None
+        except Exception as exc:  # retried as a wait is, and as long
+            waiting = f"could not keep what serves: {exc}"
         if waiting is not None:
             if held < DELETE_HOLD_SECONDS:
                 raise kopf.TemporaryError(waiting, delay=DELETE_RETRY_SECONDS)
@@ -200,7 +196,7 @@ def _held_for(body: kopf.Body) -> float:
     stamp = (body.get("metadata") or {}).get("deletionTimestamp")
     if not stamp:
         return 0.0
-    return (datetime.now(UTC) - datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))).total_seconds()
+    return (datetime.now(UTC) - datetime.fromisoformat(str(stamp))).total_seconds()
 
 
 def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:

@@ -94,16 +94,19 @@ def call_of(method: str, url: str) -> tuple[str, str]:
         resource += "/" + rest[2]
     verb = method.lower()
     if verb == "get" and len(rest) < 2:
-        watching = urllib.parse.parse_qs(parts.query).get("watch", [""])[0].lower() == "true"
-        verb = "watch" if watching else "list"
+        verb = "watch" if _watching(urllib.parse.parse_qs(parts.query)) else "list"
     return verb, resource
+
+
+def _watching(query: dict[str, list[str]]) -> bool:
+    return query.get("watch", [""])[0].lower() == "true"
 
 
 def default_timeout(url: str) -> tuple[float, float | None]:
     """(connect, read) seconds for a call to `url` whose caller set none. A watch is quiet for
     as long as nothing changes: its read may last its `timeoutSeconds` (and no longer)."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-    if query.get("watch", [""])[0].lower() != "true":
+    if not _watching(query):
         return CONNECT_SECONDS, READ_SECONDS
     try:
         return CONNECT_SECONDS, float(query["timeoutSeconds"][0]) + WATCH_SLACK

@@ -128,32 +128,33 @@ def orphan_serving(kube: Kube, namespace: str, release: str, uid: str, revision:
     kept: list[str] = []
     if revision:
         name = deployment_name(release, revision)
-        if _disown(kube.apps.read_namespaced_deployment, kube.apps.patch_namespaced_deployment, name, namespace,
-                   uid, {"spec": {"replicas": replicas}} if replicas is not None else {}):
+        try:
+            found = kube.apps.read_namespaced_deployment(name, namespace)
+            _disown(kube.apps.patch_namespaced_deployment, found, uid,
+                    {"spec": {"replicas": replicas}} if replicas is not None else {})
             kept.append(f"deployment/{name}")
+        except Exception as exc:
+            if not not_found(exc):
+                raise
     services = kube.core.list_namespaced_service(namespace, label_selector=f"{RELEASE_LABEL}={release}").items
     for service in services:
-        if _disown(kube.core.read_namespaced_service, kube.core.patch_namespaced_service, service.metadata.name,
-                   namespace, uid, {}):
+        try:
+            _disown(kube.core.patch_namespaced_service, service, uid, {})
             kept.append(f"service/{service.metadata.name}")
+        except Exception as exc:
+            if not not_found(exc):
+                raise
     return kept
 
 
-def _disown(read: Callable[..., Any], patch: Callable[..., Any], name: str, namespace: str, uid: str,
-            extra: dict[str, Any]) -> bool:
-    """Drop the ownerReference to `uid` (and apply `extra`); False if the object is gone."""
-    try:
-        found = read(name, namespace)
-        owners = [kube_owner(o) for o in found.metadata.owner_references or [] if o.uid != uid]
-        # The version read is a precondition: an owner added meanwhile is not dropped.
-        body = {**extra, "metadata": {"ownerReferences": owners or None,
-                                      "resourceVersion": found.metadata.resource_version}}
-        drain(patch(name, namespace, body, _content_type="application/merge-patch+json", **UNREAD))
-    except Exception as exc:
-        if not_found(exc):
-            return False
-        raise
-    return True
+def _disown(patch: Callable[..., Any], found: Any, uid: str, extra: dict[str, Any]) -> None:
+    """Drop the ownerReference to `uid` from `found` (a client model, as read or listed), and
+    apply `extra`."""
+    meta = found.metadata
+    owners = [kube_owner(o) for o in meta.owner_references or [] if o.uid != uid]
+    # The version read is a precondition: an owner added meanwhile is not dropped.
+    body = {**extra, "metadata": {"ownerReferences": owners or None, "resourceVersion": meta.resource_version}}
+    drain(patch(meta.name, meta.namespace, body, _content_type="application/merge-patch+json", **UNREAD))
 
 
 def kube_owner(ref: Any) -> dict[str, Any]:
