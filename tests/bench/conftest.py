@@ -1,3 +1,5 @@
-"""Benchmarks run on the sandbox like the e2e tests, with the same fixtures."""
+"""Benchmarks run on the sandbox like the e2e tests, with the same fixtures, plus the anchors'
+controllers (Argo Rollouts, Flagger) for the side-by-side comparisons."""
 
+from tests.bench.argo import argo, argo_namespace  # noqa: F401
 from tests.e2e.conftest import namespace, sandbox  # noqa: F401

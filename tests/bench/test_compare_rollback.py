@@ -21,22 +21,20 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import statistics
-import subprocess
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from glideslope.sandbox.anchors import ARGO_ROLLOUTS_VERSION, Anchors, ensure_anchors
+from glideslope.sandbox.anchors import ARGO_ROLLOUTS_VERSION
+from tests.bench.argo import ArgoController
 from tests.e2e.analysis_helpers import ERROR_RATE, analysis, trigger
-from tests.e2e.conftest import create_namespace
-from tests.e2e.helpers import Cluster, stop_process, wait_until
+from tests.e2e.helpers import Cluster, wait_until
 from tests.e2e.operator_fixture import Operator, operator_fixture, release, status, wait_phase  # noqa: F401
 
 pytestmark = pytest.mark.bench
@@ -53,8 +51,6 @@ HEALTHY_MEASUREMENTS = 2
 ERROR_RATE_FLIP = "0.5"
 ROLLBACK_TIMEOUT = 90.0
 
-ARGO_NAMESPACE = "argo-rollouts"
-ARGO_ACCOUNT = "argo-rollouts"
 ARGO_QUERY = ERROR_RATE.replace("{{namespace}}", "{{args.namespace}}").replace("{{revision}}", "{{args.revision}}")
 """Glideslope's query, with Argo's spelling of the same two arguments."""
 
@@ -84,73 +80,6 @@ SETTINGS = {
         "query": ARGO_QUERY, "query_window": "5s",
     },
 }
-
-
-# Argo Rollouts, installed once and run as its own ServiceAccount ----------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _token_kubeconfig(sandbox: Cluster, path: Path) -> Path:
-    token = sandbox.kubectl("create", "token", ARGO_ACCOUNT, "-n", ARGO_NAMESPACE, "--duration=2h").stdout.strip()
-    config = yaml.safe_load(sandbox.kubeconfig.read_text())
-    config["users"] = [{"name": ARGO_ACCOUNT, "user": {"token": token}}]
-    config["contexts"][0]["context"]["user"] = ARGO_ACCOUNT
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _install_argo(sandbox: Cluster, anchors: Anchors) -> None:
-    for crd in anchors.argo_rollouts_crds:
-        # Server-side: the Rollout CRD is too large for the last-applied annotation.
-        sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    for crd in anchors.argo_rollouts_crds:
-        sandbox.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
-    if sandbox.kubectl("get", "namespace", ARGO_NAMESPACE, check=False).returncode != 0:
-        sandbox.kubectl("create", "namespace", ARGO_NAMESPACE)
-    for manifest in [*anchors.argo_rollouts_rbac, *anchors.argo_rollouts_config]:
-        sandbox.kubectl("apply", "-n", ARGO_NAMESPACE, "-f", str(manifest))
-
-
-@dataclass
-class ArgoController:
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@pytest.fixture
-def argo(sandbox: Cluster, tmp_path: Path) -> Iterator[ArgoController]:
-    """`rollouts-controller` watching the cluster, with its shipped RBAC (never as admin)."""
-    anchors = ensure_anchors()
-    _install_argo(sandbox, anchors)
-    kubeconfig = _token_kubeconfig(sandbox, tmp_path / "argo-rollouts.kubeconfig")
-    log_path = tmp_path / "argo-rollouts.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(anchors.rollouts_controller), "--kubeconfig", str(kubeconfig), "--leader-elect=false",
-             "--metricsPort", str(_free_port()), "--healthzPort", str(_free_port()), "--loglevel", "info"],
-            env={**os.environ, "POD_NAMESPACE": ARGO_NAMESPACE}, stdout=log, stderr=subprocess.STDOUT)
-    controller = ArgoController(proc, log_path)
-    try:
-        yield controller
-    finally:
-        stop_process(proc)
-        print(f"--- argo-rollouts log (tail) ---\n{controller.log()[-4000:]}")
-
-
-@pytest.fixture
-def argo_namespace(sandbox: Cluster) -> Iterator[str]:
-    name = create_namespace(sandbox, "compare-argo")
-    yield name
-    sandbox.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _argo_manifests(namespace: str, prometheus_url: str, version: int) -> list[dict[str, Any]]:
@@ -214,14 +143,50 @@ def _ready_counts(sandbox: Cluster, namespace: str, candidate: str) -> tuple[int
     return ours, len(ready) - ours
 
 
-def _flip(sandbox: Cluster, namespace: str, candidate: str) -> float:
-    """Make the candidate's pods fail half their requests, in place; return when it began."""
+def _flip(sandbox: Cluster, namespace: str, candidate: str) -> tuple[float, DataClock]:
+    """Make the candidate's pods fail half their requests, in place; return when it began, and
+    the clock of when Prometheus shows it."""
     names = [p["metadata"]["name"] for p in _pods(sandbox, namespace) if _revision(p) == candidate]
     assert names, f"no pods of {candidate} in {namespace}"
+    clock = DataClock(sandbox.prometheus_url, namespace, candidate)
     breach = time.monotonic()
+    clock.start(breach)
     sandbox.kubectl("annotate", "--overwrite", "pod", *names, "-n", namespace,
                     f"sim.glideslope.dev/error-rate={ERROR_RATE_FLIP}")
-    return breach
+    return breach, clock
+
+
+class DataClock:
+    """When Prometheus itself first shows the breach: the same query, asked every 0.1 s from the
+    flip, until it reads above the failure threshold. The floor of either tool's detection, and
+    the same for both, so each tool's lag behind its data can be told apart from the data's own."""
+
+    def __init__(self, prometheus_url: str, namespace: str, revision: str) -> None:
+        query = ERROR_RATE.replace("{{namespace}}", namespace).replace("{{revision}}", revision)
+        self._url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        self.seconds: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def start(self, breach: float) -> None:
+        self._breach = breach
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                with urllib.request.urlopen(self._url, timeout=2) as answer:
+                    result = json.load(answer)["data"]["result"]
+            except OSError:
+                continue
+            if result and float(result[0]["value"][1]) > 0.1:
+                self.seconds = round(time.monotonic() - self._breach, 2)
+                return
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.seconds
 
 
 def _decided(tool: dict[str, Any]) -> bool:
@@ -273,8 +238,9 @@ def _glideslope_run(sandbox: Cluster, namespace: str, version: int) -> dict[str,
                30, "Glideslope's trigger passing")
     candidates = _ready_counts(sandbox, namespace, candidate)
     wall_breach = time.time()
-    breach = _flip(sandbox, namespace, candidate)
+    breach, clock = _flip(sandbox, namespace, candidate)
     times = _wait_rolled_back(sandbox, namespace, "release", candidate, breach)
+    times["breach_in_data_seconds"] = clock.stop()
     final = wait_phase(sandbox, namespace, NAME, "RolledBack", version=str(version), timeout=60)
     return {**times, "ready_pods_at_flip": {"candidate": candidates[0], "stable": candidates[1]},
             "own_figure": {"status.history[-1].rollbackSeconds": final["history"][-1].get("rollbackSeconds")},
@@ -314,8 +280,9 @@ def _argo_run(sandbox: Cluster, namespace: str, version: int) -> dict[str, Any]:
     wait_until(lambda: _argo_healthy(sandbox, namespace, pod_hash), 30, "Argo's analysis passing")
     candidates = _ready_counts(sandbox, namespace, candidate)
     wall_breach = time.time()
-    breach = _flip(sandbox, namespace, candidate)
+    breach, clock = _flip(sandbox, namespace, candidate)
     times = _wait_rolled_back(sandbox, namespace, "rollout", candidate, breach)
+    times["breach_in_data_seconds"] = clock.stop()
     aborted_at = wait_until(lambda: (_rollout(sandbox, namespace).get("status") or {}).get("abortedAt"),
                             30, "Argo's abortedAt")
     aborted = datetime.datetime.fromisoformat(aborted_at.replace("Z", "+00:00")).timestamp()
@@ -331,7 +298,12 @@ def _argo_run(sandbox: Cluster, namespace: str, version: int) -> dict[str, Any]:
 
 def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for key in ("breach_to_rolled_back_seconds", "breach_to_candidate_out_seconds", "breach_to_decision_seconds"):
+    for run in runs:
+        if run.get("breach_in_data_seconds") is not None and "breach_to_decision_seconds" in run:
+            lag = run["breach_to_decision_seconds"] - run["breach_in_data_seconds"]
+            run["data_to_decision_seconds"] = round(lag, 2)
+    for key in ("breach_to_rolled_back_seconds", "breach_to_candidate_out_seconds", "breach_to_decision_seconds",
+                "breach_in_data_seconds", "data_to_decision_seconds"):
         values = [r[key] for r in runs if key in r]
         if not values:
             continue
@@ -355,9 +327,10 @@ def test_compare_breach_to_rollback(sandbox: Cluster, namespace: str, operator: 
     for version in range(1, RUNS + 1):
         results["glideslope"].append(_glideslope_run(sandbox, namespace, version))
         results["argo-rollouts"].append(_argo_run(sandbox, argo_namespace, version))
-        print(f"run {version}: to rolled back: glideslope "
-              f"{results['glideslope'][-1]['breach_to_rolled_back_seconds']}s, "
-              f"argo {results['argo-rollouts'][-1]['breach_to_rolled_back_seconds']}s", flush=True)
+        print(f"run {version}: " + ", ".join(
+            f"{tool}: in data {runs[-1].get('breach_in_data_seconds')}s, decided "
+            f"{runs[-1].get('breach_to_decision_seconds')}s, rolled back {runs[-1]['breach_to_rolled_back_seconds']}s"
+            for tool, runs in results.items()), flush=True)
 
     tools = {tool: {"settings": SETTINGS[tool], **_summary(runs)} for tool, runs in results.items()}
     result = {
