@@ -364,11 +364,26 @@ def test_first_measurement_waits_for_the_initial_delay() -> None:
     assert due(None, INTERVAL, DELAY, T0, T0 + DELAY)
 
 
-def test_then_every_interval_after_the_last_measurement() -> None:
-    status = record(trig(), None, value(0.0, 1), QUERY)  # measured at T0 + 30s
-    assert next_due(status, INTERVAL, DELAY, T0) == T0 + timedelta(seconds=60)
-    assert not due(status, INTERVAL, DELAY, T0, T0 + timedelta(seconds=59))
-    assert due(status, INTERVAL, DELAY, T0, T0 + timedelta(seconds=60))
+def test_then_every_interval_on_a_grid_from_the_first() -> None:
+    status = TriggerStatus(name="x", last_measured_time=T0 + DELAY + 3 * INTERVAL)
+    assert next_due(status, INTERVAL, DELAY, T0) == T0 + DELAY + 4 * INTERVAL
+    assert not due(status, INTERVAL, DELAY, T0, T0 + DELAY + 4 * INTERVAL - timedelta(seconds=1))
+    assert due(status, INTERVAL, DELAY, T0, T0 + DELAY + 4 * INTERVAL)
+
+
+def test_never_sooner_than_half_an_interval_after_the_last() -> None:
+    status = record(trig(), None, value(0.0, 1), QUERY)  # measured at T0 + 30s, 10 s before the grid's 40 s
+    assert next_due(status, INTERVAL, DELAY, T0) == T0 + timedelta(seconds=45)
+
+
+def test_a_late_measurement_does_not_move_the_next_one() -> None:
+    # Measured 0.2 s after it was due (the query's own latency): the next is still due on the
+    # grid, not 0.2 s later, so the cadence does not drift by each query's latency.
+    late = TriggerStatus(name="x", last_measured_time=T0 + DELAY + INTERVAL + timedelta(seconds=0.2))
+    assert next_due(late, INTERVAL, DELAY, T0) == T0 + DELAY + 2 * INTERVAL
+    # More than an interval late: the missed point is skipped, not caught up.
+    very_late = TriggerStatus(name="x", last_measured_time=T0 + DELAY + timedelta(seconds=75))
+    assert next_due(very_late, INTERVAL, DELAY, T0) == T0 + DELAY + 3 * INTERVAL
 
 
 def test_a_measurement_from_before_the_step_does_not_skip_the_initial_delay() -> None:
@@ -387,6 +402,10 @@ def test_due_is_now_at_or_after_next_due(start: int, interval: int, delay: int, 
     when = next_due(status, timedelta(seconds=interval), timedelta(seconds=delay), started_at)
     assert when >= started_at + timedelta(seconds=delay)
     if status is not None and status.last_measured_time is not None:
-        assert when >= status.last_measured_time + timedelta(seconds=interval)
+        last, first = status.last_measured_time, started_at + timedelta(seconds=delay)
+        if last >= first:
+            assert last + timedelta(seconds=interval) / 2 <= when <= last + timedelta(seconds=interval)
+            grid = (when - first) / timedelta(seconds=interval)
+            assert grid == int(grid) or when == last + timedelta(seconds=interval) / 2
     at = started_at + timedelta(seconds=now)
     assert due(status, timedelta(seconds=interval), timedelta(seconds=delay), started_at, at) == (at >= when)

@@ -320,12 +320,18 @@ def verdict(triggers: Sequence[Trigger], statuses: Iterable[TriggerStatus], *, a
 def next_due(status: TriggerStatus | None, interval: timedelta, initial_delay: timedelta,
              started_at: datetime) -> datetime:
     """When the trigger should next be measured: `initial_delay` after `started_at` (the start
-    of the step or validation window), then every `interval` after the last measurement."""
+    of the step or validation window), then on a fixed grid of `interval` from there: the first
+    grid point after the last measurement, but never less than half an interval after it. A
+    grid, because `interval` after the last measurement adds each query's own latency to every
+    interval (at 1 s, about 2% fewer measurements, and a phase that wanders); a measurement late
+    by more than an interval skips the points it missed rather than catching up in a burst."""
     first = started_at + initial_delay
     last = status.last_measured_time if status is not None else None
-    if last is None:
+    if last is None or last < first:
         return first
-    return max(first, last + interval)
+    if interval <= timedelta(0):
+        return last
+    return max(first + ((last - first) // interval + 1) * interval, last + interval / 2)
 
 
 def due(status: TriggerStatus | None, interval: timedelta, initial_delay: timedelta,
