@@ -268,7 +268,7 @@ def test_status_wire_form() -> None:
 def test_empty_status() -> None:
     assert parse_status(None) == ReleaseStatus()
     assert ReleaseStatus().to_dict() == {"gates": [], "analysis": [], "conditions": [], "history": [],
-                                         "obeyedCommands": {}, "announcements": []}
+                                         "obeyedCommands": {}, "announcements": [], "stepStarts": []}
 
 
 def test_status_times_must_carry_a_zone() -> None:

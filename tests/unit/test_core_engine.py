@@ -234,6 +234,25 @@ def test_manual_pause_waits_for_promote_step() -> None:
     run.until(Phase.SUCCEEDED)
 
 
+def test_each_step_taken_is_in_the_status_with_its_start() -> None:
+    # What the closing record rebuilds its timeline from after a restart (core.notes).
+    run = stable_run(CANARY)
+    starts: dict[int, datetime] = {}
+    for _ in range(40):
+        run.tick()
+        if run.status.phase != Phase.PROGRESSING:
+            break
+        if run.status.current_step is not None and run.status.step_started_at is not None:
+            starts.setdefault(run.status.current_step, run.status.step_started_at)
+    assert [(s.step, s.at) for s in run.status.step_starts] == sorted(starts.items())
+    assert [s.step for s in run.status.step_starts] == list(range(1, run.status.total_steps + 1))
+    # A new rollout starts the list again.
+    run.until(Phase.SUCCEEDED)
+    run.deploy(with_image(run.spec, "app:3"))
+    run.tick()
+    assert [s.step for s in run.status.step_starts] == [1]
+
+
 def test_promote_full_jumps_to_full_promotion() -> None:
     run = stable_run(MANUAL)
     run.tick()

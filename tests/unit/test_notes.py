@@ -22,6 +22,7 @@ from glideslope.api import (
     ReleaseSpec,
     ReleaseStatus,
     Severity,
+    StepStart,
     TriggerStatus,
     parse_spec,
 )
@@ -188,14 +189,35 @@ def test_a_spec_newer_than_the_status_lends_the_rollout_nothing() -> None:
     assert rollout is not None and rollout.version == "1.1.0" and rollout.notes == "### 1.1.0\n- Faster search"
 
 
-def test_steps_on_first_sight_only_when_they_begin_now() -> None:
-    st_ = status(V2, phase=Phase.PROGRESSING, current_step=2, step_started_at=at(5), stable_revision=R1)
-    assert notes.steps_taken(None, V2, st_, at(9), first_sight=True) == ((R2, 2), [])
-    mark, entries = notes.steps_taken(None, V2, st_, at(5), first_sight=True)
-    assert mark == (R2, 2) and [e.message for e in entries] == ["step 2/4: analysis 15s"]
+def test_steps_on_first_sight_come_from_the_status() -> None:
+    # After a restart, every step the status says the rollout took: those taken on quiet ticks
+    # waited in the memory of the process that died.
+    taken = [StepStart(step=1, at=at(1)), StepStart(step=2, at=at(5))]
+    st_ = status(V2, phase=Phase.PROGRESSING, current_step=2, step_started_at=at(5), stable_revision=R1,
+                 step_starts=taken)
+    mark, entries = notes.steps_taken(None, V2, st_, at(9), first_sight=True)
+    assert mark == (R2, 2)
+    assert [(e.at, e.message) for e in entries] == [(at(1), "step 1/4: setWeight 20"),
+                                                        (at(5), "step 2/4: analysis 15s")]
+    # Later ticks: the step that began, once.
+    after = st_.model_copy(update={"current_step": 3, "step_started_at": at(20)})
+    assert [e.message for e in notes.steps_taken(mark, V2, after, at(20))[1]] == ["step 3/4: setWeight 60"]
+    assert notes.steps_taken((R2, 3), V2, after, at(21)) == ((R2, 3), [])
     # A first rollout has no steps to tell.
     first = status(V1, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(0))
     assert notes.steps_taken(None, V1, first, at(0)) == (None, [])
+
+
+def test_a_step_written_before_a_restart_is_not_written_twice() -> None:
+    r = Rollout()
+    rolled_out_1_1(r)
+    taken = [StepStart(step=1, at=at(1))]
+    st_ = status(V2, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(1), stable_revision=R1,
+                 step_starts=taken)
+    step = notes.steps_taken(None, V2, st_, at(1), first_sight=True)[1]
+    once = notes.fold(r.record, V2, st_, step, release="web", namespace="shop")
+    twice = notes.fold(once, V2, st_, step, release="web", namespace="shop")
+    assert twice == once
 
 
 def test_find_by_revision_prefix_or_version() -> None:

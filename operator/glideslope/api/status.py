@@ -48,6 +48,15 @@ class GateStatus(ApiModel):
     """A metric gate's last measured value."""
 
 
+class StepStart(ApiModel):
+    """A step the current rollout took (see `ReleaseStatus.step_starts`)."""
+
+    step: int = Field(ge=1)
+    """The step's number in the plan, 1 first."""
+    at: Timestamp
+    """When it started."""
+
+
 class Announcement(ApiModel):
     """An Event the tick that wrote this status announces (see `ReleaseStatus.announcements`)."""
 
@@ -118,6 +127,11 @@ class HistoryEntry(ApiModel):
     """From `startedAt` to `finishedAt`."""
     rollback_seconds: float | None = Field(default=None, ge=0)
     """How long the rollback took; absent when there was none."""
+    step_starts: list[StepStart] = Field(default_factory=list)
+    """Each step the current rollout has taken, in order, with when it began (a retry starts the
+    list again; at most one entry per step of the plan, and two more). Steps are not Events, and
+    the closing record writes them with the next Event: after an operator restart it takes
+    those it had not written yet from here."""
     downtime_seconds: float | None = Field(default=None, ge=0)
     """BigBang: how long no pod was serving; absent for the other strategies."""
     reason: str | None = None
@@ -175,6 +189,11 @@ class ReleaseStatus(ApiModel):
     step_started_at: Timestamp | None = None
     """When the current step started: pauses, analysis and delays count from it, so a
     restarted operator resumes them where they were."""
+    step_starts: list[StepStart] = Field(default_factory=list)
+    """Each step the current rollout has taken, in order, with when it began (a retry starts the
+    list again; at most one entry per step of the plan, and two more). Steps are not Events, and
+    the closing record writes them with the next Event: after an operator restart it takes
+    those it had not written yet from here."""
     downtime_seconds: float | None = Field(default=None, ge=0)
     """BigBang: how long the last rollout had no pod serving."""
     breach_at: Timestamp | None = None

@@ -24,6 +24,7 @@ from glideslope.api import (
     ReleaseSpec,
     ReleaseStatus,
     Severity,
+    StepStart,
     TriggerStatus,
     gates_display,
     step_display,
@@ -191,6 +192,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     st.replicas = sum(s.pods for s in observation.revisions.values())
     st.ready_replicas = sum(s.ready for s in observation.revisions.values())
     st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+    _note_step(status, st, len(steps))
     _conditions(st, observation.generation, now)
     return Decision(tuple(actions), st, consumed)
 
@@ -593,11 +595,26 @@ def _record(st: ReleaseStatus, entry: HistoryEntry) -> None:
     st.history = [*st.history, entry][-HISTORY_LIMIT:]
 
 
+def _note_step(before: ReleaseStatus, st: ReleaseStatus, planned: int) -> None:
+    """Keeps `status.stepStarts`: the step this tick began, if it began one. Written with the
+    status that begins it, so the closing record can take it from there after a crash."""
+    if st.revision != before.revision:
+        st.step_starts = []
+    if st.phase not in (Phase.PROGRESSING, Phase.PAUSED) or st.current_step is None or st.step_started_at is None:
+        return
+    last = st.step_starts[-1] if st.step_starts else None
+    if last is not None and (last.step, last.at) == (st.current_step, st.step_started_at):
+        return
+    if last is not None and st.current_step < last.step:
+        st.step_starts = []  # a retry: the rollout begins again from its first step
+    st.step_starts = [*st.step_starts, StepStart(step=st.current_step, at=st.step_started_at)][-(planned + 2):]
+
+
 def _seconds(start: datetime | None, end: datetime) -> float | None:
     return max((end - start).total_seconds(), 0.0) if start else None
 
 
-_CONDITIONS: dict[Phase, tuple[bool, bool, bool]] = {
+PHASE_CONDITIONS: dict[Phase, tuple[bool, bool, bool]] = {
     # phase: (Ready, Progressing, Degraded)
     Phase.SUCCEEDED: (True, False, False),
     Phase.PROGRESSING: (False, True, False),
@@ -609,13 +626,15 @@ _CONDITIONS: dict[Phase, tuple[bool, bool, bool]] = {
     Phase.ROLLED_BACK: (False, False, True),
     Phase.FAILED: (False, False, True),
 }
+"""Ready, Progressing and Degraded by phase, each with the phase as its reason (kstatus reads
+them so); rendered into docs/api.md."""
 
 
 def _conditions(st: ReleaseStatus, generation: int, now: datetime) -> None:
     """Ready/Progressing/Degraded from the phase, in kstatus form; transition times only move
     when a condition's status does."""
     phase = st.phase or Phase.PENDING
-    values = _CONDITIONS[phase]
+    values = PHASE_CONDITIONS[phase]
     types = (ConditionType.READY, ConditionType.PROGRESSING, ConditionType.DEGRADED)
     conditions: list[Condition] = []
     for type_, value in zip(types, values, strict=True):

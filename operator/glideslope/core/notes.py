@@ -152,18 +152,21 @@ def step_mark(status: ReleaseStatus) -> StepMark | None:
 def steps_taken(previous: StepMark | None, spec: ReleaseSpec, status: ReleaseStatus, now: datetime, *,
                 first_sight: bool = False) -> tuple[StepMark | None, list[Entry]]:
     """The new mark, and a timeline entry when a step began since `previous`. On `first_sight`
-    (nothing known before, e.g. after a restart) only a step that began at `now` is new."""
+    (nothing known before, e.g. after a restart) every step of the current rollout in
+    `status.stepStarts`: those written before are dropped when folded (`_append`), and those a
+    restart lost, taken on quiet ticks and waiting in memory for the next write, come back."""
     mark = step_mark(status)
     if mark is None or mark == previous:
         return mark, []
-    if first_sight and status.step_started_at != now:
-        return mark, []
     steps = strategy_for(spec).plan(spec)
-    index = mark[1] - 1
-    what = steps[index].describe() if 0 <= index < len(steps) else "step"
-    entry = Entry(at=status.step_started_at or now, reason=STEP,
-                  message=f"step {mark[1]}/{len(steps)}: {what}", revision=mark[0])
-    return mark, [entry]
+
+    def entry(step: int, at: datetime) -> Entry:
+        what = steps[step - 1].describe() if 0 < step <= len(steps) else "step"
+        return Entry(at=at, reason=STEP, message=f"step {step}/{len(steps)}: {what}", revision=mark[0])
+
+    if first_sight:
+        return mark, [entry(s.step, s.at) for s in status.step_starts]
+    return mark, [entry(mark[1], status.step_started_at or now)]
 
 
 def fold(record: Record, spec: ReleaseSpec, status: ReleaseStatus, entries: Sequence[Entry], *,
@@ -251,7 +254,7 @@ def _append(rollout: RolloutRecord, entry: Entry) -> None:
                                                        "message": entry.message})
         return
     if entry.reason == STEP and any(e.reason == STEP and e.message == entry.message and e.at == entry.at
-                                    for e in rollout.timeline[-3:]):
+                                    for e in rollout.timeline):
         return  # the same step seen twice (a restart, a write that was retried)
     rollout.timeline.append(entry)
     if len(rollout.timeline) > MAX_TIMELINE:
