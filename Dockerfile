@@ -8,8 +8,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/glideslope
 COPY constraints.txt pyproject.toml README.md ./
+# operator/glideslope/sandbox/ (a developer tool that builds Kubernetes and runs a local cluster)
+# is kept out by .dockerignore, so the wheel has no sandbox; `pip install -e .` in a checkout
+# still has it. The checks fail the build if it slipped in, or if the CLI cannot start without it.
 COPY operator/ operator/
 RUN /opt/glideslope/bin/pip install --no-cache-dir -c constraints.txt . \
+    && /opt/glideslope/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('glideslope.sandbox') is not None)" \
+    && /opt/glideslope/bin/python -c "import glideslope.operator_main" \
+    && /opt/glideslope/bin/glideslope --help >/dev/null \
+    && /opt/glideslope/bin/glideslope operator --help >/dev/null \
     && /opt/glideslope/bin/python -m compileall -q /opt/glideslope
 
 FROM ${BASE}

@@ -53,6 +53,22 @@ class Severity(StrEnum):
     LOW = "low"
 
 
+SEVERITY_EFFECTS: dict[Severity, str] = {
+    Severity.CRITICAL: "Rolls back at its first failed measurement, in the rollout and in the validation window.",
+    Severity.HIGH: "Rolls back once `failureLimit` measurements have failed in the current rollout (a total, not a"
+                   " streak); below that, a failure holds the rollout: its step, or the end of the validation"
+                   " window, waits for a passing measurement.",
+    Severity.MEDIUM: "Pauses the rollout for a person to promote or abort; in the validation window it only"
+                     " notifies.",
+    Severity.LOW: "Records and notifies only (the `TriggerFailed` Event every failed measurement gets); the"
+                  " rollout goes on.",
+}
+"""What a failed trigger does, by severity: the one statement of it, rendered into docs/api.md
+(`core.analysis.verdict` implements it). With `rollback.automatic: false` a rollback becomes a
+pause. No data or an error is never a pass: it holds the rollout whatever the severity, and
+`INCONCLUSIVE_LIMIT` of them pause it."""
+
+
 class OnNoData(StrEnum):
     """What an empty result or NaN counts as; never a pass."""
 

@@ -1,4 +1,4 @@
-"""The `glideslope` command: the operator, the local sandbox and the CRD."""
+"""The `glideslope` command: the operator, the local sandbox, the CRD and its reference."""
 
 from __future__ import annotations
 
@@ -8,9 +8,22 @@ import sys
 from pathlib import Path
 
 
+def _no_sandbox(command: str, exc: ModuleNotFoundError) -> RuntimeError:
+    """The error for a developer command where the sandbox package is absent (the operator's
+    image leaves it out); any other missing module is a real fault and is raised as it is."""
+    if not (exc.name or "").startswith("glideslope.sandbox"):
+        raise exc
+    return RuntimeError(f"{command}: the sandbox is a developer tool and is not installed here (the operator's "
+                        "image leaves it out); run it from a checkout: pip install -e .")
+
+
 def _sandbox(args: argparse.Namespace) -> int:
-    # Imported here so `glideslope crd` stays fast and needs nothing of the sandbox.
-    from glideslope.sandbox.cluster import Sandbox
+    # Imported here so `glideslope crd` stays fast and needs nothing of the sandbox, and the
+    # operator's image, which has no sandbox, still starts.
+    try:
+        from glideslope.sandbox.cluster import Sandbox
+    except ModuleNotFoundError as exc:
+        raise _no_sandbox("sandbox", exc) from exc
 
     box = Sandbox(Path(args.dir))
     if args.action == "up":
@@ -27,6 +40,13 @@ def _crd(_: argparse.Namespace) -> int:
     from glideslope.api.crd import render_crd_yaml
 
     sys.stdout.write(render_crd_yaml())
+    return 0
+
+
+def _docs(_: argparse.Namespace) -> int:
+    from glideslope.cli.docs import render
+
+    sys.stdout.write(render())
     return 0
 
 
@@ -52,10 +72,13 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from glideslope.sandbox.build import ensure_binaries, ensure_helm
+    try:
+        from glideslope.sandbox.anchors import ensure_anchors
+        from glideslope.sandbox.build import ensure_binaries, ensure_helm
+    except ModuleNotFoundError as exc:
+        raise _no_sandbox("build", exc) from exc
 
     if args.anchors:
-        from glideslope.sandbox.anchors import ensure_anchors
 
         # Only the benchmark's anchors (`make anchors`), not the sandbox's binaries.
         print(ensure_anchors(force=args.force).folder)
@@ -115,6 +138,8 @@ def parser() -> argparse.ArgumentParser:
 
     crd = sub.add_parser("crd", help="print the Release CustomResourceDefinition")
     crd.set_defaults(func=_crd)
+    docs = sub.add_parser("docs", help="print docs/api.md, the Release API's reference")
+    docs.set_defaults(func=_docs)
     return p
 
 

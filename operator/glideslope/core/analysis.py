@@ -7,8 +7,8 @@ Pure: no I/O and no clock (`now` is passed in). The shell measures with a `Metri
 
 and, after recording, `verdict(triggers, statuses, automatic=..., stage=...)`.
 
-Semantics chosen here (what a failed trigger does, by severity: critical rolls back at the first
-failure, high at `failureLimit`, medium pauses for a person, low records):
+Semantics chosen here (what a failed trigger does, by severity, is `SEVERITY_EFFECTS` in
+api/types.py, rendered into docs/api.md; `_call` implements it):
 
 - A measurement fails when `failureCondition` holds or `successCondition` does not. An error
   (Prometheus unreachable, a refused query, several series, a condition that cannot be
@@ -41,8 +41,18 @@ from glideslope.core.conditions import ConditionError, compile_condition
 # ---------------------------------------------------------------------------------------------
 # Query templates
 
-TEMPLATE_VARIABLES = frozenset(
-    {"namespace", "release", "service", "version", "revision", "stableRevision", "stableVersion"})
+TEMPLATE_VARIABLE_MEANINGS: Mapping[str, str] = {
+    "namespace": "The Release's namespace.",
+    "release": "The Release's name.",
+    "service": "The stable Service's name (`spec.service.name`; default: the Release's name).",
+    "version": "`spec.version`: the candidate's version.",
+    "revision": "The candidate revision, as its pods' `glideslope.dev/revision` label carries it.",
+    "stableRevision": "The stable revision (the label value of its pods); empty on a first rollout.",
+    "stableVersion": "`spec.version` of the stable revision; empty on a first rollout.",
+}
+"""What each template variable stands for (`core.triggers.variables` gives the values);
+rendered into docs/api.md."""
+TEMPLATE_VARIABLES = frozenset(TEMPLATE_VARIABLE_MEANINGS)
 """The names `{{...}}` may use in a trigger's or metric gate's query."""
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)

@@ -38,6 +38,28 @@ PAUSE = "glideslope.dev/pause"
 RESUME = "glideslope.dev/resume"
 COMMANDS = (ABORT, UNDO, RETRY, APPROVE, PAUSE, RESUME, PROMOTE)
 """Command annotations this engine consumes, in the order they are obeyed."""
+COMMAND_EFFECTS: dict[str, str] = {
+    ABORT: "Rolls back to the stable revision now, if a rollout is under way; the value is the reason, kept in"
+           " `status.history` and the `Aborted` Event.",
+    UNDO: "During a rollout, the same as abort. Otherwise goes back to a previous revision that succeeded and is"
+          " still kept (the value names it; empty: the last one): it becomes stable again, and traffic moves"
+          " once it is Ready.",
+    RETRY: "After a rollback or a failure, rolls the current spec out again from step 1, with its gates checked"
+           " again (approvals already given stand).",
+    APPROVE: "Passes the approval gate the value names, for the current revision only, recorded in"
+             " `status.gates[]` with who (`glideslope.dev/approved-by`) and when.",
+    APPROVED_BY: "Who approves: the approver's user name as the API server knows it; set, read and removed with"
+                 " `glideslope.dev/approve`.",
+    PAUSE: "Holds the rollout under way where it is (phase `Paused`); the value is the reason, kept in"
+           " `status.pausedBy`. `spec.paused` is the declarative twin.",
+    RESUME: "Lifts a pause given with `glideslope.dev/pause` (not `spec.paused`, which only the spec lifts).",
+    PROMOTE: "`step`: the current step ends now and the next one starts, without waiting for the triggers to pass"
+             " (a trigger that rolls back still does); `full`: straight to full promotion. In the validation"
+             " window, either ends the window (postDeploy gates still run).",
+}
+"""What each command annotation makes the operator do: the one statement of it, rendered into
+docs/api.md (`core.decide._command` implements it). A command that does not apply is consumed
+all the same, with a `CommandIgnored` Event saying why."""
 
 
 @dataclass(frozen=True)
