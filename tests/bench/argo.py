@@ -69,7 +69,8 @@ def argo(sandbox: Cluster, tmp_path: Path) -> Iterator[ArgoController]:
     try:
         yield controller
     finally:
-        stop_process(proc)
+        # `proc` may have been replaced: a benchmark that kills the controller starts another.
+        stop_process(controller.proc)
         print(f"--- argo-rollouts log (tail) ---\n{controller.log()[-4000:]}")
 
 
