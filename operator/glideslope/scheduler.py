@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from glideslope.api import Phase, Release, ReleaseStatus, parse_duration
+from glideslope.api import FINAL_PHASES, Phase, Release, ReleaseStatus, parse_duration
 from glideslope.core.analysis import next_due
 from glideslope.core.decide import HANDOVER_SECONDS, plan
 from glideslope.core.revision import revision_of
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
 
-SETTLED = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
 SETTLED_RESYNC = 60.0
 """Seconds between ticks of a Release with nothing under way: it re-asserts what it owns."""
 ROLLING_RESYNC = 5.0
@@ -58,7 +57,7 @@ def next_tick(release: Release, now: datetime, interval: float, previous: Releas
             st.revision, st.phase, st.current_step):
         # The core moves one step per tick, and a new step often has nothing to wait for.
         return LATE
-    if st.phase in SETTLED and st.revision == revision_of(release.spec.template):
+    if st.phase in FINAL_PHASES and st.revision == revision_of(release.spec.template):
         # The revision that traffic just left is scaled down once the hand-over is over.
         handover = st.step_started_at + timedelta(seconds=HANDOVER_SECONDS) if st.step_started_at else None
         if handover is not None and handover > now:

@@ -30,7 +30,7 @@ from glideslope.api import (
     Severity,
     TriggerStatus,
 )
-from glideslope.core.model import RELEASE_SECRET_LABEL, RecordEvent
+from glideslope.core.model import RELEASE_SECRET_LABEL, Reason, RecordEvent
 from glideslope.egress import Egress, EgressPolicy
 from glideslope.egress import layer as egress_layer
 from glideslope.kube.client import Kube
@@ -189,17 +189,26 @@ def test_a_trigger_event_carries_the_trigger_and_a_rollback_its_reason() -> None
                             last_value=0.31, query="sum(rate(x[5s]))")
     status = STATUS.model_copy(update={"analysis": [failing], "history": [HistoryEntry(
         revision="7f9c2d1a4b", outcome=HistoryOutcome.ROLLED_BACK, reason="trigger error-rate: 0.31 > 0.05")]})
-    announced = RecordEvent("TriggerFailed", "trigger error-rate (critical): 0.31; query: sum(rate(x[5s]))", True)
+    announced = RecordEvent(Reason.TRIGGER_FAILED, "trigger error-rate (critical): 0.31; query: sum(rate(x[5s]))",
+                            True, trigger="error-rate")
     event = release_event(release(), status, announced, NotificationEvent.TRIGGER_FAILED, STATUS_AT)
     assert (event.trigger_name, event.trigger_severity, event.trigger_value) == ("error-rate", Severity.CRITICAL, 0.31)
-    back = release_event(release(), status, RecordEvent("RollingBack", "rolling back 2.5.0: error-rate failed"),
-                         NotificationEvent.ROLLING_BACK, STATUS_AT)
+    rolling_back = RecordEvent(Reason.ROLLING_BACK, "rolling back 2.5.0: error-rate failed", trigger="error-rate")
+    back = release_event(release(), status, rolling_back, NotificationEvent.ROLLING_BACK, STATUS_AT)
     assert back.trigger_name == "error-rate" and back.reason == "trigger error-rate: 0.31 > 0.05"
     assert back.stable_version == "2.4.1" and back.strategy == "Canary" and back.weight == 10
     assert back.release_notes is None  # notes open and close a rollout, they do not go with each event
     noted = release().model_copy(update={"spec": release().spec.model_copy(update={"release_notes": "- new"})})
-    started = release_event(noted, status, RecordEvent("Started", "go"), NotificationEvent.STARTED, STATUS_AT)
-    assert started.release_notes == "- new"
+    started = release_event(noted, status, RecordEvent(Reason.STARTED, "go"), NotificationEvent.STARTED, STATUS_AT)
+    assert started.release_notes == "- new" and started.trigger_name is None
+    # A gate's rollback names no trigger, even when a failing trigger's name is in its message.
+    gate = release_event(release(), status, RecordEvent(Reason.ROLLING_BACK, "aborting: gate error-rate-check failed"),
+                         NotificationEvent.ROLLING_BACK, STATUS_AT)
+    assert gate.trigger_name is None
+
+
+def test_every_notification_event_is_an_event_reason() -> None:
+    assert {str(e) for e in NotificationEvent} <= {str(r) for r in Reason}
 
 
 def test_each_receiver_gets_the_events_it_wants_in_order_in_its_format(receiver: Receiver) -> None:

@@ -129,6 +129,19 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
+# The groups of phases, named once (a phase is a str, so a plain string's membership works too).
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+"""The rollout has ended: nothing moves until the spec changes or a person gives a command."""
+UNDER_WAY_PHASES = frozenset(Phase) - FINAL_PHASES
+"""A rollout, or its rollback, is under way."""
+ROLLING_OUT_PHASES = UNDER_WAY_PHASES - {Phase.ROLLING_BACK}
+"""A rollout is under way, forward: what a new spec supersedes and an abort stops."""
+STEPPING_PHASES = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+"""The rollout is taking its steps."""
+GOING_BACK_PHASES = frozenset({Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED})
+"""The rollout failed, or is being undone."""
+
+
 class AnalysisState(StrEnum):
     """The verdict of a trigger's latest measurement."""
 

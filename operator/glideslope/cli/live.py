@@ -20,14 +20,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from glideslope.api import GROUP, PLURAL, VERSION, parse_release, parse_status
+from glideslope.api import FINAL_PHASES, GROUP, PLURAL, VERSION, Phase, parse_release, parse_status
+from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
 from glideslope.core.strategies import strategy_for
 
-RELEASE_LABEL = "glideslope.dev/release"
-REVISION_LABEL = "glideslope.dev/revision"
-PHASE_STYLE = {"Succeeded": "green", "RolledBack": "red", "Failed": "red", "RollingBack": "yellow",
-               "Paused": "yellow", "Gated": "cyan", "Validating": "cyan", "Progressing": "blue"}
-FINAL_PHASES = {"Succeeded", "RolledBack", "Failed"}
+PHASE_STYLE: dict[str, str] = {
+    Phase.SUCCEEDED: "green", Phase.ROLLED_BACK: "red", Phase.FAILED: "red", Phase.ROLLING_BACK: "yellow",
+    Phase.PAUSED: "yellow", Phase.GATED: "cyan", Phase.VALIDATING: "cyan", Phase.PROGRESSING: "blue"}
 
 
 @dataclass
@@ -45,7 +44,7 @@ def render(snap: Snapshot) -> RenderableType:
         return Text("waiting for the Release...")
     meta, spec = body["metadata"], body.get("spec", {})
     st = parse_status(body.get("status"))
-    phase = str(st.phase or "Pending")
+    phase = str(st.phase or Phase.PENDING)
     head = Table.grid(padding=(0, 2))
     head.add_row(Text(f"{meta['namespace']}/{meta['name']}", style="bold"),
                  Text(phase, style=f"bold {PHASE_STYLE.get(phase, 'white')}"),
@@ -58,7 +57,7 @@ def render(snap: Snapshot) -> RenderableType:
         line = Text()
         for i, step in enumerate(steps, start=1):
             current = st.current_step == i and phase not in FINAL_PHASES
-            done = (st.current_step or 0) > i or phase == "Succeeded"
+            done = (st.current_step or 0) > i or phase == Phase.SUCCEEDED
             mark, style = ("▶ ", "bold yellow") if current else (("✔ ", "green") if done else ("· ", "dim"))
             line.append(f"{mark}{step}  ", style=style)
         parts.append(line)

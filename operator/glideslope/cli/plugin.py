@@ -29,13 +29,22 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from glideslope.api import GROUP, PLURAL, VERSION, ReleaseStatus, parse_duration, parse_release, parse_status
-from glideslope.cli.live import FINAL_PHASES, Watcher
+from glideslope.api import (
+    FINAL_PHASES,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Phase,
+    ReleaseStatus,
+    parse_duration,
+    parse_release,
+    parse_status,
+)
+from glideslope.cli.live import Watcher
 from glideslope.core import notes
+from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, PROMOTE, RESUME, RETRY, UNDO
 from glideslope.kube import records
 from glideslope.kube.client import Kube
-
-ANNOTATION_PREFIX = "glideslope.dev/"
 
 
 class PluginError(Exception):
@@ -201,7 +210,7 @@ def render_status(body: dict[str, Any]) -> Table:
         ("version", f"{spec.get('version')} (revision {st.revision or '-'})"),
         ("stable", f"{st.stable_version or '-'} (revision {st.stable_revision or '-'})"),
         ("strategy", str(spec.get("strategy", {}).get("type", ""))),
-        ("phase", str(st.phase or "Pending")),
+        ("phase", str(st.phase or Phase.PENDING)),
         ("message", st.message or ""),
         ("step", st.step_display or "-"),
         ("weight", "-" if st.weight is None else f"{st.weight}%"),
@@ -262,19 +271,19 @@ def command_annotations(args: argparse.Namespace, approver: str | None = None) -
     if args.command == "approve":
         if not approver:
             raise PluginError("approve: the approver's user name is unknown")
-        return {f"{ANNOTATION_PREFIX}approve": args.gate, f"{ANNOTATION_PREFIX}approved-by": approver}
+        return {APPROVE: args.gate, APPROVED_BY: approver}
     if args.command == "promote":
-        return {f"{ANNOTATION_PREFIX}promote": "full" if args.full else "step"}
+        return {PROMOTE: "full" if args.full else "step"}
     if args.command == "abort":
-        return {f"{ANNOTATION_PREFIX}abort": args.reason or "aborted by kubectl release"}
+        return {ABORT: args.reason or "aborted by kubectl release"}
     if args.command == "retry":
-        return {f"{ANNOTATION_PREFIX}retry": "true"}
+        return {RETRY: "true"}
     if args.command == "undo":
-        return {f"{ANNOTATION_PREFIX}undo": args.revision or ""}
+        return {UNDO: args.revision or ""}
     if args.command == "pause":
-        return {f"{ANNOTATION_PREFIX}pause": args.reason or "paused by kubectl release"}
+        return {PAUSE: args.reason or "paused by kubectl release"}
     if args.command == "resume":
-        return {f"{ANNOTATION_PREFIX}resume": ""}
+        return {RESUME: ""}
     raise PluginError(f"unknown command {args.command}")
 
 
@@ -414,7 +423,7 @@ def wait(releases: Releases, name: str, timeout: float, out: Console) -> int:
             out.print(line + (f": {status['message']}" if status.get("message") else ""), markup=False)
             said = line
         if current and phase in FINAL_PHASES:
-            return EXIT_SUCCEEDED if phase == "Succeeded" else EXIT_ROLLED_BACK
+            return EXIT_SUCCEEDED if phase == Phase.SUCCEEDED else EXIT_ROLLED_BACK
         if time.monotonic() >= deadline:
             out.print(f"{releases.namespace}/{name}: still {phase or 'without status'} after {timeout:g}s",
                       markup=False)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from glideslope.api import (
     HISTORY_LIMIT,
+    ROLLING_OUT_PHASES,
     AnalysisState,
     Condition,
     ConditionStatus,
@@ -46,6 +47,7 @@ from glideslope.core.model import (
     Decision,
     DeleteRevision,
     Observation,
+    Reason,
     RecordEvent,
     ScaleRevision,
     SetTraffic,
@@ -68,8 +70,6 @@ EndpointSlices and proxies a moment after it is written."""
 OBEYED_VALUE_LIMIT = 256
 """Characters of a command's value kept in `status.obeyedCommands` (values are free text)."""
 
-ROLLING_OUT = frozenset({Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED, Phase.VALIDATING})
-"""Phases in which a rollout is under way."""
 
 
 def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
@@ -91,9 +91,9 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     starting = st.revision != candidate
     if starting:
         _start(st, spec, candidate, steps, now, events)
-    elif st.version != spec.version and st.phase in ROLLING_OUT:
+    elif st.version != spec.version and st.phase in ROLLING_OUT_PHASES:
         st.version = spec.version
-    checklist.sync(spec, st, now, rolling_out=st.phase in ROLLING_OUT)
+    checklist.sync(spec, st, now, rolling_out=st.phase in ROLLING_OUT_PHASES)
     consumed = tuple(k for k in COMMANDS if k in observation.commands)
     obeyed = {k: observation.commands[k][:OBEYED_VALUE_LIMIT] for k in consumed}
     for key in consumed:
@@ -110,8 +110,8 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     if judged is not None and judged[1].action == Order.ROLLBACK:
         stage, fired = judged
         _roll_back(st, st.revision, fired.message, now, keep_traffic=stage == "validation", breach=True)
-        events.append(RecordEvent("RollingBack", f"rolling back {st.version} ({st.revision}): {fired.message}",
-                                  warning=True))
+        events.append(RecordEvent(Reason.ROLLING_BACK, f"rolling back {st.version} ({st.revision}): {fired.message}",
+                                  warning=True, trigger=fired.trigger))
         judged = None
     found = judged[1] if judged is not None else None
     _gates(st, spec, strategy, steps, candidate, observation, now, events)
@@ -139,7 +139,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     elif st.phase == Phase.VALIDATING and candidate != stable:
         traffic = _validate(st, spec, candidate, stable, pinned, settled, observation, found, now, events,
                             replicas)
-    elif st.phase in ROLLING_OUT and candidate != stable:
+    elif st.phase in ROLLING_OUT_PHASES and candidate != stable:
         traffic = _step(st, spec, strategy, steps, candidate, stable, observation, found, now, events, replicas,
                         advance=not starting)
     else:
@@ -248,7 +248,7 @@ def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps:
             also = "; postDeploy gates start" if post else ""
             if post:
                 checklist.begin(spec, st, GateStage.POST_DEPLOY, now)
-            events.append(RecordEvent("Validating", f"{spec.version} ({candidate}) fully promoted; validation "
+            events.append(RecordEvent(Reason.VALIDATING, f"{spec.version} ({candidate}) fully promoted; validation "
                                       f"window of {spec.validation.window_seconds}s started{also}"))
         else:
             _finish(st, spec, candidate, now, events, downtime=downtime)
@@ -324,9 +324,9 @@ def _analyse(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, observation: 
         if new.state == AnalysisState.FAILING:
             if trigger.severity in (Severity.CRITICAL, Severity.HIGH) and st.breach_at is None:
                 st.breach_at = measurement.at
-            events.append(RecordEvent("TriggerFailed", text, warning=True))
+            events.append(RecordEvent(Reason.TRIGGER_FAILED, text, warning=True, trigger=trigger.name))
         elif new.state == AnalysisState.INCONCLUSIVE and (previous is None or previous.state != new.state):
-            events.append(RecordEvent("AnalysisInconclusive", text, warning=True))
+            events.append(RecordEvent(Reason.ANALYSIS_INCONCLUSIVE, text, warning=True, trigger=trigger.name))
     st.analysis = [by_name[t.name] for t in triggers if t.name in by_name]
     return stage, verdict(triggers, st.analysis, automatic=spec.rollback.automatic, stage=stage)
 
@@ -334,12 +334,12 @@ def _analyse(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, observation: 
 def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[Step, ...], now: datetime,
            events: list[RecordEvent]) -> None:
     """A new template: supersede an unfinished rollout, start the new one from the stable revision."""
-    if st.phase in ROLLING_OUT and st.revision and st.revision != st.stable_revision:
+    if st.phase in ROLLING_OUT_PHASES and st.revision and st.revision != st.stable_revision:
         _record(st, HistoryEntry(version=st.version, revision=st.revision, outcome=HistoryOutcome.SUPERSEDED,
                                  started_at=st.started_at, finished_at=now,
                                  duration_seconds=_seconds(st.started_at, now),
                                  reason=f"superseded by {candidate} ({spec.version})"))
-        events.append(RecordEvent("Superseded", f"rollout of {st.revision} superseded by {candidate}"))
+        events.append(RecordEvent(Reason.SUPERSEDED, f"rollout of {st.revision} superseded by {candidate}"))
     st.revision, st.version = candidate, spec.version
     st.started_at = st.step_started_at = now
     st.current_step, st.weight = 1, 0
@@ -356,7 +356,7 @@ def _start(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, steps: tuple[St
         return
     st.phase = Phase.PROGRESSING
     st.message = f"step 1/{len(steps)}: {steps[0].describe()}" if st.stable_revision else "first rollout"
-    events.append(RecordEvent("Started", f"rollout of {spec.version} ({candidate}) started"))
+    events.append(RecordEvent(Reason.STARTED, f"rollout of {spec.version} ({candidate}) started"))
 
 
 def _gate_deploy(st: ReleaseStatus, spec: ReleaseSpec, now: datetime, events: list[RecordEvent]) -> bool:
@@ -366,7 +366,7 @@ def _gate_deploy(st: ReleaseStatus, spec: ReleaseSpec, now: datetime, events: li
     checklist.begin(spec, st, GateStage.PRE_DEPLOY, now)
     st.phase = Phase.GATED
     st.message = checklist.summary(spec, st, GateStage.PRE_DEPLOY)
-    events.append(RecordEvent("Gated", f"rollout of {st.version} ({st.revision}) waits for its preDeploy gates: "
+    events.append(RecordEvent(Reason.GATED, f"rollout of {st.version} ({st.revision}) waits for its preDeploy gates: "
                               + ", ".join(g.name for g in spec.gates if g.stage == GateStage.PRE_DEPLOY)))
     return True
 
@@ -396,7 +396,7 @@ def _gates(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps
             # The deployment starts now: its durations and analysis count from here.
             st.phase, st.started_at, st.step_started_at = Phase.PROGRESSING, now, now
             st.message = f"step 1/{len(steps)}: {steps[0].describe()}" if stable else "first rollout"
-            events.append(RecordEvent("Started", f"preDeploy gates passed; rollout of {st.version} ({candidate}) "
+            events.append(RecordEvent(Reason.STARTED, f"preDeploy gates passed; rollout of {st.version} ({candidate}) "
                                       "started"))
         elif outcome.state == GateState.FAILED:
             _record(st, HistoryEntry(version=st.version, revision=candidate, outcome=HistoryOutcome.FAILED,
@@ -404,7 +404,7 @@ def _gates(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps
                                      duration_seconds=_seconds(st.started_at, now), reason=outcome.message))
             st.phase = Phase.FAILED
             st.message = f"{outcome.message}; nothing was changed; retry to check the gates again"
-            events.append(RecordEvent("Failed", st.message, warning=True))
+            events.append(RecordEvent(Reason.FAILED, st.message, warning=True))
         else:
             st.message = outcome.message
         return
@@ -416,7 +416,7 @@ def _gates(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps
         outcome = run(GateStage.PRE_PROMOTION)
         if outcome.state == GateState.FAILED:
             _roll_back(st, candidate, outcome.message, now)
-            events.append(RecordEvent("RollingBack", f"aborting {st.version} ({candidate}): {outcome.message}",
+            events.append(RecordEvent(Reason.ROLLING_BACK, f"aborting {st.version} ({candidate}): {outcome.message}",
                                       warning=True))
         elif outcome.state == GateState.PASSED:
             st.step_started_at = now
@@ -425,8 +425,8 @@ def _gates(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps
         if outcome.state == GateState.FAILED:
             # The previous revision is scaled down: traffic stays until it is Ready again.
             _roll_back(st, candidate, outcome.message, now, keep_traffic=True)
-            events.append(RecordEvent("RollingBack", f"rolling back {st.version} ({candidate}): {outcome.message}",
-                                      warning=True))
+            events.append(RecordEvent(Reason.ROLLING_BACK,
+                                      f"rolling back {st.version} ({candidate}): {outcome.message}", warning=True))
 
 
 def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule,
@@ -434,40 +434,41 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
              events: list[RecordEvent]) -> None:
     """Obey one command annotation, or say why not; either way it is consumed."""
     name = key.removeprefix("glideslope.dev/")
-    rolling_out = st.phase in ROLLING_OUT and st.stable_revision is not None and st.revision != st.stable_revision
+    rolling_out = (st.phase in ROLLING_OUT_PHASES and st.stable_revision is not None
+                   and st.revision != st.stable_revision)
     if key == ABORT or (key == UNDO and rolling_out):
         if not rolling_out:
-            events.append(RecordEvent("CommandIgnored", f"{name}: no rollout in progress", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, f"{name}: no rollout in progress", warning=True))
             return
         reason = f"{name}: {value}" if value else name
         # In the validation window the previous revision is scaled down: traffic stays on the
         # candidate until it is Ready again.
         _roll_back(st, st.revision, reason, now, keep_traffic=st.phase == Phase.VALIDATING)
-        events.append(RecordEvent("Aborted" if key == ABORT else "Undo",
+        events.append(RecordEvent(Reason.ABORTED if key == ABORT else Reason.UNDO,
                                   f"{reason}; traffic back on {st.stable_revision}", warning=True))
     elif key == UNDO:
         previous = _previous(st, value, observation)
         if st.phase == Phase.ROLLING_BACK:
-            events.append(RecordEvent("CommandIgnored", "undo: a rollback is already under way", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, "undo: a rollback is already under way", warning=True))
             return
         if previous is None:
-            events.append(RecordEvent("CommandIgnored", "undo: no previous revision is kept", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, "undo: no previous revision is kept", warning=True))
             return
         revision, version = previous
         _roll_back(st, st.stable_revision, f"undo to {revision}", now)
         st.stable_revision, st.stable_version = revision, version
         # Traffic stays on the current revision until the previous one is Ready again.
         st.weight = 100
-        events.append(RecordEvent("Undo", f"undo: back to {version} ({revision})", warning=True))
+        events.append(RecordEvent(Reason.UNDO, f"undo: back to {version} ({revision})", warning=True))
     elif key == RETRY:
         if st.phase not in (Phase.ROLLED_BACK, Phase.FAILED) or st.revision == st.stable_revision:
-            events.append(RecordEvent("CommandIgnored", "retry: nothing was rolled back", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, "retry: nothing was rolled back", warning=True))
             return
         st.phase, st.current_step, st.weight = Phase.PROGRESSING, 1, 0
         st.started_at = st.step_started_at = now
         _reset_analysis(st)
         checklist.retry(spec, st, now)
-        events.append(RecordEvent("Retried", f"rollout of {st.version} ({st.revision}) started again"))
+        events.append(RecordEvent(Reason.RETRIED, f"rollout of {st.version} ({st.revision}) started again"))
         if not _gate_deploy(st, spec, now, events):
             st.message = f"retry: step 1/{len(steps)}: {steps[0].describe()}"
     elif key == APPROVE:
@@ -475,41 +476,42 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
         given = next((g for g in st.gates if gate is not None and g.name == gate.name), None)
         if gate is None or given is None:
             known = ", ".join(g.name for g in spec.gates if g.approval is not None) or "none"
-            events.append(RecordEvent("CommandIgnored", f"approve: no approval gate named {value.strip()!r} "
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, f"approve: no approval gate named {value.strip()!r} "
                                       f"(approval gates: {known})", warning=True))
         elif given.state != GateState.PENDING:
-            events.append(RecordEvent("CommandIgnored", f"approve: gate {gate.name} is already {given.state.value}"
+            events.append(RecordEvent(Reason.COMMAND_IGNORED,
+                                      f"approve: gate {gate.name} is already {given.state.value}"
                                       + (f" ({given.message})" if given.message else "")))
         elif (refused := approval.refusal(gate, observation.commands.get(APPROVED_BY))) is not None:
-            events.append(RecordEvent("CommandIgnored", refused, warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, refused, warning=True))
         else:
             approved = approval.approve(given, observation.commands.get(APPROVED_BY), now)
             st.gates = [approved if g.name == gate.name else g for g in st.gates]
-            events.append(RecordEvent("GatePassed", f"gate {gate.name} (approval, {gate.stage.value}) passed: "
+            events.append(RecordEvent(Reason.GATE_PASSED, f"gate {gate.name} (approval, {gate.stage.value}) passed: "
                                       f"{approved.message} for {st.version} ({st.revision})"))
     elif key == PAUSE:
-        if not (st.phase in ROLLING_OUT and st.revision != st.stable_revision):
-            events.append(RecordEvent("CommandIgnored", "pause: no rollout in progress", warning=True))
+        if not (st.phase in ROLLING_OUT_PHASES and st.revision != st.stable_revision):
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, "pause: no rollout in progress", warning=True))
             return
         st.paused_by = value.strip() or "paused by a person"
-        events.append(RecordEvent("Paused", f"rollout of {st.version} ({st.revision}) paused: {st.paused_by}"))
+        events.append(RecordEvent(Reason.PAUSED, f"rollout of {st.version} ({st.revision}) paused: {st.paused_by}"))
     elif key == RESUME:
         if st.paused_by is None:
             why = "spec.paused is set: change the spec" if spec.paused else "not paused"
-            events.append(RecordEvent("CommandIgnored", f"resume: {why}", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, f"resume: {why}", warning=True))
             return
         st.paused_by = None
         st.phase = Phase.PROGRESSING if st.phase == Phase.PAUSED else st.phase
-        events.append(RecordEvent("Resumed", f"rollout of {st.version} ({st.revision}) resumed"))
+        events.append(RecordEvent(Reason.RESUMED, f"rollout of {st.version} ({st.revision}) resumed"))
     elif key == PROMOTE:
         if not rolling_out or spec.paused:
-            events.append(RecordEvent("CommandIgnored", "promote: no running rollout to promote", warning=True))
+            events.append(RecordEvent(Reason.COMMAND_IGNORED, "promote: no running rollout to promote", warning=True))
             return
         if st.phase == Phase.VALIDATING:
             # Ends the validation window now, whatever the triggers say; not the postDeploy
             # gates, which are a checklist, not a judgement.
             st.promoted_step = len(steps) + 1
-            events.append(RecordEvent("Promoted", f"promote {value or 'step'}: validation window ended"))
+            events.append(RecordEvent(Reason.PROMOTED, f"promote {value or 'step'}: validation window ended"))
             if checklist.waits(spec, st, GateStage.POST_DEPLOY) or st.paused_by:
                 st.step_started_at = now - timedelta(seconds=spec.validation.window_seconds)
                 return
@@ -522,7 +524,7 @@ def _command(key: str, value: str, st: ReleaseStatus, spec: ReleaseSpec, strateg
             st.current_step, st.step_started_at = nxt + 1, now
         st.promoted_step = nxt + 1
         st.phase = Phase.PROGRESSING
-        events.append(RecordEvent("Promoted", f"promote {value or 'step'}: step {nxt + 1}/{len(steps)}"))
+        events.append(RecordEvent(Reason.PROMOTED, f"promote {value or 'step'}: step {nxt + 1}/{len(steps)}"))
 
 
 def _roll_back(st: ReleaseStatus, revision: str | None, reason: str, now: datetime, *,
@@ -548,7 +550,7 @@ def _rolled_back(st: ReleaseStatus, now: datetime, events: list[RecordEvent]) ->
         entry = st.history[-1].model_copy(update={"rollback_seconds": _seconds(st.breach_at or st.step_started_at,
                                                                                  now)})
         st.history = [*st.history[:-1], entry]
-    events.append(RecordEvent("RolledBack", st.message, warning=True))
+    events.append(RecordEvent(Reason.ROLLED_BACK, st.message, warning=True))
 
 
 def _reset_analysis(st: ReleaseStatus) -> None:
@@ -567,7 +569,7 @@ def _finish(st: ReleaseStatus, spec: ReleaseSpec, candidate: str, now: datetime,
     st.downtime_seconds = downtime
     st.message = f"{spec.version} ({candidate}) is stable" + (
         f"; downtime {downtime:.1f}s" if downtime is not None else "")
-    events.append(RecordEvent("Succeeded", st.message))
+    events.append(RecordEvent(Reason.SUCCEEDED, st.message))
 
 
 def _previous(st: ReleaseStatus, wanted: str, observation: Observation) -> tuple[str, str | None] | None:

@@ -209,13 +209,42 @@ class DeleteRevision:
     revision: str
 
 
+class Reason(StrEnum):
+    """Every reason of an Event the core announces: the one spelling of each, for the Events,
+    the notifications (`NotificationEvent` names those people subscribe to, a subset), the
+    closing record and the CLI."""
+
+    GATED = "Gated"
+    GATE_WAITING = "GateWaiting"
+    GATE_PASSED = "GatePassed"
+    GATE_FAILED = "GateFailed"
+    STARTED = "Started"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    PROMOTED = "Promoted"
+    VALIDATING = "Validating"
+    SUCCEEDED = "Succeeded"
+    TRIGGER_FAILED = "TriggerFailed"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    FAILED = "Failed"
+    ABORTED = "Aborted"
+    UNDO = "Undo"
+    RETRIED = "Retried"
+    SUPERSEDED = "Superseded"
+    COMMAND_IGNORED = "CommandIgnored"
+
+
 @dataclass(frozen=True)
 class RecordEvent:
     """A Kubernetes Event on the Release."""
 
-    reason: str
+    reason: Reason
     message: str
     warning: bool = False
+    trigger: str | None = None
+    """The trigger the Event is about, when one is (a notification shows its value and query)."""
 
 
 Action = ScaleRevision | SetTraffic | DeleteRevision | RecordEvent

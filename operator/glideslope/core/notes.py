@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from glideslope.api import (
+    GOING_BACK_PHASES,
+    STEPPING_PHASES,
+    UNDER_WAY_PHASES,
     ApiModel,
     GateStatus,
     HistoryEntry,
@@ -29,7 +32,7 @@ from glideslope.api import (
     TriggerStatus,
 )
 from glideslope.api.types import Timestamp
-from glideslope.core.model import RecordEvent
+from glideslope.core.model import Reason, RecordEvent
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import strategy_for
 
@@ -51,11 +54,7 @@ STEP = "Step"
 
 # Reasons that repeat while a condition lasts (a trigger failing at every measurement): one
 # entry with a count and a last time, so they cannot push the rest out of the timeline.
-_REPEATING = frozenset({"TriggerFailed", "AnalysisInconclusive", "CommandIgnored"})
-_STEPPING = frozenset({Phase.PROGRESSING, Phase.PAUSED})
-_ROLLING_OUT = frozenset(str(p) for p in (Phase.PENDING, Phase.GATED, Phase.PROGRESSING, Phase.PAUSED,
-                                         Phase.VALIDATING, Phase.ROLLING_BACK))
-_FAILED = frozenset(str(p) for p in (Phase.ROLLED_BACK, Phase.FAILED, Phase.ROLLING_BACK))
+_REPEATING = frozenset({Reason.TRIGGER_FAILED, Reason.ANALYSIS_INCONCLUSIVE, Reason.COMMAND_IGNORED})
 
 
 class Entry(ApiModel):
@@ -133,9 +132,10 @@ def announced(events: Sequence[RecordEvent], status: ReleaseStatus, now: datetim
     entries = []
     for event in events:
         revision = None
-        if event.reason == "Superseded" and status.history and status.history[-1].outcome == HistoryOutcome.SUPERSEDED:
+        last = status.history[-1] if status.history else None
+        if event.reason == Reason.SUPERSEDED and last is not None and last.outcome == HistoryOutcome.SUPERSEDED:
             # Announced once the new rollout has started: it is about the one before.
-            revision = status.history[-1].revision
+            revision = last.revision
         entries.append(Entry(at=now, reason=event.reason, message=event.message, warning=event.warning,
                              revision=revision))
     return entries
@@ -143,7 +143,7 @@ def announced(events: Sequence[RecordEvent], status: ReleaseStatus, now: datetim
 
 def step_mark(status: ReleaseStatus) -> StepMark | None:
     """Where a rollout stands, while it is taking steps (not a first rollout, which has none)."""
-    if (status.revision is None or status.current_step is None or status.phase not in _STEPPING
+    if (status.revision is None or status.current_step is None or status.phase not in STEPPING_PHASES
             or status.stable_revision in (None, status.revision)):
         return None
     return status.revision, status.current_step
@@ -362,9 +362,9 @@ def _outcome(rollout: RolloutRecord) -> str:
     outcome = rollout.outcome or "unknown"
     last = rollout.attempts[-1] if rollout.attempts else None
     text = f"**{outcome}**"
-    if outcome in _ROLLING_OUT:
+    if outcome in UNDER_WAY_PHASES:
         text += " (still under way)"
-    if last is not None and last.reason and outcome in _FAILED:
+    if last is not None and last.reason and outcome in GOING_BACK_PHASES:
         text += f": {last.reason}"
     elif rollout.message and outcome != Phase.SUCCEEDED:
         text += f": {rollout.message}"

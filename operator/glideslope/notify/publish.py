@@ -20,20 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from glideslope.api import (
-    AnalysisState,
     HistoryOutcome,
     Notification,
     NotificationEvent,
     Release,
     ReleaseStatus,
 )
-from glideslope.core.model import RecordEvent
+from glideslope.core.model import Reason, RecordEvent
 from glideslope.egress import Egress, Kind
 from glideslope.kube import events, secrets
 from glideslope.kube.client import Kube
@@ -48,11 +46,10 @@ EXIT_GRACE = 5.0
 
 # Event reasons that are notification events under another name: a person's abort or undo
 # starts a rollback, and a retry starts the rollout again.
-_ALIASES = {"Aborted": NotificationEvent.ROLLING_BACK, "Undo": NotificationEvent.ROLLING_BACK,
-            "Retried": NotificationEvent.STARTED}
+_ALIASES = {Reason.ABORTED: NotificationEvent.ROLLING_BACK, Reason.UNDO: NotificationEvent.ROLLING_BACK,
+            Reason.RETRIED: NotificationEvent.STARTED}
 _WITH_HISTORY_REASON = frozenset({NotificationEvent.ROLLING_BACK, NotificationEvent.ROLLED_BACK,
                                   NotificationEvent.FAILED})
-_TRIGGER = re.compile(r"^trigger (\S+) \(")
 # The notes go with the events that open and close a rollout, not with every step.
 _WITH_NOTES = frozenset({NotificationEvent.STARTED, NotificationEvent.SUCCEEDED})
 
@@ -62,21 +59,18 @@ def notification_event(reason: str) -> NotificationEvent | None:
     try:
         return NotificationEvent(reason)
     except ValueError:
-        return _ALIASES.get(reason)
+        pass
+    try:
+        return _ALIASES.get(Reason(reason))
+    except ValueError:
+        return None
 
 
 def release_event(release: Release, status: ReleaseStatus, announced: RecordEvent, event: NotificationEvent,
                   at: datetime) -> ReleaseEvent:
     """What a notification says about one announcement, from the status it describes."""
     meta = release.metadata
-    trigger = None
-    named = _TRIGGER.match(announced.message)
-    if named is not None:
-        trigger = next((t for t in status.analysis if t.name == named.group(1)), None)
-    elif event in (NotificationEvent.ROLLING_BACK, NotificationEvent.PAUSED):
-        # A trigger's rollback or pause names the trigger in its message.
-        trigger = next((t for t in status.analysis if t.state == AnalysisState.FAILING
-                        and t.name in announced.message), None)
+    trigger = next((t for t in status.analysis if t.name == announced.trigger), None) if announced.trigger else None
     reason = None
     last = status.history[-1] if status.history else None
     if event in _WITH_HISTORY_REASON and last is not None and last.outcome in (

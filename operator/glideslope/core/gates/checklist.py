@@ -33,7 +33,7 @@ from glideslope.core.gates import (
     webhook,
     window,
 )
-from glideslope.core.model import RecordEvent
+from glideslope.core.model import Reason, RecordEvent
 
 _FIRST_ROLLOUT = "not run on a first rollout: there is nothing to roll back to"
 _MESSAGE_LIMIT = 600
@@ -195,7 +195,7 @@ def _check(gate: Gate, current: GateStatus, seen: GateObservation | None, zones:
 def _transition(gate: Gate, result: Check) -> RecordEvent:
     what = f"gate {gate.name} ({gate.kind}, {gate.stage.value})"
     if result.state == GateState.PASSED:
-        return RecordEvent("GatePassed", f"{what} passed: {result.message}")
+        return RecordEvent(Reason.GATE_PASSED, f"{what} passed: {result.message}")
     if result.state == GateState.FAILED:
-        return RecordEvent("GateFailed", f"{what} failed: {result.message}", warning=True)
-    return RecordEvent("GateWaiting", f"{what} waiting: {result.message}")
+        return RecordEvent(Reason.GATE_FAILED, f"{what} failed: {result.message}", warning=True)
+    return RecordEvent(Reason.GATE_WAITING, f"{what} waiting: {result.message}")
