@@ -23,13 +23,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from glideslope.api import FINAL_PHASES, Phase, Release, ReleaseStatus, parse_duration
-from glideslope.core.analysis import next_due
-from glideslope.core.decide import HANDOVER_SECONDS, plan
+from glideslope.api import FINAL_PHASES, Phase, Release, ReleaseStatus
+from glideslope.core.decide import wake_at
 from glideslope.core.revision import revision_of
-from glideslope.core.triggers import stage
 
 log = logging.getLogger(__name__)
 
@@ -50,44 +48,27 @@ LATE = 0.02
 
 def next_tick(release: Release, now: datetime, interval: float, previous: ReleaseStatus | None = None) -> float:
     """Seconds until `release` must be stepped again, if nothing wakes it first; `previous` is
-    its status before this tick. (A request in flight on the egress layer wakes the Release
-    when it answers.)"""
+    its status before this tick. When the core next has something to do is its to say
+    (`core.decide.wake_at`); how often what has no deadline is polled is this module's.
+    (A request in flight on the egress layer wakes the Release when it answers.)"""
     st = release.status
     if previous is not None and (previous.revision, previous.phase, previous.current_step) != (
             st.revision, st.phase, st.current_step):
         # The core moves one step per tick, and a new step often has nothing to wait for.
         return LATE
-    if st.phase in FINAL_PHASES and st.revision == revision_of(release.spec.template):
-        # The revision that traffic just left is scaled down once the hand-over is over.
-        handover = st.step_started_at + timedelta(seconds=HANDOVER_SECONDS) if st.step_started_at else None
-        if handover is not None and handover > now:
-            return (handover - now).total_seconds() + LATE
-        return SETTLED_RESYNC
     if st.phase in (None, Phase.PENDING, Phase.GATED):
         # Gates are checked on every tick, and the first rollout waits on pods: poll.
         return interval
-    # Gates (a Job, a webhook, a metric, another Release) are only seen by polling them.
-    polled = st.gate_stage is not None or bool(release.spec.gates)
-    deadlines = [now + timedelta(seconds=interval if polled else max(interval, ROLLING_RESYNC))]
-    started = st.step_started_at
-    if started is not None:
-        deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
-        steps = plan(release.spec)
-        index = (st.current_step or 1) - 1
-        if st.phase == Phase.VALIDATING:
-            deadlines.append(started + timedelta(seconds=release.spec.validation.window_seconds))
-        elif 0 <= index < len(steps) and steps[index].seconds is not None:
-            deadlines.append(started + timedelta(seconds=steps[index].seconds or 0))
-    analysed = stage(st, revision_of(release.spec.template)) if release.spec.analysis.triggers else None
-    if analysed is not None:
-        every = parse_duration(release.spec.analysis.interval)
-        delay = parse_duration(release.spec.analysis.initial_delay)
-        measured = {t.name: t for t in st.analysis}
-        # When the core will find each trigger due (core.analysis.next_due), not a guess of it.
-        deadlines += [next_due(measured.get(t.name), every, delay, analysed[1]) for t in release.spec.analysis.triggers]
-    upcoming = [d for d in deadlines if d > now]
-    soonest = min(upcoming) if upcoming else now
-    return max((soonest - now).total_seconds() + LATE, LATE)
+    if st.phase in FINAL_PHASES and st.revision == revision_of(release.spec.template):
+        resync = SETTLED_RESYNC
+    else:
+        # Gates (a Job, a webhook, a metric, another Release) are only seen by polling them.
+        polled = st.gate_stage is not None or bool(release.spec.gates)
+        resync = interval if polled else max(interval, ROLLING_RESYNC)
+    deadline = wake_at(release.spec, st, now)
+    if deadline is None:
+        return resync
+    return max(min((deadline - now).total_seconds() + LATE, resync), LATE)
 
 
 class Scheduler:

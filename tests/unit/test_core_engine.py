@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glideslope.api import HistoryOutcome, Phase, ReleaseSpec, ReleaseStatus, parse_spec
-from glideslope.core.decide import decide
+from glideslope.core.decide import HANDOVER_SECONDS, decide, wake_at
 from glideslope.core.model import (
     ABORT,
     PROMOTE,
@@ -251,6 +251,21 @@ def test_each_step_taken_is_in_the_status_with_its_start() -> None:
     run.deploy(with_image(run.spec, "app:3"))
     run.tick()
     assert [s.step for s in run.status.step_starts] == [1]
+
+
+def test_the_core_says_when_it_next_has_something_to_do() -> None:
+    run = stable_run(CANARY)
+    decision = run.tick()
+    while run.status.current_step != 2:  # the pause of 5 s
+        decision = run.tick(seconds=0.5)
+    started = run.status.step_started_at
+    assert started is not None
+    assert decision.wake_at == started + timedelta(seconds=HANDOVER_SECONDS)
+    run.now = started + timedelta(seconds=HANDOVER_SECONDS + 0.1)
+    assert wake_at(run.spec, run.status, run.now) == started + timedelta(seconds=5)
+    # Nothing timed once it has settled and the hand-over is over.
+    run.until(Phase.SUCCEEDED)
+    assert wake_at(run.spec, run.status, run.now + timedelta(seconds=HANDOVER_SECONDS + 1)) is None
 
 
 def test_promote_full_jumps_to_full_promotion() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from glideslope.api import (
+    FINAL_PHASES,
     HISTORY_LIMIT,
     ROLLING_OUT_PHASES,
     AnalysisState,
@@ -28,10 +29,11 @@ from glideslope.api import (
     StepStart,
     TriggerStatus,
     gates_display,
+    parse_duration,
     step_display,
 )
 from glideslope.core.analysis import Action as Order
-from glideslope.core.analysis import Stage, Verdict, record, verdict
+from glideslope.core.analysis import Stage, Verdict, next_due, record, verdict
 from glideslope.core.gates import approval, checklist
 from glideslope.core.model import (
     ABORT,
@@ -75,6 +77,36 @@ OBEYED_VALUE_LIMIT = 256
 def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
     """The steps of a rollout of `spec`."""
     return strategy_for(spec).plan(spec)
+
+
+def wake_at(spec: ReleaseSpec, status: ReleaseStatus, now: datetime) -> datetime | None:
+    """When `decide` next has something to do for the Release if nothing changes before: the end
+    of the hand-over after a step starts (the revision traffic left is scaled down then), the end
+    of a timed step or of the validation window, a trigger's next measurement
+    (`core.analysis.next_due`). None when nothing ahead is timed (what is only seen by polling
+    it, gates and pods, is the scheduler's to poll)."""
+    started = status.step_started_at
+    deadlines: list[datetime] = []
+    if status.phase in FINAL_PHASES:
+        if status.revision == revision_of(spec.template) and started is not None:
+            deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
+    elif status.phase not in (None, Phase.PENDING, Phase.GATED):
+        if started is not None:
+            deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
+            steps = plan(spec)
+            index = (status.current_step or 1) - 1
+            if status.phase == Phase.VALIDATING:
+                deadlines.append(started + timedelta(seconds=spec.validation.window_seconds))
+            elif 0 <= index < len(steps) and steps[index].seconds is not None:
+                deadlines.append(started + timedelta(seconds=steps[index].seconds or 0))
+        analysed = analysis_stage(status, revision_of(spec.template)) if spec.analysis.triggers else None
+        if analysed is not None:
+            every = parse_duration(spec.analysis.interval)
+            delay = parse_duration(spec.analysis.initial_delay)
+            measured = {t.name: t for t in status.analysis}
+            deadlines += [next_due(measured.get(t.name), every, delay, analysed[1]) for t in spec.analysis.triggers]
+    upcoming = [d for d in deadlines if d > now]
+    return min(upcoming) if upcoming else None
 
 
 def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, now: datetime) -> Decision:
@@ -194,7 +226,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     st.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
     _note_step(status, st, len(steps))
     _conditions(st, observation.generation, now)
-    return Decision(tuple(actions), st, consumed)
+    return Decision(tuple(actions), st, consumed, wake_at(spec, st, now))
 
 
 def _step(st: ReleaseStatus, spec: ReleaseSpec, strategy: StrategyModule, steps: tuple[Step, ...],
