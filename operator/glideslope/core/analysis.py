@@ -125,29 +125,52 @@ def _format(value: float) -> str:
     return f"{value:g}"
 
 
-def _judge(trigger: Trigger, measurement: Measurement) -> tuple[_Outcome, str]:
-    """The outcome of one measurement and a short phrase saying why."""
+class Judgement(StrEnum):
+    """What a measurement says against a failureCondition and a successCondition."""
+
+    ERROR = "error"
+    NO_DATA = "no data"
+    FAILS = "meets failureCondition"
+    UNMET = "does not meet successCondition"
+    PASSES = "passes"
+
+
+def judge(measurement: Measurement, failure_condition: str | None,
+          success_condition: str | None) -> tuple[Judgement, str]:
+    """The one judge of a measurement, for triggers and metric gates alike (each reads the
+    judgement its own way: an unmet successCondition fails a trigger, a gate waits on), with a
+    short phrase saying why."""
     if measurement.error is not None:
-        return _Outcome.ERROR, f"error: {measurement.error}"
+        return Judgement.ERROR, f"error: {measurement.error}"
     value = measurement.value
     if value is None or not math.isfinite(value):
-        what = "no data" if value is None else f"no data (result {value})"
-        if trigger.on_no_data == OnNoData.FAIL:
-            return _Outcome.FAIL, f"{what}; onNoData is Fail"
-        return _Outcome.NO_DATA, what
-    if trigger.failure_condition is None and trigger.success_condition is None:
-        return _Outcome.ERROR, "error: the trigger has neither successCondition nor failureCondition"
+        return Judgement.NO_DATA, "no data" if value is None else f"no data (result {value})"
+    if failure_condition is None and success_condition is None:
+        return Judgement.ERROR, "error: neither successCondition nor failureCondition"
     shown = _format(value)
     try:
-        if trigger.failure_condition is not None and compile_condition(trigger.failure_condition).holds(value):
-            return _Outcome.FAIL, f'{shown} meets failureCondition "{trigger.failure_condition}"'
-        if trigger.success_condition is not None and not compile_condition(trigger.success_condition).holds(value):
-            return _Outcome.FAIL, f'{shown} does not meet successCondition "{trigger.success_condition}"'
+        if failure_condition is not None and compile_condition(failure_condition).holds(value):
+            return Judgement.FAILS, f'{shown} meets failureCondition "{failure_condition}"'
+        if success_condition is not None and not compile_condition(success_condition).holds(value):
+            return Judgement.UNMET, f'{shown} does not meet successCondition "{success_condition}"'
     except ConditionError as exc:
-        return _Outcome.ERROR, f"error: condition: {exc}"
-    if trigger.success_condition is not None:
-        return _Outcome.PASS, f'{shown} meets successCondition "{trigger.success_condition}"'
-    return _Outcome.PASS, f'{shown} does not meet failureCondition "{trigger.failure_condition}"'
+        return Judgement.ERROR, f"error: condition: {exc}"
+    if success_condition is not None:
+        return Judgement.PASSES, f'{shown} meets successCondition "{success_condition}"'
+    return Judgement.PASSES, f'{shown} does not meet failureCondition "{failure_condition}"'
+
+
+def _judge(trigger: Trigger, measurement: Measurement) -> tuple[_Outcome, str]:
+    """The outcome of one measurement for a trigger: an unmet successCondition fails it, and
+    no data fails it only with `onNoData: Fail`."""
+    judgement, why = judge(measurement, trigger.failure_condition, trigger.success_condition)
+    if judgement == Judgement.NO_DATA:
+        if trigger.on_no_data == OnNoData.FAIL:
+            return _Outcome.FAIL, f"{why}; onNoData is Fail"
+        return _Outcome.NO_DATA, why
+    if judgement == Judgement.ERROR:
+        return _Outcome.ERROR, why
+    return (_Outcome.PASS if judgement == Judgement.PASSES else _Outcome.FAIL), why
 
 
 def record(trigger: Trigger, previous: TriggerStatus | None, measurement: Measurement,

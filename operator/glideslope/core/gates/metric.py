@@ -8,12 +8,10 @@ or an error is never a pass: the gate keeps waiting, and says why.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 from glideslope.api import GateState, MetricGate
-from glideslope.core.analysis import Measurement
-from glideslope.core.conditions import ConditionError, compile_condition
+from glideslope.core.analysis import Judgement, Measurement, judge
 from glideslope.core.gates import Check
 
 
@@ -30,20 +28,12 @@ def check(gate: MetricGate, measurement: Measurement | None, started: datetime, 
 
 
 def _judge(gate: MetricGate, measurement: Measurement) -> Check:
-    if measurement.error is not None:
-        return Check(GateState.PENDING, f"error: {measurement.error}")
-    value = measurement.value
-    if value is None or not math.isfinite(value):
-        return Check(GateState.PENDING, "no data" if value is None else f"no data (result {value})")
-    shown = f"{value:g}"
-    try:
-        if gate.failure_condition is not None and compile_condition(gate.failure_condition).holds(value):
-            return Check(GateState.FAILED, f'{shown} meets failureCondition "{gate.failure_condition}"', value)
-        if gate.success_condition is not None:
-            if compile_condition(gate.success_condition).holds(value):
-                return Check(GateState.PASSED, f'{shown} meets successCondition "{gate.success_condition}"', value)
-            return Check(GateState.PENDING, f'{shown} does not meet successCondition "{gate.success_condition}" yet',
-                         value)
-    except ConditionError as exc:
-        return Check(GateState.PENDING, f"error: condition: {exc}", value)
-    return Check(GateState.PASSED, f'{shown} does not meet failureCondition "{gate.failure_condition}"', value)
+    """`analysis.judge`, read as a gate reads it: it passes or fails for good, and waits on
+    anything else (no data, an error, a successCondition not met yet)."""
+    judgement, why = judge(measurement, gate.failure_condition, gate.success_condition)
+    value = measurement.value if judgement in (Judgement.FAILS, Judgement.UNMET, Judgement.PASSES) else None
+    if judgement == Judgement.FAILS:
+        return Check(GateState.FAILED, why, value)
+    if judgement == Judgement.PASSES:
+        return Check(GateState.PASSED, why, value)
+    return Check(GateState.PENDING, f"{why} yet" if judgement == Judgement.UNMET else why, value)
