@@ -25,7 +25,7 @@ from glideslope.api import GateState, Phase, parse_spec
 from glideslope.cli.plugin import PluginError, command_annotations, parser, run
 from glideslope.core.gates import approval
 from glideslope.core.model import APPROVE, APPROVED_BY
-from tests.unit.test_core_engine import CANARY, make_spec, with_image
+from tests.unit.fakes import CANARY, make_spec, with_image
 from tests.unit.test_core_gates import GatedRun, gated
 
 pytestmark = pytest.mark.unit

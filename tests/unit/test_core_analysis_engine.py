@@ -19,7 +19,7 @@ from glideslope.core.decide import decide
 from glideslope.core.model import Decision, RecordEvent
 from glideslope.core.revision import revision_of
 from glideslope.core.triggers import due_measurements, rendered_queries, stage, variables
-from tests.unit.test_core_engine import CANARY, Run, with_image
+from tests.unit.fakes import CANARY, Run, with_image
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import pytest
 from glideslope.api import Phase
 from glideslope.core.model import ABORT
 from glideslope.core.revision import revision_of
-from tests.unit.test_core_engine import stable_run, with_image
+from tests.unit.fakes import stable_run, with_image
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from glideslope.api import HistoryOutcome, Phase
 from glideslope.core.decide import plan
 from glideslope.core.model import ABORT, PROMOTE, UNDO, StepKind
 from glideslope.core.revision import revision_of
-from tests.unit.test_core_engine import Run, make_spec, stable_run, with_image
+from tests.unit.fakes import Run, make_spec, stable_run, with_image
 
 pytestmark = pytest.mark.unit
 

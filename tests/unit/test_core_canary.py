@@ -14,7 +14,7 @@ from glideslope.core.decide import plan
 from glideslope.core.model import ScaleRevision, StepKind
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies.canary import candidate_pods
-from tests.unit.test_core_engine import CANARY, Pods, Run, make_spec, stable_run, with_image
+from tests.unit.fakes import CANARY, Pods, Run, make_spec, stable_run, with_image
 
 pytestmark = pytest.mark.unit
 

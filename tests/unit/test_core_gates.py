@@ -16,7 +16,7 @@ from glideslope.core.gates import GateObservation, JobObservation, ReleaseObserv
 from glideslope.core.gates.job import job_name
 from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, RESUME, RETRY, Decision
 from glideslope.core.revision import revision_of
-from tests.unit.test_core_engine import CANARY, T0, Run, make_spec, with_image
+from tests.unit.fakes import CANARY, T0, Run, make_spec, with_image
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ from glideslope.api import Phase
 from glideslope.core.decide import plan
 from glideslope.core.model import StepKind
 from glideslope.core.strategies.rolling import budget
-from tests.unit.test_core_engine import Run, make_spec, with_image
+from tests.unit.fakes import Run, make_spec, with_image
 
 pytestmark = pytest.mark.unit
 

@@ -146,7 +146,7 @@ def test_a_trigger_is_ticked_when_the_core_will_find_it_due() -> None:
     from glideslope.api import Phase, Release, ReleaseStatus, TriggerStatus
     from glideslope.core.revision import revision_of
     from glideslope.scheduler import LATE, next_tick
-    from tests.unit.test_core_engine import CANARY, make_spec
+    from tests.unit.fakes import CANARY, make_spec
 
     spec = make_spec(CANARY).to_dict()
     spec["analysis"] = {"interval": "1s", "initialDelay": "4s",
