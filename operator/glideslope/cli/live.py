@@ -48,7 +48,7 @@ def render(snap: Snapshot) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_row(Text(f"{meta['namespace']}/{meta['name']}", style="bold"),
                  Text(phase, style=f"bold {PHASE_STYLE.get(phase, 'white')}"),
-                 f"{st.stable_version or '-'} → {spec.get('version')}",
+                 _versions(st.stable_version, spec.get("version")),
                  str(spec.get("strategy", {}).get("type", "")))
     parts: list[RenderableType] = [head, Text(st.message or "", style="italic")]
 
@@ -109,6 +109,14 @@ def render(snap: Snapshot) -> RenderableType:
             events.add_row(stamp, Text(str(e.get("reason", "")), style=style), str(e.get("message", "")))
         parts.append(events)
     return Panel(Group(*parts), title="kubectl release", border_style=PHASE_STYLE.get(phase, "white"))
+
+
+def _versions(stable: str | None, wanted: Any) -> str:
+    """From what to what: the first rollout has nothing to come from, and a settled Release
+    is at its version (not `1.0.0 → 1.0.0`)."""
+    if not stable:
+        return f"first rollout of {wanted}"
+    return str(wanted) if stable == str(wanted) else f"{stable} → {wanted}"
 
 
 def _steps(body: dict[str, Any]) -> list[str]:

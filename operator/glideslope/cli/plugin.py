@@ -229,8 +229,11 @@ def render_status(body: dict[str, Any]) -> Table:
 
 def render_history(body: dict[str, Any]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("VERSION", "REVISION", "OUTCOME", "STARTED", "FINISHED", "DURATION", "ROLLBACK", "REASON"):
-        table.add_column(col)
+    # Every column but the reason keeps its whole value; the reason takes the width left and
+    # wraps whole words (a narrow console used to cut every column to a few characters).
+    for col in ("VERSION", "REVISION", "OUTCOME", "STARTED", "FINISHED", "DURATION", "ROLLBACK"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("REASON", ratio=1, min_width=20, overflow="fold")
     for h in _status(body).history:
         table.add_row(h.version or "", h.revision or "", str(h.outcome),
                       h.started_at.isoformat() if h.started_at else "",
@@ -475,6 +478,8 @@ def follow(namespace: str, name: str, console: Console, until_final: bool = Fals
         pass
     finally:
         watcher.stop()
+        if not console.is_terminal:
+            console.line()  # off a terminal, Live leaves its last frame without a line break
     return watcher.phase()
 
 

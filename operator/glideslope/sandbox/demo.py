@@ -78,7 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default=".sandbox")
     args = parser.parse_args()
-    console = Console()
+    # Off a terminal (a CI log, `| tee`), rich would assume 80 columns: use a log's width.
+    console = Console() if sys.stdout.isatty() else Console(width=int(os.environ.get("COLUMNS", "160")))
     box = Sandbox(Path(args.dir))
     bins = build.ensure_binaries()
     config.load_kube_config(config_file=str(box.kubeconfig))

@@ -1,0 +1,53 @@
+"""What the plugin and the demo print off a terminal: whole columns, whole words, and the
+versions as a reader would say them."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from glideslope.cli.live import Snapshot, render
+from glideslope.cli.plugin import render_history
+
+pytestmark = pytest.mark.unit
+
+REASON = ('trigger error-rate (critical): 0.31 meets failureCondition "result > 0.1"; query: '
+          'sum(rate(http_requests_total{namespace="demo",code="500"}[30s]))')
+
+
+def _body(stable: str | None, version: str) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": "Succeeded", "version": version, "history": [
+        {"version": "1.0.0", "revision": "4be98f5b3e", "outcome": "Succeeded", "startedAt": "2026-11-28T10:00:00Z",
+         "finishedAt": "2026-11-28T10:00:30Z", "reason": "all steps passed"},
+        {"version": "1.1.0", "revision": "5be98f5b3e", "outcome": "RolledBack", "startedAt": "2026-11-28T10:01:00Z",
+         "finishedAt": "2026-11-28T10:01:30Z", "reason": REASON, "rollbackSeconds": 1.2}]}
+    if stable:
+        status["stableVersion"] = stable
+    return {"metadata": {"namespace": "demo", "name": "checkout"},
+            "spec": {"version": version, "strategy": {"type": "Canary", "canary": {"steps": [{"setWeight": 25}]}}},
+            "status": status}
+
+
+def _text(renderable: Any, width: int) -> str:
+    out = io.StringIO()
+    Console(file=out, width=width).print(renderable)
+    return out.getvalue()
+
+
+def test_the_panel_says_where_the_versions_are() -> None:
+    assert "first rollout of 1.0.0" in _text(render(Snapshot(release=_body(None, "1.0.0"))), 120)
+    settled = _text(render(Snapshot(release=_body("1.0.0", "1.0.0"))), 120)
+    assert "1.0.0 → 1.0.0" not in settled and "1.0.0" in settled
+    assert "1.0.0 → 1.1.0" in _text(render(Snapshot(release=_body("1.0.0", "1.1.0"))), 120)
+
+
+def test_history_keeps_every_column_whole_and_wraps_the_reason_by_words() -> None:
+    text = _text(render_history(_body("1.0.0", "1.1.0")), 160)
+    for whole in ("5be98f5b3e", "RolledBack", "2026-11-28T10:01:30+00:00", "1.2s"):
+        assert whole in text
+    assert "…" not in text
+    words = {w for line in text.splitlines() for w in line.split()}
+    assert {"failureCondition", "meets", "(critical):"} <= words  # whole words, not cut
