@@ -12,6 +12,7 @@ in: the chart's admission policy refuses an `approved-by` that is not the writer
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
 import json
 import queue
@@ -40,6 +41,7 @@ from glideslope.api import (
     parse_release,
     parse_status,
 )
+from glideslope.cli import lint
 from glideslope.cli.live import Watcher
 from glideslope.core import notes
 from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, PROMOTE, RESUME, RETRY, UNDO
@@ -172,11 +174,36 @@ class Releases:
                                                 records.read, kube, self.namespace, name)
         return found
 
+    def patch_spec(self, name: str, patch: dict[str, Any]) -> None:
+        self._call(f"release {name}", self.api.patch_namespaced_custom_object,
+                   GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
     def annotate(self, name: str, annotations: dict[str, str]) -> None:
         self.get(name)  # a clear "not found" before a patch that would say less
         patch = {"metadata": {"annotations": annotations}}
         self._call(f"release {name}", self.api.patch_namespaced_custom_object,
                    GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
+
+def image_patch(body: dict[str, Any], images: Sequence[str], version: str | None) -> dict[str, Any]:
+    """A merge patch of the Release setting each `CONTAINER=IMAGE` (and spec.version): the whole
+    containers list, since a merge patch replaces a list, guarded by the resourceVersion read, so
+    a change made meanwhile is not overwritten."""
+    template = copy.deepcopy(((body.get("spec") or {}).get("template") or {}).get("spec") or {})
+    containers = template.get("containers") or []
+    for item in images:
+        container, sep, image = item.partition("=")
+        if not sep or not container or not image:
+            raise PluginError(f"set image: {item!r} is not CONTAINER=IMAGE")
+        found = next((c for c in containers if c.get("name") == container), None)
+        if found is None:
+            known = ", ".join(str(c.get("name")) for c in containers) or "none"
+            raise PluginError(f"set image: no container {container!r} in the pod template (containers: {known})")
+        found["image"] = image
+    spec: dict[str, Any] = {"template": {"spec": {"containers": containers}}}
+    if version is not None:
+        spec["version"] = version
+    return {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}, "spec": spec}
 
 
 def _status(body: dict[str, Any]) -> ReleaseStatus:
@@ -327,6 +354,18 @@ def parser() -> argparse.ArgumentParser:
         reader.add_argument("-o", "--output", choices=["json", "yaml"], default=None,
                             help="the objects as the API server has them, for scripts")
     sub.add_parser("version", help="the plugin's version")
+    li = argparse.ArgumentParser(add_help=False)
+    li.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests (`-`: standard input)")
+    add("lint", parents=[li], help="check Release manifests offline, as the operator would (exit 0 valid, "
+        "1 invalid, 2 unreadable): for CI, before `kubectl apply`")
+    st = sub.add_parser("set", help="change a Release's spec")
+    what = st.add_subparsers(dest="what", required=True)
+    im = what.add_parser("image", parents=[common], help="set a container's image in the pod template "
+                         "(a new revision: the Release rolls it out by its strategy)")
+    im.add_argument("name")
+    im.add_argument("images", nargs="+", metavar="CONTAINER=IMAGE")
+    im.add_argument("--version", dest="new_version", default=None,
+                    help="set spec.version too (the version people read in Events and notes)")
     ap = sub.add_parser("approve", help="pass an approval gate, signed with your user name as the API server "
                         "knows it (`kubectl auth whoami`)")
     ap.add_argument("name")
@@ -367,6 +406,8 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
     if args.command == "version":
         out.print(f"kubectl-release {_version()}")
         return 0
+    if args.command == "lint":
+        return lint.run(args.files, lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True))
     releases = Releases(args.kubeconfig, args.context, args.namespace, args.as_user, args.as_groups or ())
     if getattr(args, "output", None):
         found: Any
@@ -398,6 +439,12 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         out.print(render_status(releases.get(args.name)))
     elif args.command == "history":
         out.print(render_history(releases.get(args.name)))
+    elif args.command == "set":
+        body = releases.get(args.name)
+        patch = image_patch(body, args.images, args.new_version)
+        releases.patch_spec(args.name, patch)
+        out.print(f"release {releases.namespace}/{args.name}: " + ", ".join(args.images)
+                  + (f", version {args.new_version}" if args.new_version else ""), markup=False)
     elif args.command == "notes":
         body = releases.get(args.name)
         text = release_notes(body, releases.record(args.name), args.revision, every=args.every)
