@@ -8,9 +8,13 @@ with `kubectl release history`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from glideslope.api import GateState, HistoryEntry, HistoryOutcome, Phase, ReleaseStatus
 
@@ -19,6 +23,19 @@ _ROLLBACK_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
 _TICK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # A rollout that ended in one of these was a change that failed in production (DORA).
 _CHANGE_FAILURES = {HistoryOutcome.ROLLED_BACK, HistoryOutcome.FAILED}
+
+
+WORKQUEUE = "releases"
+"""The `name` of the stepper's queue, and the `controller` of its ticks, in the families that
+controller dashboards graph (controller-runtime's names)."""
+CONTROLLER = "release"
+
+
+class Queue(Protocol):
+    """What the scheduler tells about its queue."""
+
+    def depth(self) -> int: ...
+    def counts(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,15 @@ class OperatorMetrics:
                                    buckets=_TICK_BUCKETS, registry=reg)
         self.tick_duration = Histogram("glideslope_tick_seconds", "How long one tick of one Release took",
                                        buckets=_TICK_BUCKETS, registry=reg)
+        # The same two, under the names controller dashboards graph (controller-runtime's).
+        self.queue_duration = Histogram("workqueue_queue_duration_seconds",
+                                        "How long an item stays in the workqueue before being requested",
+                                        ["name"], buckets=_TICK_BUCKETS, registry=reg)
+        self.work_duration = Histogram("workqueue_work_duration_seconds",
+                                       "How long processing an item from the workqueue takes",
+                                       ["name"], buckets=_TICK_BUCKETS, registry=reg)
+        self.rest_requests = Counter("rest_client_requests", "Requests to the Kubernetes API, by code, method and host",
+                                     ["code", "method", "host"], registry=reg)
         self.egress = EgressMetrics(reg)
         self.api_errors = Counter("glideslope_api_errors", "Failed calls to the Kubernetes API",
                                   ["verb", "resource", "code"], registry=reg)
@@ -81,6 +107,15 @@ class OperatorMetrics:
     def tick(self, waited: float, took: float) -> None:
         self.tick_wait.observe(waited)
         self.tick_duration.observe(took)
+        self.queue_duration.labels(WORKQUEUE).observe(waited)
+        self.work_duration.labels(WORKQUEUE).observe(took)
+
+    def watch_queue(self, queue: Queue) -> None:
+        """Serve the queue's depth and counts, read at each scrape."""
+        self.registry.register(_QueueCollector(queue))
+
+    def api_call(self, method: str, code: str, host: str) -> None:
+        self.rest_requests.labels(code, method, host).inc()
 
     def observe(self, key: ReleaseKey, previous: ReleaseStatus | None, status: ReleaseStatus) -> None:
         """Update every family from a status the operator has just written."""
@@ -187,6 +222,32 @@ class EgressMetrics:
 
     def received(self, kind: str, size: int) -> None:
         self.bytes.labels(kind).inc(size)
+
+
+class _QueueCollector(Collector):
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._queue.counts()
+        depth = GaugeMetricFamily("workqueue_depth", "Current depth of the workqueue", labels=["name"])
+        depth.add_metric([WORKQUEUE], self._queue.depth())
+        yield depth
+        for family, help_text, value in (
+                ("workqueue_adds", "Adds handled by the workqueue", counts["adds"]),
+                ("workqueue_retries", "Retries handled by the workqueue", counts["retries"])):
+            counter = CounterMetricFamily(family, help_text, labels=["name"])
+            counter.add_metric([WORKQUEUE], value)
+            yield counter
+        reconciles = CounterMetricFamily("controller_runtime_reconcile", "Reconciliations per controller and result",
+                                         labels=["controller", "result"])
+        reconciles.add_metric([CONTROLLER, "success"], counts["ticks"] - counts["errors"])
+        reconciles.add_metric([CONTROLLER, "error"], counts["errors"])
+        yield reconciles
+        errors = CounterMetricFamily("controller_runtime_reconcile_errors", "Reconciliation errors per controller",
+                                     labels=["controller"])
+        errors.add_metric([CONTROLLER], counts["errors"])
+        yield errors
 
 
 def new_history(previous: ReleaseStatus | None, status: ReleaseStatus) -> list[HistoryEntry]:

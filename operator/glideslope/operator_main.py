@@ -35,6 +35,7 @@ def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | No
         start_http_server(metrics_port, addr=metrics_address)
     kube = connect()
     kube.api.on_error = lambda verb, resource, code: metrics.api_errors.labels(verb, resource, code).inc()
+    kube.api.on_call = metrics.api_call
     # kopf waits on a threading.Event in an executor thread that outlives a SIGTERM and holds
     # the process for minutes; a concurrent Future is awaited without one.
     stop: concurrent.futures.Future[None] = concurrent.futures.Future()

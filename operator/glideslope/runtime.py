@@ -85,6 +85,7 @@ class Runtime:
         self.egress = Egress(policy, observer=metrics.egress)
         self.publisher = Publisher(self.egress)
         self.scheduler = Scheduler(tick, workers=workers, retry=interval, observe=metrics.tick)
+        metrics.watch_queue(self.scheduler)
         self.egress.set_wake(self.scheduler.wake)
         self.workloads = workloads.WorkloadCache(kube, namespaces, lambda ns, name: self.scheduler.wake((ns, name)))
         self.releases = releases.ReleaseCache()

@@ -95,6 +95,9 @@ class Scheduler:
         self._finished = time.monotonic()
         """When the last tick ended (or the scheduler was made)."""
         self._stopped = False
+        self._counts = {"adds": 0, "retries": 0, "ticks": 0, "errors": 0}
+        """Since the start, as a controller's workqueue counts: Releases queued (not already
+        due sooner), ticks that raised and were queued again, ticks run, ticks that raised."""
         self._threads = [threading.Thread(target=self._work, name=f"stepper-{i}", daemon=True)
                          for i in range(workers)]
 
@@ -164,6 +167,16 @@ class Scheduler:
         with self._cond:
             return len(self._due) + len(self._running)
 
+    def depth(self) -> int:
+        """Releases due now and not yet taken by a stepper: a workqueue's depth."""
+        now = time.monotonic()
+        with self._cond:
+            return sum(1 for at in self._due.values() if at <= now)
+
+    def counts(self) -> dict[str, int]:
+        with self._cond:
+            return dict(self._counts)
+
     def _schedule(self, key: Key, at: float) -> None:
         if key in self._held:
             return
@@ -174,6 +187,7 @@ class Scheduler:
         if current is not None and current <= at:
             return
         self._due[key] = at
+        self._counts["adds"] += 1
         heapq.heappush(self._heap, (at, next(self._order), key))
         self._cond.notify()
 
@@ -205,14 +219,19 @@ class Scheduler:
         while (taken := self._take()) is not None:
             key, waited = taken
             started = time.monotonic()
+            failed = False
             try:
                 delay = self._step(*key)
             except Exception:
                 log.exception("stepping %s/%s failed; retrying in %gs", key[0], key[1], self._retry)
-                delay = self._retry
+                delay, failed = self._retry, True
             if self._observe is not None:
                 self._observe(waited, time.monotonic() - started)
             with self._cond:
+                self._counts["ticks"] += 1
+                if failed:
+                    self._counts["errors"] += 1
+                    self._counts["retries"] += 1
                 self._running.discard(key)
                 self._started.pop(key, None)
                 self._finished = time.monotonic()

@@ -56,6 +56,11 @@ def test_prometheus_scrapes_the_operator(sandbox: Cluster, namespace: str, tmp_p
         assert found[0]["metric"]["instance"] == f"{host}:{port}"
         rollouts = f'sum(glideslope_rollouts_total{{job="{JOB}",namespace="{namespace}",outcome="Succeeded"}})'
         assert float(wait_until(lambda: sandbox.promql(rollouts), 30, "rollouts counted")[0]["value"][1]) == 1
+        # The families controller dashboards graph (controller-runtime's names), beside ours.
+        for family in ("workqueue_depth", "workqueue_adds_total", "workqueue_queue_duration_seconds_count",
+                       "controller_runtime_reconcile_total", 'rest_client_requests_total{method="PATCH"}'):
+            selector = family.replace("{", f'{{job="{JOB}",', 1) if "{" in family else f'{family}{{job="{JOB}"}}'
+            wait_until(lambda s=selector: sandbox.promql(s), 30, f"{family} scraped")
     finally:
         stop_process(proc)
         print(f"--- operator log ---\n{log.read_text(errors='replace')[-4000:]}")

@@ -161,3 +161,41 @@ def test_a_trigger_is_ticked_when_the_core_will_find_it_due() -> None:
     release = release.model_copy(update={"status": status})
     # The handover (2 s) is over; the first measurement is due 4 s into the window.
     assert next_tick(release, t0 + timedelta(seconds=2.5), 10.0) == pytest.approx(1.5 + LATE)
+
+
+def test_the_queue_is_served_under_the_names_controller_dashboards_graph() -> None:
+    import threading
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from glideslope.metrics import OperatorMetrics
+
+    calls: list[str] = []
+    done = threading.Event()
+
+    def step(namespace: str, name: str) -> float | None:
+        calls.append(name)
+        if len(calls) == 1:
+            raise RuntimeError("the API server went away")
+        done.set()
+        return None
+
+    metrics = OperatorMetrics(CollectorRegistry())
+    scheduler = Scheduler(step, workers=1, retry=0.01, observe=metrics.tick)
+    metrics.watch_queue(scheduler)
+    metrics.api_call("PATCH", "200", "127.0.0.1:6443")
+    scheduler.wake(("shop", "web"))
+    scheduler.start()
+    try:
+        assert done.wait(5)
+    finally:
+        scheduler.stop(wait=2)
+    text = generate_latest(metrics.registry).decode()
+    for line in ('workqueue_depth{name="releases"} 0.0', 'workqueue_retries_total{name="releases"} 1.0',
+                 'controller_runtime_reconcile_total{controller="release",result="error"} 1.0',
+                 'controller_runtime_reconcile_total{controller="release",result="success"} 1.0',
+                 'controller_runtime_reconcile_errors_total{controller="release"} 1.0',
+                 'rest_client_requests_total{code="200",host="127.0.0.1:6443",method="PATCH"} 1.0',
+                 'workqueue_work_duration_seconds_count{name="releases"} 2.0'):
+        assert line in text, line
+    assert 'workqueue_adds_total{name="releases"} 2.0' in text  # the wake, and the retry

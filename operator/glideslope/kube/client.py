@@ -58,6 +58,8 @@ class TimedApiClient(kubernetes.client.ApiClient):
         self._fenced = threading.Event()
         self.on_error: Callable[[str, str, str], None] | None = None
         """Told (verb, resource, code) of every call that fails: `glideslope_api_errors_total`."""
+        self.on_call: Callable[[str, str, str], None] | None = None
+        """Told (method, code, host) of every call: `rest_client_requests_total`."""
 
     def fence(self) -> None:
         self._fenced.set()
@@ -73,12 +75,17 @@ class TimedApiClient(kubernetes.client.ApiClient):
         if _request_timeout is None:
             _request_timeout = default_timeout(url)
         try:
-            return super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
+            answer = super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
         except Exception as exc:
+            code = str(exc.status) if isinstance(exc, kubernetes.client.ApiException) else "<error>"
             if self.on_error is not None:
-                code = str(exc.status) if isinstance(exc, kubernetes.client.ApiException) else type(exc).__name__
-                self.on_error(*call_of(method, url), code)
+                self.on_error(*call_of(method, url), code if code != "<error>" else type(exc).__name__)
+            if self.on_call is not None:
+                self.on_call(method, code, urllib.parse.urlsplit(url).netloc)
             raise
+        if self.on_call is not None:
+            self.on_call(method, str(getattr(answer, "status", 200)), urllib.parse.urlsplit(url).netloc)
+        return answer
 
 
 def call_of(method: str, url: str) -> tuple[str, str]:
