@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from glideslope.sandbox.anchors import Anchors, ensure_anchors
 from tests.bench.test_scale import free_port
@@ -22,17 +21,7 @@ ARGO_NAMESPACE = "argo-rollouts"
 ARGO_ACCOUNT = "argo-rollouts"
 
 
-def token_kubeconfig(sandbox: Cluster, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig for the sandbox that authenticates as ServiceAccount `namespace/account`."""
-    token = sandbox.kubectl("create", "token", account, "-n", namespace, "--duration=4h").stdout.strip()
-    config = yaml.safe_load(sandbox.kubeconfig.read_text())
-    config["users"] = [{"name": account, "user": {"token": token}}]
-    config["contexts"][0]["context"]["user"] = account
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _install_argo(sandbox: Cluster, anchors: Anchors) -> None:
+def install_argo(sandbox: Cluster, anchors: Anchors) -> None:
     for crd in anchors.argo_rollouts_crds:
         # Server-side: the Rollout CRD is too large for the last-applied annotation.
         sandbox.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
@@ -53,18 +42,24 @@ class ArgoController:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def start_argo(sandbox: Cluster, log_path: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """`rollouts-controller` watching the cluster as its own ServiceAccount (a 4 h token: a scale
+    run is long), its shipped RBAC installed first; `flags` after its defaults."""
+    anchors = ensure_anchors()
+    install_argo(sandbox, anchors)
+    kubeconfig = sandbox.kubeconfig_for(ARGO_ACCOUNT, ARGO_NAMESPACE, log_path.with_suffix(".kubeconfig"), "4h")
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(anchors.rollouts_controller), "--kubeconfig", str(kubeconfig), "--leader-elect=false",
+             "--metricsPort", str(free_port()), "--healthzPort", str(free_port()), "--loglevel", "info", *flags],
+            env={**os.environ, "POD_NAMESPACE": ARGO_NAMESPACE}, stdout=log, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 def argo(sandbox: Cluster, tmp_path: Path) -> Iterator[ArgoController]:
     """`rollouts-controller` watching the cluster, with its shipped RBAC (never as admin)."""
-    anchors = ensure_anchors()
-    _install_argo(sandbox, anchors)
-    kubeconfig = token_kubeconfig(sandbox, ARGO_NAMESPACE, ARGO_ACCOUNT, tmp_path / "argo-rollouts.kubeconfig")
     log_path = tmp_path / "argo-rollouts.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(anchors.rollouts_controller), "--kubeconfig", str(kubeconfig), "--leader-elect=false",
-             "--metricsPort", str(free_port()), "--healthzPort", str(free_port()), "--loglevel", "info"],
-            env={**os.environ, "POD_NAMESPACE": ARGO_NAMESPACE}, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_argo(sandbox, log_path)
     controller = ArgoController(proc, log_path)
     try:
         yield controller

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from glideslope.sandbox.anchors import Anchors, ensure_anchors
-from tests.bench.argo import token_kubeconfig
 from tests.bench.test_scale import free_port
 from tests.e2e.conftest import create_namespace
 from tests.e2e.helpers import Cluster, stop_process, wait_until
@@ -65,7 +64,7 @@ def flagger(sandbox: Cluster, flagger_namespace: str, tmp_path: Path) -> Iterato
     RBAC (never as admin); its built-in metrics server is the sandbox's Prometheus."""
     anchors = ensure_anchors()
     _install_flagger(sandbox, anchors)
-    kubeconfig = token_kubeconfig(sandbox, FLAGGER_NAMESPACE, FLAGGER_ACCOUNT, tmp_path / "flagger.kubeconfig")
+    kubeconfig = sandbox.kubeconfig_for(FLAGGER_ACCOUNT, FLAGGER_NAMESPACE, tmp_path / "flagger.kubeconfig", "4h")
     log_path = tmp_path / "flagger.log"
     with log_path.open("ab") as log:
         proc = subprocess.Popen(

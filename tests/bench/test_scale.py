@@ -61,7 +61,7 @@ SIZES = [int(n) for n in os.environ.get("GLIDESLOPE_BENCH_SIZES", "100,300,1000"
 GROUP, VERSION, PLURAL = "glideslope.dev", "v1alpha1", "releases"
 REPLICAS = 2
 PAUSE = 5.0
-STEPS = {"type": "Canary", "canary": {"steps": [
+STEPS: dict[str, Any] = {"type": "Canary", "canary": {"steps": [
     {"setWeight": 25}, {"pause": {"duration": "5s"}},
     {"setWeight": 50}, {"pause": {"duration": "5s"}},
     {"setWeight": 75}, {"pause": {"duration": "5s"}}]}}
@@ -69,7 +69,7 @@ CONFIGURED = [0.0, PAUSE, 0.0, PAUSE, 0.0, PAUSE, 0.0]
 """Configured seconds of each step of the plan; the operator adds a last step, full promotion."""
 CANDIDATE_PODS = [candidate_pods(REPLICAS, w) for w in (25, 25, 50, 50, 75, 75, 100)]
 """Ready candidate pods each step waits for (the weight it holds, as the operator rounds it)."""
-ANALYSIS = {"interval": "5s", "triggers": [{
+ANALYSIS: dict[str, Any] = {"interval": "5s", "triggers": [{
     "name": "absent-errors", "severity": "critical",
     # Always 1 and cheap for Prometheus, yet templated per Release like a real query.
     "query": 'absent(bench_errors_total{namespace="{{namespace}}",release="{{release}}"})',
@@ -254,6 +254,16 @@ def proc_usage(pid: int) -> dict[str, float]:
             "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 1)}
 
 
+def start_operator(sandbox: Cluster, namespace: str, log_path: Path, metrics_port: int) -> subprocess.Popen[bytes]:
+    """The operator for one namespace as its own ServiceAccount, with its default step interval."""
+    return subprocess.Popen(
+        [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", namespace, "--metrics-port", str(metrics_port),
+         "--metrics-address", "127.0.0.1",
+         "--log-format", "json", "--prometheus-url", sandbox.prometheus_url],
+        env={**os.environ, "KUBECONFIG": str(sandbox.operator_kubeconfig)},
+        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -356,12 +366,7 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
     log_path = RESULTS / f"scale_{n}.operator.log.tmp"
     RESULTS.mkdir(exist_ok=True)
     metrics_port = free_port()
-    operator = subprocess.Popen(
-        [str(REPO / ".venv/bin/glideslope"), "operator", "--namespace", ns, "--metrics-port", str(metrics_port),
-         "--metrics-address", "127.0.0.1",
-         "--log-format", "json", "--prometheus-url", sandbox.prometheus_url],
-        env={**os.environ, "KUBECONFIG": str(sandbox.operator_kubeconfig)},
-        stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO)
+    operator = start_operator(sandbox, ns, log_path, metrics_port)
     timeline = Timeline(api, ns)
     readiness = Readiness(api, ns)
     load = {"loadavg_at_start": list(os.getloadavg()), "cpus": os.cpu_count()}
@@ -502,7 +507,8 @@ def test_scale(sandbox: Cluster, bench_namespace: str, n: int, tmp_path: Path) -
     assert not broken, broken[:20]
 
 
-def operator_events(api: Any, namespace: str) -> list[dict[str, Any]]:
+def operator_events(api: Any, namespace: str) -> list[Any]:
+    """The operator's Events in the namespace (the client's CoreV1Event objects)."""
     core = kubernetes.client.CoreV1Api(api)
     items = core.list_namespaced_event(namespace).items
     return [e for e in items if e.reporting_component == "glideslope.dev/operator"]

@@ -44,9 +44,9 @@ class Cluster:
         args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
         self.kubectl(*args, input=doc)
 
-    def kubeconfig_for(self, account: str, namespace: str, path: Path) -> Path:
+    def kubeconfig_for(self, account: str, namespace: str, path: Path, duration: str = "1h") -> Path:
         """A kubeconfig at `path` for ServiceAccount `namespace/account`, with a TokenRequest token."""
-        token = self.kubectl("create", "token", account, "-n", namespace).stdout.strip()
+        token = self.kubectl("create", "token", account, "-n", namespace, f"--duration={duration}").stdout.strip()
         config = yaml.safe_load(self.kubeconfig.read_text())
         config["users"] = [{"name": account, "user": {"token": token}}]
         config["contexts"][0]["context"]["user"] = account
