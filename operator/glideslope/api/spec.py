@@ -582,20 +582,60 @@ class RollbackSpec(ApiModel):
     """false: pause (freeze) instead of rolling back."""
 
 
+NOTIFICATION_TEMPLATE_MAX_LENGTH = 8192
+"""Characters of `spec.notifications[].webhook.template`."""
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+"""Where a `pagerduty` notification goes when it names no URL."""
+
+_PAGERDUTY = "has(self.format) && self.format == 'pagerduty'"
+
+
 class NotificationWebhook(ApiModel):
-    """Where notifications are POSTed."""
+    """Where notifications are POSTed, and in which shape."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        cel(_ONE_URL, "spec.notifications[].webhook must set exactly one of url, urlFrom", field_path=".url"),
+        cel(f"({_PAGERDUTY}) ? (has(self.url) ? 1 : 0) + (has(self.urlFrom) ? 1 : 0) <= 1 : ({_ONE_URL})",
+            "spec.notifications[].webhook must set exactly one of url, urlFrom (format pagerduty: at most one)",
+            field_path=".url"),
+        cel(f"!({_PAGERDUTY}) || has(self.routingKeyFrom)",
+            "spec.notifications[].webhook.routingKeyFrom is required when format is pagerduty",
+            field_path=".routingKeyFrom", reason="FieldValueRequired"),
+        cel(f"({_PAGERDUTY}) || !has(self.routingKeyFrom)",
+            "spec.notifications[].webhook.routingKeyFrom is only for format pagerduty",
+            field_path=".routingKeyFrom"),
+        cel(f"!({_PAGERDUTY}) || !has(self.template)",
+            "spec.notifications[].webhook.template cannot be used with format pagerduty (the body carries"
+            " the routing key and the trigger/resolve lifecycle)",
+            field_path=".template"),
     ))
 
     url: HttpUrl | None = None
     """The endpoint, `http://` or `https://`, reached as the operator's egress policy allows
     (`--egress-allow`/`--egress-deny`; loopback and link-local addresses are denied by
-    default). No redirect is followed, and only the answer's status code is kept."""
+    default). No redirect is followed, and only the answer's status code is kept. With format
+    `pagerduty`, absent means PagerDuty's `https://events.pagerduty.com/v2/enqueue`."""
     url_from: ValueFrom | None = None
     """Read the URL from a Secret (a Slack webhook URL is a credential)."""
     format: WebhookFormat = WebhookFormat.JSON
+    """The body: `json` (the schema in the README), `slack`, `teams` (an Adaptive Card),
+    `discord` (an embed), `googlechat` (text and a card) or `pagerduty` (Events API v2: RolledBack
+    and Failed trigger an incident whose severity follows the trigger's, critical, high, medium,
+    low as critical, error, warning, info, error when no trigger is involved; Succeeded resolves
+    it; one incident per Release and revision; every other event is not sent to PagerDuty)."""
+    routing_key_from: ValueFrom | None = None
+    """The PagerDuty integration's routing key, read from a Secret; required with format
+    `pagerduty`, and only allowed with it."""
+    template: str | None = Field(default=None, min_length=1, max_length=NOTIFICATION_TEMPLATE_MAX_LENGTH)
+    """A Jinja2 template of the body, replacing the format's (not with `pagerduty`). It sees the
+    event's fields: `event`, `release`, `namespace`, `version`, `revision`, `at` (RFC 3339),
+    `stable_version`, `stable_revision`, `phase`, `strategy`, `step`, `total_steps`, `weight`,
+    `message`, `reason`, `trigger_name`, `trigger_severity`, `trigger_value`, `trigger_query`,
+    `release_notes`, `summary`. Output that parses as JSON is sent as `application/json`, other
+    output as `text/plain`. It runs in a sandbox, bounded: no attribute starting with `_`,
+    `range` and widths up to 10000, 50000 steps (loop iterations, calls, filters), values up to
+    65536 characters, output up to 32768; a template over a bound fails that one notification
+    (a `NotificationFailed` Event says why), one that does not compile makes the Release
+    `Degraded` (`InvalidSpec`)."""
 
 
 class Notification(ApiModel):
@@ -654,6 +694,7 @@ class ReleaseSpec(ApiModel):
     notifications: list[Notification] = Field(
         default_factory=list, max_length=MAX_NOTIFICATIONS,
         json_schema_extra=rules(x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
-    """Who is told what happens (Slack, generic webhooks), and which events each receiver wants."""
+    """Who is told what happens (JSON webhooks, Slack, Teams, Discord, Google Chat, PagerDuty),
+    and which events each receiver wants."""
     release_notes: str | None = Field(default=None, max_length=32768)
     """Markdown, shown by `kubectl release notes` and sent with notifications."""

@@ -77,10 +77,15 @@ class OnNoData(StrEnum):
 
 
 class WebhookFormat(StrEnum):
-    """The body of a notification: a Slack incoming-webhook message, or plain JSON."""
+    """The body of a notification: plain JSON, or the message shape of a chat service or of
+    PagerDuty's Events API v2 (which hears only RolledBack, Failed and Succeeded)."""
 
     SLACK = "slack"
     JSON = "json"
+    TEAMS = "teams"
+    DISCORD = "discord"
+    GOOGLE_CHAT = "googlechat"
+    PAGERDUTY = "pagerduty"
 
 
 class Weekday(StrEnum):

@@ -2,9 +2,9 @@
 
 The API server rejects most bad manifests at apply time. What remains is found here, as
 field errors that end in a `Degraded` condition with reason `InvalidSpec` and an Event,
-before anything in the cluster changes: CEL conditions that do not compile and time-zone
-names that do not exist. (PromQL that Prometheus refuses and missing Services or Secrets
-need the cluster; their adapters report them the same way.)
+before anything in the cluster changes: CEL conditions and notification templates that do
+not compile, and time-zone names that do not exist. (PromQL that Prometheus refuses and
+missing Services or Secrets need the cluster; their adapters report them the same way.)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime
 
 from glideslope.api import Condition, ConditionStatus, ConditionType, ReleaseSpec, ReleaseStatus
 from glideslope.core.conditions import ConditionError, compile_condition
+from glideslope.core.template import TemplateError, compile_template
 
 INVALID_SPEC = "InvalidSpec"
 
@@ -45,6 +46,13 @@ def validate_spec(spec: ReleaseSpec, known_timezones: Collection[str]) -> list[F
             zone = gate.window.timezone
             errors.append(FieldError(f"{base}.window.timezone",
                                      f"unknown time zone {zone!r} (an IANA name such as Europe/Berlin)"))
+    for i, notification in enumerate(spec.notifications):
+        if notification.webhook.template is not None:
+            try:
+                compile_template(notification.webhook.template)
+            except TemplateError as exc:
+                errors.append(FieldError(f"spec.notifications[{i}].webhook.template",
+                                         f"the template does not compile: {exc}"))
     return errors
 
 

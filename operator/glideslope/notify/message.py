@@ -1,4 +1,5 @@
-"""What a notification says: a `ReleaseEvent` and its two renderings. Pure: no I/O, no clock.
+"""What a notification says: a `ReleaseEvent` and its renderings, one per `WebhookFormat`.
+Pure: no I/O, no clock.
 
 The JSON body (`json_payload`, schema version 1) is a contract with receivers. Every key is
 always present; a value that does not apply is `null`:
@@ -34,9 +35,12 @@ change that removes or retypes one increments `schemaVersion`.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from glideslope.api import Notification, NotificationEvent, Phase, Severity, StrategyType, WebhookFormat
@@ -87,9 +91,31 @@ def wants(notification: Notification, event: NotificationEvent) -> bool:
     return notification.events is None or event in notification.events
 
 
-def render(event: ReleaseEvent, format: WebhookFormat) -> dict[str, Any]:
-    """The body for a webhook of this `format`."""
-    return slack_payload(event) if format == WebhookFormat.SLACK else json_payload(event)
+def render(event: ReleaseEvent, format: WebhookFormat, *, routing_key: str | None = None) -> dict[str, Any] | None:
+    """The body for a webhook of this `format`; None: this format does not send this event
+    (PagerDuty hears only the events that open and close an incident). `routing_key`: PagerDuty's."""
+    if format == WebhookFormat.PAGERDUTY:
+        if routing_key is None:
+            raise ValueError("a pagerduty body needs its routing key")
+        return pagerduty_payload(event, routing_key)
+    return _RENDERERS.get(format, json_payload)(event)
+
+
+def template_variables(event: ReleaseEvent) -> dict[str, Any]:
+    """What a notification's template sees: every field of the event, as JSON would show it
+    (enums as their names, `at` in RFC 3339, a non-finite value as None), and `summary`."""
+    variables: dict[str, Any] = {}
+    for field in fields(event):
+        value = getattr(event, field.name)
+        if isinstance(value, datetime):
+            value = _rfc3339(value)
+        elif isinstance(value, float):
+            value = _finite(value)
+        elif isinstance(value, Enum):
+            value = str(value)
+        variables[field.name] = value
+    variables["summary"] = summary(event)
+    return variables
 
 
 def json_payload(event: ReleaseEvent) -> dict[str, Any]:
@@ -243,6 +269,209 @@ _WITH_REASON = frozenset({
     NotificationEvent.GATED, NotificationEvent.PAUSED, NotificationEvent.ROLLING_BACK,
     NotificationEvent.ROLLED_BACK, NotificationEvent.FAILED,
 })
+
+
+# ---------------------------------------------------------------------------------------------
+# Microsoft Teams: an Adaptive Card in a message, the body both Teams incoming webhooks and
+# Power Automate's "post to a channel when a webhook request is received" accept.
+
+_TEAMS_COLOUR = {
+    NotificationEvent.SUCCEEDED: "Good", NotificationEvent.ROLLED_BACK: "Attention",
+    NotificationEvent.FAILED: "Attention", NotificationEvent.ROLLING_BACK: "Warning",
+    NotificationEvent.TRIGGER_FAILED: "Warning",
+}
+# Teams refuses a message over about 28 KB; each part has a budget well under it.
+_TEAMS_TEXT_MAX = 2000
+_TEAMS_NOTES_MAX = 8000
+
+
+def teams_payload(event: ReleaseEvent) -> dict[str, Any]:
+    """A Teams message carrying one Adaptive Card (schema 1.4): a title, the message, facts."""
+    mark, label = _STYLE[event.event]
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": _cut(f"{mark} {event.release} {event.version}: {label}", _HEADER_MAX),
+         "size": "Medium", "weight": "Bolder", "wrap": True,
+         "color": _TEAMS_COLOUR.get(event.event, "Default")},
+        {"type": "TextBlock", "text": _cut((event.message or "").strip() or summary(event), _TEAMS_TEXT_MAX),
+         "wrap": True},
+    ]
+    if event.reason and event.reason.strip() and event.reason != event.message:
+        body.append({"type": "TextBlock", "text": _cut(f"Reason: {event.reason}", _TEAMS_TEXT_MAX), "wrap": True})
+    facts = [{"title": title, "value": _cut(value, 500)} for title, value in _facts(event)]
+    if facts:
+        body.append({"type": "FactSet", "facts": facts})
+    if event.trigger_query:
+        body.append({"type": "TextBlock", "text": _cut(event.trigger_query, _TEAMS_TEXT_MAX),
+                     "fontType": "Monospace", "wrap": True})
+    if event.release_notes and event.release_notes.strip():
+        body.append({"type": "TextBlock", "text": "Release notes", "weight": "Bolder", "separator": True})
+        body.append({"type": "TextBlock", "text": _cut(event.release_notes.strip(), _TEAMS_NOTES_MAX), "wrap": True})
+    body.append({"type": "TextBlock", "text": _cut(" \u00b7 ".join(_footer(event)), 500), "isSubtle": True,
+                 "size": "Small", "wrap": True})
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
+            "version": "1.4", "body": body, "msteams": {"width": "Full"}}
+    return {"type": "message", "summary": _cut(f"{mark} {summary(event)}", 250),
+            "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+                             "content": card}]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Discord: an execute-webhook body with one embed.
+
+_DISCORD_COLOUR = {
+    NotificationEvent.SUCCEEDED: 0x2EB67D, NotificationEvent.ROLLED_BACK: 0xE01E5A,
+    NotificationEvent.FAILED: 0xE01E5A, NotificationEvent.ROLLING_BACK: 0xECB22E,
+    NotificationEvent.TRIGGER_FAILED: 0xECB22E,
+}
+_DISCORD_NEUTRAL = 0x36C5F0
+# Discord's limits: content 2000, title 256, description 4096, field name 256 and value 1024,
+# footer 2048, and 6000 characters over all of an embed's text; the budgets below sum under it.
+_DISCORD_DESCRIPTION_MAX = 3000
+_DISCORD_FIELD_MAX = 250
+
+
+def discord_payload(event: ReleaseEvent) -> dict[str, Any]:
+    """A Discord webhook message: `content` for the notification, an embed to show."""
+    mark, label = _STYLE[event.event]
+    description = _cut((event.message or "").strip() or summary(event), 1200)
+    if event.reason and event.reason.strip() and event.reason != event.message:
+        description += f"\n**Reason:** {_cut(event.reason, 500)}"
+    if event.trigger_query:
+        description += f"\n```{_cut(event.trigger_query.replace('```', chr(39) * 3), 600)}```"
+    if event.release_notes and event.release_notes.strip():
+        description += f"\n\n**Release notes**\n{event.release_notes.strip()}"
+    embed: dict[str, Any] = {
+        "title": _cut(f"{mark} {event.release} {event.version}: {label}", 256),
+        "description": _cut(description, _DISCORD_DESCRIPTION_MAX),
+        "color": _DISCORD_COLOUR.get(event.event, _DISCORD_NEUTRAL),
+        "timestamp": _rfc3339(event.at),
+        "fields": [{"name": title, "value": _cut(value, _DISCORD_FIELD_MAX), "inline": True}
+                   for title, value in _facts(event)],
+        "footer": {"text": _cut(" \u00b7 ".join(_footer(event)), 300)},
+    }
+    # No mention in a tenant's text (`@everyone`, a role) may ping anyone.
+    return {"username": "Glideslope", "content": _cut(f"{mark} {summary(event)}", 2000),
+            "allowed_mentions": {"parse": []}, "embeds": [embed]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Google Chat: a space's incoming webhook, `text` and a `cardsV2` card.
+
+# Chat's cards read a subset of HTML: a tenant's text is escaped so that it shows as written.
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def google_chat_payload(event: ReleaseEvent) -> dict[str, Any]:
+    """A Google Chat message: `text` (what notifications show) and one card."""
+    mark, label = _STYLE[event.event]
+    widgets: list[dict[str, Any]] = [
+        {"textParagraph": {"text": _html((event.message or "").strip() or summary(event), 1200)}},
+    ]
+    if event.reason and event.reason.strip() and event.reason != event.message:
+        widgets.append({"decoratedText": {"topLabel": "Reason", "text": _html(event.reason, 500), "wrapText": True}})
+    widgets += [{"decoratedText": {"topLabel": title, "text": _html(value, 500), "wrapText": True}}
+                for title, value in _facts(event)]
+    if event.trigger_query:
+        widgets.append({"decoratedText": {"topLabel": "Query", "text": _html(event.trigger_query, 1200),
+                                          "wrapText": True}})
+    sections: list[dict[str, Any]] = [{"widgets": widgets}]
+    if event.release_notes and event.release_notes.strip():
+        sections.append({"header": "Release notes", "collapsible": True,
+                         "widgets": [{"textParagraph": {"text": _html(event.release_notes.strip(), 8000)}}]})
+    card = {"header": {"title": _cut(f"{mark} {event.release} {event.version}: {label}", 200),
+                       "subtitle": _cut(" \u00b7 ".join(_footer(event)), 200)},
+            "sections": sections}
+    # `<users/all>` in a message's text notifies the whole space: `<` never reaches it as such.
+    text = _cut(f"{mark} {summary(event)}", 4000).replace("<", "\u2039")
+    return {"text": text, "cardsV2": [{"cardId": f"glideslope-{event.event}", "card": card}]}
+
+
+def _html(text: str, limit: int) -> str:
+    return "".join(_HTML.get(ch, ch) for ch in _cut(text, limit))
+
+
+# ---------------------------------------------------------------------------------------------
+# PagerDuty Events API v2: an incident per Release and revision, opened by a rollback or a
+# failure and resolved when that revision succeeds.
+
+_PAGERDUTY_SEVERITY = {Severity.CRITICAL: "critical", Severity.HIGH: "error", Severity.MEDIUM: "warning",
+                       Severity.LOW: "info"}
+PAGERDUTY_DEFAULT_SEVERITY = "error"
+"""When no trigger is responsible (a failed gate, an abort)."""
+PAGERDUTY_TRIGGERS = frozenset({NotificationEvent.ROLLED_BACK, NotificationEvent.FAILED})
+PAGERDUTY_RESOLVES = frozenset({NotificationEvent.SUCCEEDED})
+PAGERDUTY_EVENTS = PAGERDUTY_TRIGGERS | PAGERDUTY_RESOLVES
+"""What PagerDuty hears; other events are not sent to it."""
+
+
+def pagerduty_dedup_key(event: ReleaseEvent) -> str:
+    """One incident per Release and revision: a retry that fails again updates it, and the
+    revision's success resolves it. At most 255 characters, as PagerDuty requires."""
+    key = f"glideslope/{event.namespace}/{event.release}/{event.revision or event.version}"
+    if len(key) <= 255:
+        return key
+    return f"glideslope/{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def pagerduty_payload(event: ReleaseEvent, routing_key: str) -> dict[str, Any] | None:
+    """An Events API v2 event: `trigger` on RolledBack and Failed, `resolve` on Succeeded; None
+    for every other event, which PagerDuty does not hear."""
+    key = routing_key.strip()  # a key read from a Secret often ends in `echo`'s newline
+    if event.event in PAGERDUTY_RESOLVES:
+        return {"routing_key": key, "event_action": "resolve", "dedup_key": pagerduty_dedup_key(event)}
+    if event.event not in PAGERDUTY_TRIGGERS:
+        return None
+    severity = (_PAGERDUTY_SEVERITY[event.trigger_severity] if event.trigger_severity is not None
+                else PAGERDUTY_DEFAULT_SEVERITY)
+    details = json_payload(event)
+    del details["summary"]  # it is the payload's summary already
+    return {
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": pagerduty_dedup_key(event),
+        "client": "Glideslope",
+        "payload": {
+            "summary": _cut(summary(event), 1024),
+            "source": f"{event.namespace}/{event.release}",
+            "severity": severity,
+            "timestamp": _rfc3339(event.at),
+            "component": event.release,
+            "group": event.namespace,
+            "class": str(event.event),
+            "custom_details": details,
+        },
+    }
+
+
+_RENDERERS: dict[WebhookFormat, Callable[[ReleaseEvent], dict[str, Any]]] = {
+    WebhookFormat.JSON: json_payload,
+    WebhookFormat.SLACK: slack_payload,
+    WebhookFormat.TEAMS: teams_payload,
+    WebhookFormat.DISCORD: discord_payload,
+    WebhookFormat.GOOGLE_CHAT: google_chat_payload,
+}
+
+
+def _facts(event: ReleaseEvent) -> list[tuple[str, str]]:
+    """The name/value pairs a card shows, in plain text."""
+    return [(title, value) for title, value in (
+        ("Release", f"{event.namespace}/{event.release}"),
+        ("Version", _versions(event)),
+        ("Strategy", _str_or_none(event.strategy)),
+        ("Phase", _str_or_none(event.phase)),
+        ("Step", _step(event)),
+        ("Weight", f"{event.weight}%" if event.weight is not None else None),
+        ("Trigger", _trigger(event)),
+    ) if value is not None]
+
+
+def _footer(event: ReleaseEvent) -> list[str]:
+    parts = [f"glideslope \u00b7 {event.at.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')}"]
+    if event.revision:
+        parts.append(f"revision {_cut(event.revision, 80)}")
+    if event.stable_revision:
+        parts.append(f"stable {_cut(event.stable_revision, 80)}")
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,8 +10,10 @@ with the same order key (namespace, Release, notification) run one after another
 receiver hears a Release's events in order.
 
 A delivery reads the webhook URL (from the Secret in the Release's namespace when `urlFrom`
-is used), sends with `WebhookNotifier`'s retries and backoff, and records a Warning Event
-`NotificationFailed` when a receiver keeps failing. The Secret read and the Event are
+is used) and PagerDuty's routing key (`routingKeyFrom`), renders the body (the format's, or
+the notification's own template, in a thread and bounded by `core.template`), sends with
+`WebhookNotifier`'s retries and backoff, and records a Warning Event `NotificationFailed` when
+a receiver keeps failing or a template is refused. The Secret read and the Event are
 Kubernetes API calls, which block: they run in a thread (`asyncio.to_thread`), never on the
 loop. What the layer refuses (too much waiting in a namespace) it logs.
 """
@@ -19,24 +21,31 @@ loop. What the layer refuses (too much waiting in a namespace) it logs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from glideslope.api import (
+    AnalysisState,
     HistoryOutcome,
     Notification,
     NotificationEvent,
     Release,
     ReleaseStatus,
+    Severity,
+    ValueFrom,
+    WebhookFormat,
 )
+from glideslope.api.spec import PAGERDUTY_EVENTS_URL
 from glideslope.core.model import Reason, RecordEvent
+from glideslope.core.template import TemplateError, compile_template, render_template
 from glideslope.egress import Egress, Kind
 from glideslope.kube import events, secrets
 from glideslope.kube.client import Kube
-from glideslope.notify.message import ReleaseEvent, render, wants
-from glideslope.notify.webhook import WebhookNotifier, redact_url
+from glideslope.notify.message import PAGERDUTY_EVENTS, ReleaseEvent, render, template_variables, wants
+from glideslope.notify.webhook import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, WebhookNotifier, redact_url
 
 log = logging.getLogger("glideslope.notify")
 
@@ -50,6 +59,7 @@ _ALIASES = {Reason.ABORTED: NotificationEvent.ROLLING_BACK, Reason.UNDO: Notific
             Reason.RETRIED: NotificationEvent.STARTED}
 _WITH_HISTORY_REASON = frozenset({NotificationEvent.ROLLING_BACK, NotificationEvent.ROLLED_BACK,
                                   NotificationEvent.FAILED})
+_SEVERITY_ORDER = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
 # The notes go with the events that open and close a rollout, not with every step.
 _WITH_NOTES = frozenset({NotificationEvent.STARTED, NotificationEvent.SUCCEEDED})
 
@@ -71,6 +81,11 @@ def release_event(release: Release, status: ReleaseStatus, announced: RecordEven
     """What a notification says about one announcement, from the status it describes."""
     meta = release.metadata
     trigger = next((t for t in status.analysis if t.name == announced.trigger), None) if announced.trigger else None
+    if trigger is None and event in (NotificationEvent.ROLLED_BACK, NotificationEvent.FAILED):
+        # The Event that ends a rollback names no trigger; the one still failing is the one
+        # responsible (PagerDuty's severity follows it), the most severe if several are.
+        failing = [t for t in status.analysis if t.state == AnalysisState.FAILING]
+        trigger = min(failing, key=lambda t: _SEVERITY_ORDER.index(t.severity) if t.severity else 99, default=None)
     reason = None
     last = status.history[-1] if status.history else None
     if event in _WITH_HISTORY_REASON and last is not None and last.outcome in (
@@ -132,19 +147,57 @@ class Publisher:
         """One delivery, on the egress loop: the API calls go to a thread, the POST stays here."""
         release, event, notification = delivery.release, delivery.event, delivery.notification
         where = f"notification {notification.name} ({event.event})"
+        webhook = notification.webhook
+        if webhook.format == WebhookFormat.PAGERDUTY and event.event not in PAGERDUTY_EVENTS:
+            return  # PagerDuty hears only the events that open and close an incident
         try:
             url = await asyncio.to_thread(webhook_url, delivery.kube, release, notification)
+            routing_key = (await asyncio.to_thread(routing_key_of, delivery.kube, release, notification)
+                           if webhook.format == WebhookFormat.PAGERDUTY else None)
         except WebhookUrlUnreadable as exc:
             await asyncio.to_thread(_failed, delivery, f"{where} not sent: {exc}")
             return
-        result = await self._notifier.send(url, render(event, notification.webhook.format), timeout=self._timeout)
+        if webhook.template is not None:
+            try:
+                body, content_type = await _templated(webhook.template, event)
+            except TemplateError as exc:
+                field = f"spec.notifications[{_index(release, notification)}].webhook.template"
+                await asyncio.to_thread(_failed, delivery, f"{where} not sent: {field}: {exc}")
+                return
+            result = await self._notifier.send_body(url, body, content_type, timeout=self._timeout)
+        else:
+            payload = render(event, webhook.format, routing_key=routing_key)
+            if payload is None:
+                return
+            result = await self._notifier.send(url, payload, timeout=self._timeout)
         if not result.ok:
             await asyncio.to_thread(_failed, delivery, f"{where} not delivered to {redact_url(url)} after "
                                                        f"{result.attempts} attempt(s): {result.error}")
 
 
+RENDER_TIMEOUT = 10.0
+"""Seconds a template may take; its work budget (`core.template`) ends it long before."""
+
+
+async def _templated(template: str, event: ReleaseEvent) -> tuple[bytes, str]:
+    """The body a notification's template makes, and its content type: JSON when the output
+    parses as JSON, text otherwise. In a thread: a template near its budget takes milliseconds
+    of CPU, which the egress loop must not wait for."""
+    compiled = compile_template(template)
+    try:
+        text = await asyncio.wait_for(asyncio.to_thread(render_template, compiled, template_variables(event)),
+                                      RENDER_TIMEOUT)
+    except TimeoutError:
+        raise TemplateError(f"not rendered within {RENDER_TIMEOUT:g}s") from None
+    try:
+        json.loads(text)
+    except ValueError:
+        return text.encode(), TEXT_CONTENT_TYPE
+    return text.encode(), JSON_CONTENT_TYPE
+
+
 class WebhookUrlUnreadable(Exception):
-    """The Secret holding a webhook URL is missing, forbidden or lacks the key."""
+    """The Secret holding a webhook URL (or a routing key) is missing, forbidden or lacks the key."""
 
 
 def webhook_url(kube: Kube, release: Release, notification: Notification) -> str:
@@ -152,15 +205,34 @@ def webhook_url(kube: Kube, release: Release, notification: Notification) -> str
     webhook = notification.webhook
     if webhook.url is not None:
         return webhook.url
-    assert webhook.url_from is not None  # the API server's CEL rule: exactly one of the two
-    ref = webhook.url_from.secret_key_ref
+    if webhook.url_from is None:
+        if webhook.format == WebhookFormat.PAGERDUTY:  # the API server's CEL rule: only it may name neither
+            return PAGERDUTY_EVENTS_URL
+        raise WebhookUrlUnreadable(f"spec.notifications[{_index(release, notification)}].webhook names no url")
+    return _secret_value(kube, release, notification, "urlFrom", webhook.url_from)
+
+
+def routing_key_of(kube: Kube, release: Release, notification: Notification) -> str:
+    """The PagerDuty routing key of a notification, from the Secret it names."""
+    ref = notification.webhook.routing_key_from
+    if ref is None:  # the API server's CEL rule requires it with pagerduty
+        raise WebhookUrlUnreadable(f"spec.notifications[{_index(release, notification)}].webhook.routingKeyFrom "
+                                   "is required with format pagerduty")
+    return _secret_value(kube, release, notification, "routingKeyFrom", ref)
+
+
+def _secret_value(kube: Kube, release: Release, notification: Notification, field: str, source: ValueFrom) -> str:
+    ref = source.secret_key_ref
     namespace = release.metadata.namespace or ""
-    index = next((i for i, n in enumerate(release.spec.notifications) if n.name == notification.name), 0)
-    where = f"spec.notifications[{index}].webhook.urlFrom: Secret {namespace}/{ref.name}"
+    where = f"spec.notifications[{_index(release, notification)}].webhook.{field}: Secret {namespace}/{ref.name}"
     try:
         return secrets.value(kube, namespace, ref.name, ref.key, where)
     except secrets.SecretUnreadable as exc:
         raise WebhookUrlUnreadable(str(exc)) from exc
+
+
+def _index(release: Release, notification: Notification) -> int:
+    return next((i for i, n in enumerate(release.spec.notifications) if n.name == notification.name), 0)
 
 
 def _failed(delivery: Delivery, message: str) -> None:

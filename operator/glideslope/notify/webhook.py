@@ -1,4 +1,4 @@
-"""Delivering JSON bodies to webhooks (notifications and webhook gates): POST, retry what may
+"""Delivering JSON (or templated) bodies to webhooks (notifications and webhook gates): POST, retry what may
 pass later, never raise.
 
 A receiver that fails must never hold a rollout back, so `WebhookNotifier.send` turns every
@@ -31,6 +31,8 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds one attempt may take, connection included."""
 
 USER_AGENT = "glideslope-notifier"
+JSON_CONTENT_TYPE = "application/json"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 # Statuses worth another attempt: server trouble, plus the two 4xx that mean "later", not "never".
 _RETRY_4XX = frozenset({408, 429})
@@ -93,6 +95,18 @@ class WebhookNotifier:
         status): they come back in the result. Only a non-positive `timeout`, a caller's bug,
         raises ValueError. Worst case it takes `attempts * timeout` plus the waits between.
         """
+        try:
+            # Strict JSON: a NaN would go out as a bare `NaN` token that most receivers refuse.
+            body = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+        except (TypeError, ValueError) as exc:
+            url = url.strip()
+            return self._give_up(redact_url(url), DeliveryResult(False, 0, None, f"payload is not JSON: {exc}"))
+        return await self.send_body(url, body, JSON_CONTENT_TYPE, timeout=timeout, headers=headers)
+
+    async def send_body(self, url: str, body: bytes, content_type: str, *, timeout: float = DEFAULT_TIMEOUT,
+                        headers: Mapping[str, str] | None = None) -> DeliveryResult:
+        """POST `body` as it is (a notification's own template), with `content_type`; otherwise
+        as `send`."""
         if not timeout > 0:  # aiohttp would read 0 as "no timeout"
             raise ValueError("timeout must be positive")
         # A URL read from a Secret often ends in the newline `echo` put there.
@@ -100,17 +114,12 @@ class WebhookNotifier:
         where = redact_url(url)
         if urlsplit(url).scheme not in ("http", "https") or where == "<invalid URL>":
             return self._give_up(where, DeliveryResult(False, 0, None, f"invalid webhook URL {where}"))
-        try:
-            # Strict JSON: a NaN would go out as a bare `NaN` token that most receivers refuse.
-            body = json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
-        except (TypeError, ValueError) as exc:
-            return self._give_up(where, DeliveryResult(False, 0, None, f"payload is not JSON: {exc}"))
-
+        sent = {"Content-Type": content_type, **(headers or {})}
         if asyncio.get_running_loop() is not self._egress.loop:
             # Attempts and the waits between run on the egress layer's loop.
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                self._deliver(url, where, body, timeout, headers or {}), self._egress.loop))
-        return await self._deliver(url, where, body, timeout, headers or {})
+                self._deliver(url, where, body, timeout, sent), self._egress.loop))
+        return await self._deliver(url, where, body, timeout, sent)
 
     async def _deliver(self, url: str, where: str, body: bytes, timeout: float,
                        headers: Mapping[str, str]) -> DeliveryResult:
@@ -133,8 +142,7 @@ class WebhookNotifier:
         """One POST: its result, whether another attempt may help, and the server's Retry-After."""
         try:
             reply = await self._egress.fetch(
-                self._kind, "POST", url, deadline=timeout, max_bytes=_MAX_ANSWER, body=body,
-                headers={"Content-Type": "application/json", **headers})
+                self._kind, "POST", url, deadline=timeout, max_bytes=_MAX_ANSWER, body=body, headers=headers)
         except EgressRefused as exc:
             return DeliveryResult(False, attempt, None, _scrub(str(exc), url, where)), exc.refusal not in _FINAL, None
         except Exception as exc:  # the contract is "never raise": say what it was instead
