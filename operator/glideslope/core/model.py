@@ -58,7 +58,7 @@ COMMAND_EFFECTS: dict[str, str] = {
              " window, either ends the window (postDeploy gates still run).",
 }
 """What each command annotation makes the operator do: the one statement of it, rendered into
-docs/api.md (`core.decide._command` implements it). A command that does not apply is consumed
+docs/api.md (`core.decide.commands` implements it). A command that does not apply is consumed
 all the same, with a `CommandIgnored` Event saying why."""
 
 

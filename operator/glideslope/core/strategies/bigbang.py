@@ -16,6 +16,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return False
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return True
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return 0
 

@@ -25,6 +25,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return True
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return False
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return next(i for i, s in enumerate(steps) if s.kind is StepKind.SWITCH)
 

@@ -49,6 +49,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return False
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return False
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return len(steps) - 1
 
