@@ -166,9 +166,10 @@ def until(started: datetime, seconds: float) -> str:
     return f"until {(started + timedelta(seconds=seconds)).astimezone(UTC):%H:%M:%S}Z"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Target:
-    """The desired state while a step runs, and whether the step is done."""
+    """The desired state while a step runs, and whether the step is done. Keyword arguments only:
+    four of its fields are numbers or None, and `Target(3, 1, None, 0, ...)` says nothing."""
 
     stable_replicas: int
     candidate_replicas: int
