@@ -245,7 +245,7 @@ def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decisio
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
     commands = {k: observation.commands[k] for k in decision.consumed}
-    if not _worth_writing(memory, stored, status) and not (commands and status != stored):
+    if not _worth_writing(memory, _storable(stored), _storable(status)) and not (commands and status != stored):
         if status != stored:
             memory.unwritten = (resource_version, status)
         if commands:  # obeyed by the status stored already: only their removal is left
@@ -325,6 +325,17 @@ def _worth_writing(memory: ReleaseMemory, stored: ReleaseStatus, new: ReleaseSta
     if stored.phase != new.phase or _significant(stored) != _significant(new):
         return True
     return time.monotonic() - memory.status_written >= REFRESH_EVERY
+
+
+def _storable(status: ReleaseStatus) -> ReleaseStatus:
+    """`status` as the API server stores it: without the fields an older CRD drops
+    (`releases.dropped_fields`), which would otherwise differ on every tick."""
+    dropped = releases.dropped_fields()
+    if not dropped:
+        return status
+    fields = {info.alias or name: name for name, info in ReleaseStatus.model_fields.items()}
+    return status.model_copy(update={fields[key]: ReleaseStatus.model_fields[fields[key]].get_default(
+        call_default_factory=True) for key in dropped if key in fields})
 
 
 def refresh_due(rt: Runtime, namespace: str, name: str) -> float | None:
