@@ -39,6 +39,7 @@ from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
     COMMANDS,
+    Decision,
     DeleteRevision,
     Observation,
     RecordEvent,
@@ -91,17 +92,49 @@ class _Conflict:
     release: Release
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A Release as this tick read it."""
+
+    key: Key
+    body: Mapping[str, Any]
+    release: Release
+    """Parsed, with the status the last tick decided and left unwritten, if it is still current."""
+    stored: ReleaseStatus
+    """The status as stored."""
+    memory: ReleaseMemory
+
+
 def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Release | _Conflict | None:
+    """Read, validate, claim, measure, decide, act, write the status, announce: in this order
+    (the module's docstring says why)."""
+    read = _read(rt, namespace, name)
+    if read is None:
+        return None
+    release, memory = read.release, read.memory
+    if not _valid(rt.kube, read.body, release) or not _claimed(rt.kube, read.body, release, memory):
+        return release
+    _redeliver(rt.kube, release, memory)
+    observed = _observe(rt, read, now)
+    if observed is None:
+        return release
+    observation, now = observed
+    decision = decide(release.spec, release.status, observation, now)
+    announcements = _act(rt.kube, read, observation, decision)
+    return _store(rt, read, observation, decision, announcements, now)
+
+
+def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
+    """The Release, parsed; None: it is gone, or it does not parse (then it is Degraded)."""
     key = (namespace, name)
-    kube = rt.kube
-    body = releases.get(kube, namespace, name)
+    body = releases.get(rt.kube, namespace, name)
     if body is None:
         rt.forget(namespace, name)
         return None
     try:
         release = parse_release(body)
     except ValidationError as exc:
-        _invalid(kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
+        _invalid(rt.kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
         return None
     stored = release.status
     memory = rt.memory(key)
@@ -109,42 +142,60 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
         release = release.model_copy(update={"status": held[1]})
+    return _Read(key=key, body=body, release=release, stored=stored, memory=memory)
+
+
+def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:
+    """Whether the operator can act on the spec (else it is Degraded, naming what is wrong)."""
     problems = [str(e) for e in validate_spec(release.spec, _timezones())]
     missing = router_for(release).check(kube, release)
     if missing:
         problems.append(missing)
     if problems:
         _invalid(kube, body, release, problems)
-        return release
-    if memory.claimed != (release.metadata.uid, release.metadata.generation):
-        size = len(json.dumps(body.get("spec"), separators=(",", ":")))
-        if size > SPEC_LIMIT:
-            _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
-                                           "within what the API server stores (1.5 MiB)"])
-            return release
-        try:
-            _claim(kube, release)
-        except ownership.NotOurs as exc:
-            _invalid(kube, body, release, [str(exc)], reason=ownership.CONFLICT)
-            return release
-        memory.claimed = (release.metadata.uid, release.metadata.generation)
-    _redeliver(kube, release, memory)
-    given = now
+        return False
+    return True
+
+
+def _claimed(kube: Kube, body: Mapping[str, Any], release: Release, memory: ReleaseMemory) -> bool:
+    """Whether the objects the Release writes are its own (checked once per generation), and
+    its spec leaves room for its status; else it is Degraded, and nothing is written."""
+    if memory.claimed == (release.metadata.uid, release.metadata.generation):
+        return True
+    size = len(json.dumps(body.get("spec"), separators=(",", ":")))
+    if size > SPEC_LIMIT:
+        _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
+                                       "within what the API server stores (1.5 MiB)"])
+        return False
+    try:
+        _claim(kube, release)
+    except ownership.NotOurs as exc:
+        _invalid(kube, body, release, [str(exc)], reason=ownership.CONFLICT)
+        return False
+    memory.claimed = (release.metadata.uid, release.metadata.generation)
+    return True
+
+
+def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observation, datetime] | None:
+    """What the cluster, Prometheus and the gates say, and the `now` to decide at; None: not
+    all of it is known yet (or the Release cannot be analysed), so nothing happens this tick."""
+    key, body, release = read.key, read.body, read.release
+    namespace, name = key
     now = given or datetime.now(UTC)
     measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
     measurements = _analysis(rt, key, body, release, now) if measured else {}
     if measurements is None:
-        return release
+        return None
     gate_observations = _gates(rt, key, body, release, now)
     if gate_observations is None:
-        return release
+        return None
     if given is None and measurements:
         # Decide after the measurements were taken, so that nothing is timed before its cause.
         now = datetime.now(UTC)
     annotations = release.metadata.annotations
     observation = Observation(
         generation=release.metadata.generation or 0,
-        revisions=workloads.observe(kube, namespace, name),
+        revisions=workloads.observe(rt.kube, namespace, name),
         commands={k: annotations[k] for k in (*COMMANDS, APPROVED_BY) if k in annotations},
         measurements=measurements,
         gates=gate_observations,
@@ -153,8 +204,14 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
         name=name,
         namespace=namespace,
     )
-    decision = decide(release.spec, release.status, observation, now)
-    resource_version: str = body["metadata"]["resourceVersion"]
+    return observation, now
+
+
+def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) -> list[RecordEvent]:
+    """Apply the decision's actions in their order; the announcements, which wait for the
+    status that records them."""
+    namespace, name = read.key
+    release = read.release
     candidate = revision_of(release.spec.template)
     announcements: list[RecordEvent] = []
     for action in decision.actions:
@@ -167,11 +224,20 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
             elif current is not None:
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
-            _traffic(kube, release, action, memory)
+            _traffic(kube, release, action, read.memory)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, RecordEvent):
             announcements.append(action)
+    return announcements
+
+
+def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decision,
+           announcements: list[RecordEvent], now: datetime) -> Release | _Conflict:
+    """Write the decided status (if worth it), then remove the commands it obeys, then announce."""
+    kube, body, release, stored, memory = rt.kube, read.body, read.release, read.stored, read.memory
+    namespace, name = read.key
+    resource_version: str = body["metadata"]["resourceVersion"]
     status = decision.status
     if announcements:
         # Written with the transition, so the Events survive a crash right after the write.
@@ -179,7 +245,7 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
             Announcement(reason=e.reason, message=e.message[:1024], warning=e.warning, at=now)
             for e in announcements][:ANNOUNCEMENTS_LIMIT]})
     commands = {k: observation.commands[k] for k in decision.consumed}
-    if not _worth_writing(memory, stored, status) and not (commands and status != stored):
+    if not _worth_writing(memory, _storable(stored), _storable(status)) and not (commands and status != stored):
         if status != stored:
             memory.unwritten = (resource_version, status)
         if commands:  # obeyed by the status stored already: only their removal is left
@@ -205,15 +271,22 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
         releases.remove_commands(kube, namespace, name, commands)
     # Events follow the status they describe: a transition is announced once it is recorded.
     written = _with_status(release, status)
+    _announce(rt, read, written, announcements, now)
+    return written
+
+
+def _announce(rt: Runtime, read: _Read, written: Release, announcements: list[RecordEvent], now: datetime) -> None:
+    """Once the status is stored: its Events, the closing record, the notifications."""
+    namespace, name = read.key
+    status = written.status
     for announcement in status.announcements if announcements else []:
         log.info("%s/%s: %s: %s", namespace, name, announcement.reason, announcement.message)
-        events.announce(kube, written, announcement)
-    memory.announced = _fingerprint(status.announcements)
+        events.announce(rt.kube, written, announcement)
+    read.memory.announced = _fingerprint(status.announcements)
     # The closing record (one write per tick that announced something) and the notifications
     # (queued for a worker): neither raises, neither waits on a receiver.
-    records.write(kube, release, status, announcements, now)
-    publish(kube, release, status, announcements, now=now, publisher=rt.publisher)
-    return written
+    records.write(rt.kube, read.release, status, announcements, now)
+    publish(rt.kube, read.release, status, announcements, now=now, publisher=rt.publisher)
 
 
 def _claim(kube: Kube, release: Release) -> None:
@@ -252,6 +325,17 @@ def _worth_writing(memory: ReleaseMemory, stored: ReleaseStatus, new: ReleaseSta
     if stored.phase != new.phase or _significant(stored) != _significant(new):
         return True
     return time.monotonic() - memory.status_written >= REFRESH_EVERY
+
+
+def _storable(status: ReleaseStatus) -> ReleaseStatus:
+    """`status` as the API server stores it: without the fields an older CRD drops
+    (`releases.dropped_fields`), which would otherwise differ on every tick."""
+    dropped = releases.dropped_fields()
+    if not dropped:
+        return status
+    fields = {info.alias or name: name for name, info in ReleaseStatus.model_fields.items()}
+    return status.model_copy(update={fields[key]: ReleaseStatus.model_fields[fields[key]].get_default(
+        call_default_factory=True) for key in dropped if key in fields})
 
 
 def refresh_due(rt: Runtime, namespace: str, name: str) -> float | None:

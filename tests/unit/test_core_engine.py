@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from glideslope.api import HistoryOutcome, Phase, parse_spec
 from glideslope.core.decide import HANDOVER_SECONDS, wake_at
+from glideslope.core.decide.commands import OBEY
 from glideslope.core.model import (
     ABORT,
+    COMMANDS,
     PROMOTE,
     RETRY,
     UNDO,
@@ -172,6 +174,11 @@ def test_commands_without_a_rollout_are_consumed_and_ignored() -> None:
     assert set(decision.consumed) == {PROMOTE, ABORT}
     assert run.status.phase == Phase.SUCCEEDED
     assert {e.reason for e in decision.actions if isinstance(e, RecordEvent)} == {"CommandIgnored"}
+
+
+def test_every_command_is_obeyed_by_a_function_of_its_own() -> None:
+    # The table decide dispatches on: a command key without an entry would raise, not be ignored.
+    assert set(OBEY) == set(COMMANDS)
 
 
 def test_spec_paused_holds_the_step() -> None:

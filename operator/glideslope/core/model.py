@@ -58,7 +58,7 @@ COMMAND_EFFECTS: dict[str, str] = {
              " window, either ends the window (postDeploy gates still run).",
 }
 """What each command annotation makes the operator do: the one statement of it, rendered into
-docs/api.md (`core.decide._command` implements it). A command that does not apply is consumed
+docs/api.md (`core.decide.commands` implements it). A command that does not apply is consumed
 all the same, with a `CommandIgnored` Event saying why."""
 
 
@@ -166,9 +166,10 @@ def until(started: datetime, seconds: float) -> str:
     return f"until {(started + timedelta(seconds=seconds)).astimezone(UTC):%H:%M:%S}Z"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Target:
-    """The desired state while a step runs, and whether the step is done."""
+    """The desired state while a step runs, and whether the step is done. Keyword arguments only:
+    four of its fields are numbers or None, and `Target(3, 1, None, 0, ...)` says nothing."""
 
     stable_replicas: int
     candidate_replicas: int

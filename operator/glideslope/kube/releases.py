@@ -8,6 +8,7 @@ every tick: at 1,000 Releases those GETs were a sixth of all API requests.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -15,6 +16,8 @@ from typing import Any
 
 from glideslope.api import GROUP, PLURAL, VERSION
 from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, invalid, not_found, too_large
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
@@ -38,6 +41,25 @@ def get(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     return body
 
 
+_dropped: set[str] = set()
+"""Top-level status fields the API server did not store (a CRD older than this operator prunes
+what its schema lacks): the engine compares statuses without them, or it would find the status
+changed, and write it, on every tick."""
+
+
+def dropped_fields() -> frozenset[str]:
+    return frozenset(_dropped)
+
+
+def _note_dropped(patch: Mapping[str, Any], written: Mapping[str, Any]) -> None:
+    kept = written.get("status") or {}
+    missing = {key for key, value in patch.items() if value not in (None, [], {}) and key not in kept} - _dropped
+    if missing:
+        _dropped.update(missing)
+        log.warning("the API server did not store status.%s: its Release CRD is older than this operator; "
+                    "apply this version's CRD (crds/, or the chart's crds/)", ", status.".join(sorted(missing)))
+
+
 class TooLarge(Exception):
     """The Release with this status would exceed what the API server stores (etcd's request
     limit, 1.5 MiB by default): its spec leaves too little room."""
@@ -58,6 +80,7 @@ def patch_status(kube: Kube, namespace: str, name: str, patch: dict[str, Any], r
         if too_large(exc):
             raise TooLarge(str(getattr(exc, "body", "") or exc)[:200]) from exc
         raise
+    _note_dropped(patch, written)
     if _cache is not None:
         _cache.wrote(written)
     return True

@@ -27,6 +27,11 @@ class StrategyModule(Protocol):
         """Whether the stable Service selects one revision (else every revision: replica ratio)."""
         ...
 
+    def takes_old_down_first(self, spec: ReleaseSpec) -> bool:
+        """Whether the old revisions go to zero before the candidate comes up (downtime by
+        design): the downtime is recorded, and no older revision is kept for capacity."""
+        ...
+
 
 def strategy_for(spec: ReleaseSpec) -> StrategyModule:
     # Imported here: each module imports this package for the interface.

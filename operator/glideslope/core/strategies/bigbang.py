@@ -16,6 +16,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return False
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return True
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return 0
 
@@ -27,8 +31,11 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
     # Once the candidate was asked for, keep it even if an old pod reappears (a restart).
     started = view.observed.replicas(view.candidate) > 0
     if old_pods > 0 and not started:
-        return Target(0, 0, None, 0, False, f"downtime window: waiting for {old_pods} old pods to terminate")
+        return Target(stable_replicas=0, candidate_replicas=0, active=None, weight=0, done=False,
+                      message=f"downtime window: waiting for {old_pods} old pods to terminate")
     ready = view.observed.ready(view.candidate)
     if ready < total:
-        return Target(0, total, None, 0, False, f"downtime window: {ready}/{total} pods of {view.candidate} ready")
-    return Target(0, total, None, 100, True, f"{view.candidate} serving")
+        return Target(stable_replicas=0, candidate_replicas=total, active=None, weight=0, done=False,
+                      message=f"downtime window: {ready}/{total} pods of {view.candidate} ready")
+    return Target(stable_replicas=0, candidate_replicas=total, active=None, weight=100, done=True,
+                  message=f"{view.candidate} serving")

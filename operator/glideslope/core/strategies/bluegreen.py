@@ -25,6 +25,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return True
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return False
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return next(i for i, s in enumerate(steps) if s.kind is StepKind.SWITCH)
 
@@ -41,18 +45,24 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
     if step.kind is StepKind.PREVIEW or step.kind is StepKind.PAUSE:
         wanted = preview_replicas(spec)
         if ready < wanted:
-            return Target(total, wanted, view.stable, 0, False, f"preview: {ready}/{wanted} green pods ready")
+            return Target(stable_replicas=total, candidate_replicas=wanted, active=view.stable, weight=0, done=False,
+                          message=f"preview: {ready}/{wanted} green pods ready")
         if step.kind is StepKind.PREVIEW:
-            return Target(total, wanted, view.stable, 0, True, "preview: green ready")
+            return Target(stable_replicas=total, candidate_replicas=wanted, active=view.stable, weight=0, done=True,
+                          message="preview: green ready")
         if step.seconds is None:
-            return Target(total, wanted, view.stable, 0, False, "green ready: waiting for promote", Phase.PAUSED)
+            return Target(stable_replicas=total, candidate_replicas=wanted, active=view.stable, weight=0, done=False,
+                          message="green ready: waiting for promote", phase=Phase.PAUSED)
         left = max(step.seconds - view.elapsed, 0.0)
-        return Target(total, wanted, view.stable, 0, left <= 0, f"green ready: promotion {view.until(step.seconds)}")
+        return Target(stable_replicas=total, candidate_replicas=wanted, active=view.stable, weight=0, done=left <= 0,
+                      message=f"green ready: promotion {view.until(step.seconds)}")
     if step.kind is StepKind.SWITCH:
         # The selector moves only once green can carry all the traffic.
         if ready < total:
-            return Target(total, total, view.stable, 0, False, f"switch: {ready}/{total} green pods ready")
-        return Target(total, total, view.candidate, 100, True, "switched the stable Service to green")
+            return Target(stable_replicas=total, candidate_replicas=total, active=view.stable, weight=0, done=False,
+                          message=f"switch: {ready}/{total} green pods ready")
+        return Target(stable_replicas=total, candidate_replicas=total, active=view.candidate, weight=100, done=True,
+                      message="switched the stable Service to green")
     left = max((step.seconds or 0.0) - view.elapsed, 0.0)
-    return Target(total, total, view.candidate, 100, left <= 0,
-                  f"blue kept for instant rollback: scaled down {view.until(step.seconds or 0.0)}")
+    return Target(stable_replicas=total, candidate_replicas=total, active=view.candidate, weight=100, done=left <= 0,
+                  message=f"blue kept for instant rollback: scaled down {view.until(step.seconds or 0.0)}")

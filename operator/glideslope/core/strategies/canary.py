@@ -39,6 +39,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return routed(spec)
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return False
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return len(steps) - 1
 
@@ -71,12 +75,14 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
         stable, active = max(total - wanted, total - ready, 0), None
     label = f"{step.describe()}"
     if not has_pods:
-        return Target(stable, wanted, active, applied, False,
-                      f"{label}: {ready}/{wanted} candidate pods ready")
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=False,
+                      message=f"{label}: {ready}/{wanted} candidate pods ready")
     if step.kind in (StepKind.SET_WEIGHT, StepKind.PROMOTE):
-        return Target(stable, wanted, active, applied, True, f"{label}: done")
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=True,
+                      message=f"{label}: done")
     if step.seconds is None:
-        return Target(stable, wanted, active, applied, False,
-                      f"paused at weight {weight}: waiting for promote", Phase.PAUSED)
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=False,
+                      message=f"paused at weight {weight}: waiting for promote", phase=Phase.PAUSED)
     left = max(step.seconds - view.elapsed, 0.0)
-    return Target(stable, wanted, active, applied, left <= 0, f"{label}: {view.until(step.seconds)}")
+    return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=left <= 0,
+                  message=f"{label}: {view.until(step.seconds)}")

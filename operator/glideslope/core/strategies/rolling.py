@@ -49,6 +49,10 @@ def pins_active(spec: ReleaseSpec) -> bool:
     return False
 
 
+def takes_old_down_first(spec: ReleaseSpec) -> bool:
+    return False
+
+
 def full_step(steps: tuple[Step, ...]) -> int:
     return len(steps) - 1
 
@@ -65,9 +69,11 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
     candidate = max(min(goal, total + surge - stable), 0)
     weight = min(ready, total) * 100 // total if total else 100
     if ready < goal:
-        return Target(stable, candidate, None, weight, False, f"{batch.describe()}: {ready}/{goal} pods ready")
+        return Target(stable_replicas=stable, candidate_replicas=candidate, active=None, weight=weight, done=False,
+                      message=f"{batch.describe()}: {ready}/{goal} pods ready")
     if step.kind is StepKind.BATCH:
-        return Target(stable, candidate, None, weight, True, f"{batch.describe()}: done")
+        return Target(stable_replicas=stable, candidate_replicas=candidate, active=None, weight=weight, done=True,
+                      message=f"{batch.describe()}: done")
     left = max((step.seconds or 0.0) - view.elapsed, 0.0)
-    return Target(stable, candidate, None, weight, left <= 0,
-                  f"pause between batches: {view.until(step.seconds or 0.0)}")
+    return Target(stable_replicas=stable, candidate_replicas=candidate, active=None, weight=weight, done=left <= 0,
+                  message=f"pause between batches: {view.until(step.seconds or 0.0)}")

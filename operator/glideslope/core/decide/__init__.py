@@ -1,0 +1,189 @@
+"""`decide`: from spec, status, observation and `now` to actions and the new status.
+
+Each call computes the whole desired state (replicas of every revision, Services, weights)
+from `status`, so a restarted operator resumes where status says, and at most one step is
+taken per call, so none is skipped. Commands (annotations) are consumed whatever happens, and
+obeyed once: `status.obeyedCommands` records them until they are removed.
+
+A call is one `Tick` (tick.py) through its phases, each in a module of its own: the commands
+(commands.py), the triggers' verdict (verdicts.py), the gates (gates.py), then which revisions
+run and serve: the steps and the validation window (stepping.py), or the stable revision and
+the rollback (rollback.py); what the status keeps of the past is history.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from glideslope.api import (
+    FINAL_PHASES,
+    ROLLING_OUT_PHASES,
+    Phase,
+    ReleaseSpec,
+    ReleaseStatus,
+    gates_display,
+    parse_duration,
+    step_display,
+)
+from glideslope.core.analysis import Verdict, next_due
+from glideslope.core.decide import commands, gates, history, rollback, stepping, verdicts
+from glideslope.core.decide.commands import OBEYED_VALUE_LIMIT
+from glideslope.core.decide.history import PHASE_CONDITIONS, REVISION_HISTORY_LIMIT
+from glideslope.core.decide.tick import HANDOVER_SECONDS, Tick
+from glideslope.core.gates import checklist
+from glideslope.core.model import Action, Decision, DeleteRevision, Observation, ScaleRevision, SetTraffic, Step
+from glideslope.core.revision import revision_of
+from glideslope.core.strategies import strategy_for
+from glideslope.core.triggers import stage as analysis_stage
+
+__all__ = [
+    "HANDOVER_SECONDS",
+    "OBEYED_VALUE_LIMIT",
+    "PHASE_CONDITIONS",
+    "REVISION_HISTORY_LIMIT",
+    "Tick",
+    "decide",
+    "plan",
+    "wake_at",
+]
+
+
+def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
+    """The steps of a rollout of `spec`."""
+    return strategy_for(spec).plan(spec)
+
+
+def wake_at(spec: ReleaseSpec, status: ReleaseStatus, now: datetime) -> datetime | None:
+    """When `decide` next has something to do for the Release if nothing changes before: the end
+    of the hand-over after a step starts (the revision traffic left is scaled down then), the end
+    of a timed step or of the validation window, a trigger's next measurement
+    (`core.analysis.next_due`). None when nothing ahead is timed (what is only seen by polling
+    it, gates and pods, is the scheduler's to poll)."""
+    started = status.step_started_at
+    deadlines: list[datetime] = []
+    if status.phase in FINAL_PHASES:
+        if status.revision == revision_of(spec.template) and started is not None:
+            deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
+    elif status.phase not in (None, Phase.PENDING, Phase.GATED):
+        if started is not None:
+            deadlines.append(started + timedelta(seconds=HANDOVER_SECONDS))
+            steps = plan(spec)
+            index = (status.current_step or 1) - 1
+            if status.phase == Phase.VALIDATING:
+                deadlines.append(started + timedelta(seconds=spec.validation.window_seconds))
+            elif 0 <= index < len(steps) and steps[index].seconds is not None:
+                deadlines.append(started + timedelta(seconds=steps[index].seconds or 0))
+        analysed = analysis_stage(status, revision_of(spec.template)) if spec.analysis.triggers else None
+        if analysed is not None:
+            every = parse_duration(spec.analysis.interval)
+            delay = parse_duration(spec.analysis.initial_delay)
+            measured = {t.name: t for t in status.analysis}
+            deadlines += [next_due(measured.get(t.name), every, delay, analysed[1]) for t in spec.analysis.triggers]
+    upcoming = [d for d in deadlines if d > now]
+    return min(upcoming) if upcoming else None
+
+
+def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, now: datetime) -> Decision:
+    """The actions that bring the cluster one tick closer to `spec`, and the status to write."""
+    tick = Tick.begin(spec, status, observation, now)
+    # A rollout's first step is never finished in the tick that starts it: the step is written
+    # to status (and so survives a crash) before anything it ends can happen.
+    starting = _begin(tick)
+    consumed = commands.obey(tick)
+    found = verdicts.judge(tick)
+    gates.run(tick)
+    _serve(tick, found, advance=not starting)
+    _older(tick)
+    actions = _actions(tick)
+    _summarise(tick)
+    return Decision(actions, tick.status, consumed, wake_at(spec, tick.status, now))
+
+
+def _begin(tick: Tick) -> bool:
+    """Start a rollout if the template is new (True then); keep the version a rollout shows current."""
+    status = tick.status
+    status.total_steps = len(tick.steps)
+    starting = status.revision != tick.candidate
+    if starting:
+        stepping.start(tick)
+    elif status.version != tick.spec.version and status.phase in ROLLING_OUT_PHASES:
+        status.version = tick.spec.version
+    checklist.sync(tick.spec, status, tick.now, rolling_out=status.phase in ROLLING_OUT_PHASES)
+    return starting
+
+
+def _serve(tick: Tick, found: Verdict | None, *, advance: bool) -> None:
+    """Which revisions run, at which size, and which one serves: by phase."""
+    status, spec, candidate = tick.status, tick.spec, tick.candidate
+    stable = status.stable_revision
+    started = status.step_started_at
+    tick.settled = started is None or (tick.now - started).total_seconds() >= HANDOVER_SECONDS
+    if stable is None and status.phase in (Phase.GATED, Phase.FAILED):
+        return  # A first rollout held (or stopped) by its preDeploy gates: nothing exists yet.
+    if stable is None:
+        _first_rollout(tick)
+    elif status.phase == Phase.GATED:
+        # Nothing of the candidate is created until its preDeploy gates pass.
+        tick.replicas[stable] = spec.replicas
+        tick.traffic = SetTraffic(stable if tick.pinned else None, stable, 0)
+    elif status.phase == Phase.VALIDATING and candidate != stable:
+        stepping.validate(tick, stable, found)
+    elif status.phase in ROLLING_OUT_PHASES and candidate != stable:
+        stepping.step(tick, stable, found, advance=advance)
+    else:
+        rollback.serve_stable(tick, stable)
+
+
+def _first_rollout(tick: Tick) -> None:
+    """Nothing serves yet, so there is nothing to be careful of."""
+    spec, status, candidate = tick.spec, tick.status, tick.candidate
+    ready = tick.observation.ready(candidate)
+    tick.replicas[candidate] = spec.replicas
+    tick.traffic = SetTraffic(candidate if tick.pinned else None, candidate, 0)
+    status.message = f"first rollout: {ready}/{spec.replicas} pods ready"
+    if ready >= spec.replicas:
+        stepping.finish(tick, candidate, downtime=None)
+
+
+def _older(tick: Tick) -> None:
+    """Older revisions (a superseded candidate) keep their pods until the current ones carry
+    the load, so superseding never drops capacity; unless the strategy takes the old revisions
+    down first anyway."""
+    observation, spec = tick.observation, tick.spec
+    serving = sum(observation.ready(r) for r in tick.replicas)
+    keep = (serving < spec.replicas or not tick.settled) and not tick.strategy.takes_old_down_first(spec)
+    for revision in observation.revisions:
+        if revision not in tick.replicas:
+            tick.replicas[revision] = observation.replicas(revision) if keep else 0
+
+
+def _actions(tick: Tick) -> tuple[Action, ...]:
+    """In the order to apply them: revisions growing (or created), then the traffic onto them,
+    then revisions shrinking, then the deletions, then the announcements."""
+    observation = tick.observation
+
+    def grows(revision: str, replicas: int) -> bool:
+        return replicas > observation.replicas(revision) or revision not in observation.revisions
+
+    scaled = sorted(tick.replicas.items())
+    actions: list[Action] = [ScaleRevision(r, n) for r, n in scaled if grows(r, n)]
+    if tick.traffic is not None:
+        actions.append(tick.traffic)
+    actions += [ScaleRevision(r, n) for r, n in scaled if not grows(r, n)]
+    actions += [DeleteRevision(r) for r in history.expired(tick.status, tick.candidate, observation, tick.replicas)]
+    actions += tick.events
+    return tuple(actions)
+
+
+def _summarise(tick: Tick) -> None:
+    """What the status shows besides the decision: counts, displays, step starts, conditions."""
+    status, observation, spec = tick.status, tick.observation, tick.spec
+    status.observed_generation = observation.generation
+    status.total_steps = len(tick.steps)
+    status.step_display = step_display(status.current_step, status.total_steps)
+    status.gates_display = gates_display(status.gates)
+    status.replicas = sum(s.pods for s in observation.revisions.values())
+    status.ready_replicas = sum(s.ready for s in observation.revisions.values())
+    status.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))
+    history.note_step(tick.before, status, len(tick.steps))
+    history.conditions(status, observation.generation, tick.now)
