@@ -340,6 +340,21 @@ def parser() -> argparse.ArgumentParser:
         return add(name, parents=[common], **kwargs)
 
     sub.add_parser = add_parser  # type: ignore[method-assign]
+    # Order matters: `--help` lists the commands in the order they are added.
+    _reader_commands(sub)
+    sub.add_parser("version", help="the plugin's version")
+    li = argparse.ArgumentParser(add_help=False)
+    li.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests (`-`: standard input)")
+    add("lint", parents=[li], help="check Release manifests offline, as the operator would (exit 0 valid, "
+        "1 invalid, 2 unreadable): for CI, before `kubectl apply`")
+    _set_command(sub, common)
+    _action_commands(sub)
+    _notes_command(sub)
+    return p
+
+
+def _reader_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`list`, `status` and `history`: the commands that only read, each with `-o json|yaml`."""
     ls = sub.add_parser("list", help="Releases with their phase, step, weight and gates")
     ls.add_argument("-A", "--all-namespaces", action="store_true")
     stp = sub.add_parser("status", help="one Release in detail; -w: a live view; --timeout: wait for the "
@@ -353,11 +368,10 @@ def parser() -> argparse.ArgumentParser:
     for reader in (ls, stp, hi):
         reader.add_argument("-o", "--output", choices=["json", "yaml"], default=None,
                             help="the objects as the API server has them, for scripts")
-    sub.add_parser("version", help="the plugin's version")
-    li = argparse.ArgumentParser(add_help=False)
-    li.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests (`-`: standard input)")
-    add("lint", parents=[li], help="check Release manifests offline, as the operator would (exit 0 valid, "
-        "1 invalid, 2 unreadable): for CI, before `kubectl apply`")
+
+
+def _set_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """`set image`: its own subcommands, which take the connection flags too."""
     st = sub.add_parser("set", help="change a Release's spec")
     what = st.add_subparsers(dest="what", required=True)
     im = what.add_parser("image", parents=[common], help="set a container's image in the pod template "
@@ -366,6 +380,10 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("images", nargs="+", metavar="CONTAINER=IMAGE")
     im.add_argument("--version", dest="new_version", default=None,
                     help="set spec.version too (the version people read in Events and notes)")
+
+
+def _action_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The commands that steer a rollout: approve, promote, abort, retry, undo, pause, resume."""
     ap = sub.add_parser("approve", help="pass an approval gate, signed with your user name as the API server "
                         "knows it (`kubectl auth whoami`)")
     ap.add_argument("name")
@@ -384,13 +402,16 @@ def parser() -> argparse.ArgumentParser:
     pa.add_argument("name")
     pa.add_argument("--reason", default=None)
     sub.add_parser("resume", help="go on after `pause`").add_argument("name")
+
+
+def _notes_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`notes`: one rollout by revision or version, or all of them."""
     no = sub.add_parser("notes", help="release notes and the closing record of a rollout, as Markdown")
     no.add_argument("name")
     which = no.add_mutually_exclusive_group()
     which.add_argument("--revision", default=None, help="a revision (or a prefix of one) or a version; "
                        "default: the current rollout")
     which.add_argument("--all", dest="every", action="store_true", help="every recorded rollout, newest first")
-    return p
 
 
 EXIT_SUCCEEDED, EXIT_ROLLED_BACK, EXIT_TIMEOUT = 0, 1, 2
