@@ -190,23 +190,19 @@ def command_rows() -> list[list[str]]:
 # The document
 
 
-def render() -> str:
-    """docs/api.md."""
-    crd = render_crd()
-    (version,) = crd["spec"]["versions"]
-    schema: Schema = version["schema"]["openAPIV3Schema"]
+def _resource_section(crd: dict[str, Any], version: dict[str, Any], schema: Schema) -> list[str]:
+    """The title, the contents and the resource's identity (kind, names, scope, subresources) and whole-object rules."""
     names = crd["spec"]["names"]
     scale = version["subresources"]["scale"]
     group_version = f"{crd['spec']['group']}/{version['name']}"
-    out = [HEADER, f"# The Release API ({group_version})\n",
-           "Generated from the pydantic models in `operator/glideslope/api/`, as `crds/glideslope.dev_releases.yaml`"
-           " is, and from the constants the operator obeys; `kubectl explain releases.spec` shows the same"
-           " descriptions. Regenerate with `make docs`. How the pieces fit: `ARCHITECTURE.md`.\n",
-           "Contents: [the resource](#the-resource), [spec](#spec), [status](#status),"
-           " [template variables](#query-template-variables), [severities](#trigger-severities),"
-           " [commands](#commands), [printer columns](#printer-columns), [conditions](#conditions).\n"]
-
-    out += ["## The resource\n", str(schema["description"]) + "\n",
+    return [HEADER, f"# The Release API ({group_version})\n",
+            "Generated from the pydantic models in `operator/glideslope/api/`, as `crds/glideslope.dev_releases.yaml`"
+            " is, and from the constants the operator obeys; `kubectl explain releases.spec` shows the same"
+            " descriptions. Regenerate with `make docs`. How the pieces fit: `ARCHITECTURE.md`.\n",
+            "Contents: [the resource](#the-resource), [spec](#spec), [status](#status),"
+            " [template variables](#query-template-variables), [severities](#trigger-severities),"
+            " [commands](#commands), [printer columns](#printer-columns), [conditions](#conditions).\n",
+            "## The resource\n", str(schema["description"]) + "\n",
             _table(["property", "value"], [
                 ["apiVersion", _code(group_version)],
                 ["kind", f"`{names['kind']}` (list: `{names['listKind']}`)"],
@@ -219,39 +215,45 @@ def render() -> str:
             "Rules on the whole object, checked by the API server:\n",
             "".join(f"- {_prose(r['message'])}\n" for r in schema.get("x-kubernetes-validations", []))]
 
+
+def _field_sections(schema: Schema) -> list[str]:
+    """spec and status, field by field."""
     header = ["field", "type", "required", "default", "bounds", "description"]
-    out += ["## spec\n", "What the Release's author declares. `Rule:` is a CEL rule the API server checks"
-            " at `kubectl apply`, with its message.\n", _table(header, _field_rows(schema, "spec"))]
-    out += ["## status\n", "What the operator observed and did; written by the operator only.\n",
+    return ["## spec\n", "What the Release's author declares. `Rule:` is a CEL rule the API server checks"
+            " at `kubectl apply`, with its message.\n", _table(header, _field_rows(schema, "spec")),
+            "## status\n", "What the operator observed and did; written by the operator only.\n",
             _table(header, _field_rows(schema, "status"))]
 
-    out += ["## Query template variables\n",
+
+def _vocabulary_sections() -> list[str]:
+    """What the operator understands beyond the schema: query template variables, severities, commands."""
+    default = Trigger.model_fields["severity"].default
+    return ["## Query template variables\n",
             "A trigger's or a metric gate's `query` may use these, as `{{name}}` (spaces inside the braces"
             " allowed); any other name, or a value holding a quote, a backslash or a line break, is refused"
             " before the query is sent.\n",
             _table(["variable", "stands for"],
-                   [[f"`{{{{{n}}}}}`", m] for n, m in TEMPLATE_VARIABLE_MEANINGS.items()])]
-
-    default = Trigger.model_fields["severity"].default
-    out += ["## Trigger severities\n",
+                   [[f"`{{{{{n}}}}}`", m] for n, m in TEMPLATE_VARIABLE_MEANINGS.items()]),
+            "## Trigger severities\n",
             f"What a failed measurement of a trigger does, by its `severity` (default `{default}`). A measurement"
             " fails when `failureCondition` holds or `successCondition` does not.\n",
-            _table(["severity", "a failure"], [[f"`{s.value}`", SEVERITY_EFFECTS[s]] for s in Severity])]
-
-    out += ["## Commands\n",
+            _table(["severity", "a failure"], [[f"`{s.value}`", SEVERITY_EFFECTS[s]] for s in Severity]),
+            "## Commands\n",
             "Commands are annotations on the Release: `kubectl release` sets them (or anyone who may annotate the"
             " Release), the operator obeys each once, records it in `status.obeyedCommands` with the status that"
             " obeys it, then removes it. They never change `spec`. When several are present they are obeyed in the"
             f" order below. `{_APPROVER}` is the caller's user name as the API server knows it.\n",
             _table(["annotation", "set by, with the value", "what the operator does"], command_rows())]
 
-    out += ["## Printer columns\n", "`kubectl get releases`; the last ones with `-o wide`.\n",
+
+def _observed_sections(schema: Schema) -> list[str]:
+    """What `kubectl get` and the conditions show: printer columns, and conditions by phase and by reason."""
+    types = [t.value for t in ConditionType]
+    return ["## Printer columns\n", "`kubectl get releases`; the last ones with `-o wide`.\n",
             _table(["column", "type", "from", "shown", "description"],
                    [[c["name"], c["type"], f"`{c['jsonPath']}`", "with `-o wide`" if c.get("priority") else "always",
-                     str(_node(schema, c["jsonPath"]).get("description", ""))] for c in PRINTER_COLUMNS])]
-
-    types = [t.value for t in ConditionType]
-    out += ["## Conditions\n",
+                     str(_node(schema, c["jsonPath"]).get("description", ""))] for c in PRINTER_COLUMNS]),
+            "## Conditions\n",
             str(_node(schema, ".status.conditions").get("description", "")) + " Each condition's reason is the"
             " phase, or, when the operator cannot act on the spec, one of the reasons in the second table.\n",
             _table(["phase", *types],
@@ -259,6 +261,15 @@ def render() -> str:
             _table(["reason", *types, "when"],
                    [[f"`{r}`", *("True" if t == ConditionType.DEGRADED else "False" for t in ConditionType), why]
                     for r, why in _CANNOT_ACT.items()])]
+
+
+def render() -> str:
+    """docs/api.md."""
+    crd = render_crd()
+    (version,) = crd["spec"]["versions"]
+    schema: Schema = version["schema"]["openAPIV3Schema"]
+    out = [*_resource_section(crd, version, schema), *_field_sections(schema), *_vocabulary_sections(),
+           *_observed_sections(schema)]
     return "\n".join(part.rstrip("\n") + "\n" for part in out)
 
 
