@@ -286,6 +286,13 @@ def _cut(text: str, limit: int) -> str:
 
 def render(record: Record, rollout: RolloutRecord) -> str:
     """One rollout's notes and closing record, as Markdown."""
+    notes = ["## Release notes", "", (rollout.notes or "").strip() or "_none given (`spec.releaseNotes`)_", ""]
+    return "\n".join([*_facts(record, rollout), *notes, *_timeline(rollout), *_attempts(rollout),
+                      *_analysis(rollout), *_gates(rollout)])
+
+
+def _facts(record: Record, rollout: RolloutRecord) -> list[str]:
+    """The title and the facts list: which Release, what it replaced, when, how it ended, how long it took."""
     where = f"{record.namespace}/{record.release}" if record.namespace else (record.release or "")
     title = f"# {record.release or 'release'} {rollout.version or rollout.revision}"
     out = [title + (f": {rollout.outcome}" if rollout.outcome else ""), ""]
@@ -299,11 +306,12 @@ def render(record: Record, rollout: RolloutRecord) -> str:
     durations = _durations(rollout)
     if durations:
         facts.append(f"- **Durations:** {durations}")
-    out += [*facts, ""]
+    return [*out, *facts, ""]
 
-    out += ["## Release notes", "", (rollout.notes or "").strip() or "_none given (`spec.releaseNotes`)_", ""]
 
-    out += ["## Timeline", ""]
+def _timeline(rollout: RolloutRecord) -> list[str]:
+    """The timeline table, with a marker row where the middle was left out."""
+    out = ["## Timeline", ""]
     if rollout.timeline:
         start = rollout.started_at or rollout.timeline[0].at
         out += ["| time (UTC) | after | event | details |", "|---|---|---|---|"]
@@ -318,17 +326,26 @@ def render(record: Record, rollout: RolloutRecord) -> str:
     else:
         out.append("_nothing recorded_")
     out.append("")
+    return out
 
-    if rollout.attempts:
-        out += ["## Attempts", "", "| outcome | started | finished | duration | rollback | reason |",
-                "|---|---|---|---|---|---|"]
-        for a in rollout.attempts:
-            out.append(f"| {a.outcome} | {_time(a.started_at)} | {_time(a.finished_at)} | "
-                       f"{_seconds(a.duration_seconds)} | {_seconds(a.rollback_seconds)} | "
-                       f"{_cell(_short(a.reason or ''))} |")
-        out.append("")
 
-    out += ["## Analysis", ""]
+def _attempts(rollout: RolloutRecord) -> list[str]:
+    """The attempts table; nothing at all when there were none (unlike the other sections)."""
+    if not rollout.attempts:
+        return []
+    out = ["## Attempts", "", "| outcome | started | finished | duration | rollback | reason |",
+           "|---|---|---|---|---|---|"]
+    for a in rollout.attempts:
+        out.append(f"| {a.outcome} | {_time(a.started_at)} | {_time(a.finished_at)} | "
+                   f"{_seconds(a.duration_seconds)} | {_seconds(a.rollback_seconds)} | "
+                   f"{_cell(_short(a.reason or ''))} |")
+    out.append("")
+    return out
+
+
+def _analysis(rollout: RolloutRecord) -> list[str]:
+    """The triggers' tallies, then each trigger's query on one line."""
+    out = ["## Analysis", ""]
     if rollout.analysis:
         out += ["| trigger | severity | state | last value | successes | failures | inconclusive | errors |",
                 "|---|---|---|---|---|---|---|---|"]
@@ -343,8 +360,12 @@ def render(record: Record, rollout: RolloutRecord) -> str:
     else:
         out.append("_no rollback triggers measured_")
     out.append("")
+    return out
 
-    out += ["## Gates", ""]
+
+def _gates(rollout: RolloutRecord) -> list[str]:
+    """The gates, with who approved one unless its message already says so."""
+    out = ["## Gates", ""]
     if rollout.gates:
         out += ["| gate | stage | state | message |", "|---|---|---|---|"]
         for g in rollout.gates:
@@ -355,7 +376,7 @@ def render(record: Record, rollout: RolloutRecord) -> str:
     else:
         out.append("_no gates_")
     out.append("")
-    return "\n".join(out)
+    return out
 
 
 def _outcome(rollout: RolloutRecord) -> str:
