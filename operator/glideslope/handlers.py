@@ -46,36 +46,60 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     (None: all); `interval` the pace at which Releases waiting on something without a
     deadline (gates, a first rollout) are polled.
     """
+    # One lock for the per-Release memory, which ticks and the watch handler both update.
     lock = threading.Lock()
+    # The runtime runs the ticks and each tick uses the runtime: the tick finds it here once made
+    # (no tick runs before `runtime.start`, at kopf's startup).
+    made: list[Runtime] = []
+    runtime = Runtime(kube, _tick(lambda: made[0], lock, metrics=metrics, interval=interval), metrics=metrics,
+                      policy=policy, prometheus_url=prometheus_url, interval=interval, namespaces=namespaces)
+    made.append(runtime)
+    _register_lifecycle(registry, runtime, on_stop)
+    _register_watch(registry, runtime, lock)
+    _register_delete(registry, runtime, kube)
+    return runtime
+
+
+_LEGACY_ID = "register.<locals>."
+"""kopf keeps a handler's progress (retries of a delete) under its id, by default its qualname:
+these handlers were once all defined in `register`, and keep those ids across an upgrade."""
+
+
+def _tick(runtime: Callable[[], Runtime], lock: threading.Lock, *, metrics: OperatorMetrics,
+          interval: float) -> Callable[[str, str], float | None]:
+    """One Release's tick: a step, its metrics counted once, and the delay to the next tick."""
 
     def tick(namespace: str, name: str) -> float | None:
         bind_release(namespace, name)
-        release = engine.step(runtime, namespace, name)
+        release = engine.step(runtime(), namespace, name)
         if release is None:
             return None
-        memory = runtime.memory((namespace, name))
+        memory = runtime().memory((namespace, name))
         with lock:
             # On first sight after a start, history already written is not counted again.
             before, memory.last_status = memory.last_status, release.status
         metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
                         release.status)
         delay = next_tick(release, datetime.now(UTC), interval, before)
-        refresh = engine.refresh_due(runtime, namespace, name)
+        refresh = engine.refresh_due(runtime(), namespace, name)
         # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
         return delay if refresh is None else min(delay, refresh + LATE)
 
-    runtime = Runtime(kube, tick, metrics=metrics, policy=policy, prometheus_url=prometheus_url,
-                      interval=interval, namespaces=namespaces)
-    scheduler = runtime.scheduler
-    bodies = runtime.releases
+    return tick
 
-    @kopf.on.login(registry=registry)
+
+def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: Runtime,
+                        on_stop: Callable[[], None] | None) -> None:
+    """Login, startup settings, cleanup on SIGTERM and the steppers' liveness probe."""
+    scheduler = runtime.scheduler
+
+    @kopf.on.login(id=_LEGACY_ID + "login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A registry of our own has none of kopf's default login handlers.
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id=_LEGACY_ID + "cleanup", registry=registry)
     def cleanup(**_: Any) -> None:
         # On SIGTERM the steppers stop first (no tick left running), then the lease is handed
         # over at once, so a standby need not wait for the rest of the shutdown.
@@ -85,7 +109,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             on_stop()
         runtime.stop(wait=0.0)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id=_LEGACY_ID + "configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -109,10 +133,16 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
             raise kopf.PermanentError(stalled)
         return "stepping"
 
+
+def _register_watch(registry: kopf.OperatorRegistry, runtime: Runtime, lock: threading.Lock) -> None:
+    """The Releases' watch: keeps their bodies, and wakes a Release's tick when it changed."""
+    scheduler = runtime.scheduler
+    bodies = runtime.releases
+
     # A plain function, which kopf runs in a worker thread. As a coroutine (on kopf's loop) it
     # left the operator at 342 MiB instead of 268 at 1,000 Releases, for no CPU the scale
     # benchmark could see.
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, id=_LEGACY_ID + "changed", registry=registry)
     def changed(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
         key = (namespace or "", name)
         if kwargs.get("type") == "DELETED":
@@ -136,7 +166,12 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
         scheduler.unhold(key)
         scheduler.wake(key)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+
+def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Kube) -> None:
+    """The delete handler: what serves keeps serving, the rest goes with the Release."""
+    scheduler = runtime.scheduler
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id=_LEGACY_ID + "deleted", registry=registry)
     def deleted(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
         """A Release deleted mid-rollout abandons the rollout, but what serves keeps serving:
         the serving revision (at full size) and the Services are left behind, without the
@@ -161,8 +196,6 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
                 raise kopf.TemporaryError(waiting, delay=DELETE_RETRY_SECONDS)
             log.warning("%s/%s deleted: %s after %.0f s; letting it go", key[0], name, waiting, held)
         runtime.forget(*key, held=True)
-
-    return runtime
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
