@@ -20,7 +20,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from glideslope.api import FINAL_PHASES, GROUP, PLURAL, VERSION, Phase, parse_release, parse_status
+from glideslope.api import FINAL_PHASES, GROUP, PLURAL, VERSION, Phase, ReleaseStatus, parse_release, parse_status
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
 from glideslope.core.strategies import strategy_for
 
@@ -42,30 +42,56 @@ def render(snap: Snapshot) -> RenderableType:
     body = snap.release
     if body is None:
         return Text("waiting for the Release...")
-    meta, spec = body["metadata"], body.get("spec", {})
+    spec = body.get("spec", {})
     st = parse_status(body.get("status"))
     phase = str(st.phase or Phase.PENDING)
+    parts: list[RenderableType] = [_header(body, st, phase), Text(st.message or "", style="italic")]
+    steps = _step_line(body, st, phase)
+    if steps is not None:
+        parts.append(steps)
+    parts += [_weight(st), _revisions(snap, st)]
+    # Gates, triggers and events only when there are some: an empty titled table is noise.
+    for part in (_gates(st), _triggers(spec, st), _events(snap)):
+        if part is not None:
+            parts.append(part)
+    return Panel(Group(*parts), title="kubectl release", border_style=PHASE_STYLE.get(phase, "white"))
+
+
+def _header(body: dict[str, Any], st: ReleaseStatus, phase: str) -> Table:
+    """Which Release, its phase, from what version to what, by which strategy."""
+    meta, spec = body["metadata"], body.get("spec", {})
     head = Table.grid(padding=(0, 2))
     head.add_row(Text(f"{meta['namespace']}/{meta['name']}", style="bold"),
                  Text(phase, style=f"bold {PHASE_STYLE.get(phase, 'white')}"),
                  _versions(st.stable_version, spec.get("version")),
                  str(spec.get("strategy", {}).get("type", "")))
-    parts: list[RenderableType] = [head, Text(st.message or "", style="italic")]
+    return head
 
+
+def _step_line(body: dict[str, Any], st: ReleaseStatus, phase: str) -> Text | None:
+    """The strategy's steps on one line, the current one marked; None when there are none."""
     steps = _steps(body)
-    if steps:
-        line = Text()
-        for i, step in enumerate(steps, start=1):
-            current = st.current_step == i and phase not in FINAL_PHASES
-            done = (st.current_step or 0) > i or phase == Phase.SUCCEEDED
-            mark, style = ("▶ ", "bold yellow") if current else (("✔ ", "green") if done else ("· ", "dim"))
-            line.append(f"{mark}{step}  ", style=style)
-        parts.append(line)
+    if not steps:
+        return None
+    line = Text()
+    for i, step in enumerate(steps, start=1):
+        current = st.current_step == i and phase not in FINAL_PHASES
+        done = (st.current_step or 0) > i or phase == Phase.SUCCEEDED
+        mark, style = ("▶ ", "bold yellow") if current else (("✔ ", "green") if done else ("· ", "dim"))
+        line.append(f"{mark}{step}  ", style=style)
+    return line
+
+
+def _weight(st: ReleaseStatus) -> Table:
+    """The candidate's share of the traffic, as a bar."""
     weight = st.weight or 0
     bar = Table.grid(padding=(0, 1))
     bar.add_row("weight", ProgressBar(total=100, completed=weight, width=40), f"{weight}% to the candidate")
-    parts.append(bar)
+    return bar
 
+
+def _revisions(snap: Snapshot, st: ReleaseStatus) -> Table:
+    """Each revision's Deployment: its role, replicas and ready replicas."""
     revisions = Table(title="revisions", title_justify="left", box=None, header_style="bold")
     for col in ("revision", "role", "replicas", "ready"):
         revisions.add_column(col)
@@ -74,41 +100,53 @@ def render(snap: Snapshot) -> RenderableType:
             "stable" if rev == st.stable_revision else "previous")
         revisions.add_row(rev, role, str(dep.get("spec", {}).get("replicas", 0)),
                           str(dep.get("status", {}).get("readyReplicas") or 0))
-    parts.append(revisions)
+    return revisions
 
-    if st.gates:
-        gates = Table(title=f"gates {st.gates_display or ''}", title_justify="left", box=None, header_style="bold")
-        for col in ("gate", "stage", "state", "message"):
-            gates.add_column(col)
-        for g in st.gates:
-            style = {"Passed": "green", "Failed": "red"}.get(str(g.state), "yellow")
-            gates.add_row(g.name, str(g.stage or ""), Text(str(g.state), style=style), g.message or "")
-        parts.append(gates)
-    if st.analysis:
-        conditions = {t["name"]: t.get("failureCondition") or t.get("successCondition") or ""
-                      for t in spec.get("analysis", {}).get("triggers", [])}
-        triggers = Table(title="triggers", title_justify="left", box=None, header_style="bold")
-        for col in ("trigger", "severity", "state", "last value", "condition", "ok/fail/none/err"):
-            triggers.add_column(col)
-        for t in st.analysis:
-            style = {"Passing": "green", "Failing": "red", "Inconclusive": "yellow"}.get(str(t.state), "white")
-            value = "-" if t.last_value is None else f"{t.last_value:.4g}"
-            triggers.add_row(t.name, str(t.severity or ""), Text(str(t.state), style=style), value,
-                             conditions.get(t.name, ""),
-                             f"{t.successes}/{t.failures}/{t.inconclusive}/{t.errors}")
-        parts.append(triggers)
 
+def _gates(st: ReleaseStatus) -> Table | None:
+    """The gates and their states; None without gates."""
+    if not st.gates:
+        return None
+    gates = Table(title=f"gates {st.gates_display or ''}", title_justify="left", box=None, header_style="bold")
+    for col in ("gate", "stage", "state", "message"):
+        gates.add_column(col)
+    for g in st.gates:
+        style = {"Passed": "green", "Failed": "red"}.get(str(g.state), "yellow")
+        gates.add_row(g.name, str(g.stage or ""), Text(str(g.state), style=style), g.message or "")
+    return gates
+
+
+def _triggers(spec: dict[str, Any], st: ReleaseStatus) -> Table | None:
+    """The rollback triggers' measurements, each with its condition from the spec; None without any."""
+    if not st.analysis:
+        return None
+    conditions = {t["name"]: t.get("failureCondition") or t.get("successCondition") or ""
+                  for t in spec.get("analysis", {}).get("triggers", [])}
+    triggers = Table(title="triggers", title_justify="left", box=None, header_style="bold")
+    for col in ("trigger", "severity", "state", "last value", "condition", "ok/fail/none/err"):
+        triggers.add_column(col)
+    for t in st.analysis:
+        style = {"Passing": "green", "Failing": "red", "Inconclusive": "yellow"}.get(str(t.state), "white")
+        value = "-" if t.last_value is None else f"{t.last_value:.4g}"
+        triggers.add_row(t.name, str(t.severity or ""), Text(str(t.state), style=style), value,
+                         conditions.get(t.name, ""),
+                         f"{t.successes}/{t.failures}/{t.inconclusive}/{t.errors}")
+    return triggers
+
+
+def _events(snap: Snapshot) -> Table | None:
+    """The six latest Events of the Release, warnings in red; None without any."""
     recent = sorted(snap.events.values(), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")[-6:]
-    if recent:
-        events = Table(title="events", title_justify="left", box=None, header_style="bold")
-        for col in ("time", "reason", "message"):
-            events.add_column(col)
-        for e in recent:
-            stamp = str(e.get("lastTimestamp") or e.get("eventTime") or "")[11:19]
-            style = "red" if e.get("type") == "Warning" else ""
-            events.add_row(stamp, Text(str(e.get("reason", "")), style=style), str(e.get("message", "")))
-        parts.append(events)
-    return Panel(Group(*parts), title="kubectl release", border_style=PHASE_STYLE.get(phase, "white"))
+    if not recent:
+        return None
+    events = Table(title="events", title_justify="left", box=None, header_style="bold")
+    for col in ("time", "reason", "message"):
+        events.add_column(col)
+    for e in recent:
+        stamp = str(e.get("lastTimestamp") or e.get("eventTime") or "")[11:19]
+        style = "red" if e.get("type") == "Warning" else ""
+        events.add_row(stamp, Text(str(e.get("reason", "")), style=style), str(e.get("message", "")))
+    return events
 
 
 def _versions(stable: str | None, wanted: Any) -> str:
