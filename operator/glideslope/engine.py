@@ -28,6 +28,7 @@ from glideslope.api import (
     ConditionType,
     Release,
     ReleaseStatus,
+    field_problems,
     parse_duration,
     parse_release,
     parse_status,
@@ -53,6 +54,7 @@ from glideslope.egress import Kind, Pending
 from glideslope.kube import events, ownership, records, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
+from glideslope.logs import bind_rollout
 from glideslope.notify.publish import publish
 from glideslope.prom import PrometheusProvider
 from glideslope.runtime import ReleaseMemory, Runtime
@@ -134,9 +136,10 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
     try:
         release = parse_release(body)
     except ValidationError as exc:
-        _invalid(rt.kube, body, None, [_pydantic_problem(err) for err in exc.errors()])
+        _invalid(rt.kube, body, None, field_problems(exc))
         return None
     stored = release.status
+    bind_rollout(stored.revision, stored.current_step)
     memory = rt.memory(key)
     held, memory.unwritten = memory.unwritten, None
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
@@ -531,11 +534,6 @@ def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, probl
         log.warning("%s/%s: even a Degraded status is too large to store", meta["namespace"], meta["name"])
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
     events.record_for(kube, body, reason, status.message or "", warning=True)
-
-
-def _pydantic_problem(err: Any) -> str:
-    path = "spec" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-    return f"{path}: {err['msg']}"
 
 
 @cache

@@ -52,7 +52,16 @@ def configure(*, json: bool | None = None, level: str = "INFO", stream: TextIO |
 def bind_release(namespace: str, release: str, revision: str | None = None, step: int | None = None) -> None:
     """Tag every line logged in this context (one reconcile of one Release) with the Release."""
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(namespace=namespace, release=release, revision=revision, step=step)
+    structlog.contextvars.bind_contextvars(namespace=namespace, release=release)
+    bind_rollout(revision, step)
+
+
+def bind_rollout(revision: str | None, step: int | None) -> None:
+    """Add where the Release's rollout stands, once the tick has read it: what is unknown is left
+    out rather than logged as null."""
+    known = {k: v for k, v in (("revision", revision), ("step", step)) if v is not None}
+    if known:
+        structlog.contextvars.bind_contextvars(**known)
 
 
 def get_logger(name: str = "glideslope") -> Any:

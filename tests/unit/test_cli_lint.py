@@ -34,7 +34,8 @@ def test_a_bad_field_is_named_with_the_api_server_spelling(tmp_path: Path) -> No
     bad["spec"]["strategy"]["canary"]["steps"][0] = {"setWeight": 150}
     code, lines = _lint(tmp_path, bad)
     assert code == 1
-    assert any("spec.strategy.canary.steps[0].setWeight" in line for line in lines), lines
+    assert any(": spec.strategy.canary.steps[0].setWeight:" in line for line in lines), lines
+    assert not any("spec.spec" in line for line in lines)  # the operator's Degraded message said so
 
 
 def test_a_condition_is_checked_as_the_operator_checks_it(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from glideslope.logs import bind_release, configure, get_logger
+from glideslope.logs import bind_release, bind_rollout, configure, get_logger
 
 pytestmark = pytest.mark.unit
 
@@ -39,6 +39,18 @@ def test_json_lines_carry_the_release() -> None:
             "shop", "checkout", "7f9c2d1a4b", 3)
         assert "timestamp" in line and "level" in line
     assert lines[1]["logger"] == "kopf.objects" and lines[1]["level"] == "warning"
+
+
+def test_what_is_not_known_yet_is_left_out_not_null() -> None:
+    out = io.StringIO()
+    configure(json=True, stream=out)
+    bind_release("shop", "checkout")
+    get_logger().info("read")
+    bind_rollout("7f9c2d1a4b", 2)
+    get_logger().info("stepped")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert "revision" not in first and "step" not in first and first["release"] == "checkout"
+    assert (second["revision"], second["step"]) == ("7f9c2d1a4b", 2)
 
 
 def test_console_format_when_asked() -> None:

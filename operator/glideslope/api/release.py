@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 
 from glideslope.api.base import ApiModel, plain
 from glideslope.api.spec import ReleaseSpec
@@ -50,6 +50,16 @@ class Release(ApiModel):
 def parse_release(body: Mapping[str, Any]) -> Release:
     """A Release from a body as kopf or the API returns it (raises pydantic.ValidationError)."""
     return Release.model_validate(plain(body))
+
+
+def field_problems(exc: ValidationError) -> list[str]:
+    """pydantic's errors as `spec.a.b[0].c: message`, in the API's field names (the models
+    validate by alias)."""
+    problems = []
+    for err in exc.errors():
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        problems.append(f"{path or '(the object)'}: {err['msg']}")
+    return problems
 
 
 def parse_spec(spec: Mapping[str, Any]) -> ReleaseSpec:

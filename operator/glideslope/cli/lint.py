@@ -17,17 +17,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from glideslope.api import GROUP, KIND, parse_release
+from glideslope.api import GROUP, KIND, field_problems, parse_release
 from glideslope.core.spec_validation import validate_spec
-
-
-def field_problems(exc: ValidationError) -> list[str]:
-    """pydantic's errors as `spec.a.b[0].c: message`, in the API's field names."""
-    problems = []
-    for err in exc.errors():
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-        problems.append(f"{path or '(the object)'}: {err['msg']}")
-    return problems
 
 
 def _documents(path: str) -> Iterator[tuple[int, Any]]:
