@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 OVERHEAD_TARGET = 2.0
 RSS_TARGET = 300.0
 
 
-def draw(results: Path = RESULTS) -> Path | None:
-    """Writes results/scale.png; None when matplotlib (the `bench` extra) is missing."""
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files; None (and says so) when the `bench` extra is missing."""
     try:
         import matplotlib
 
@@ -21,6 +22,14 @@ def draw(results: Path = RESULTS) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is missing (pip install -e '.[bench]'): no plot")
+        return None
+    return plt
+
+
+def draw(results: Path = RESULTS) -> Path | None:
+    """Writes results/scale.png; None when matplotlib (the `bench` extra) is missing."""
+    plt = pyplot()
+    if plt is None:
         return None
     runs = sorted((json.loads(p.read_text()) for p in results.glob("scale_*.json")), key=lambda r: r["releases"])
     if not runs:

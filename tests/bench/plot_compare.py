@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from tests.bench.plot import pyplot
+
 RESULTS = Path(__file__).parent / "results"
 COLOURS = {"glideslope": "tab:blue", "argo-rollouts": "tab:orange", "argo-rollouts-tuned": "tab:red",
            "flagger": "tab:green"}
@@ -28,13 +30,8 @@ def _scale_runs(results: Path) -> list[dict[str, Any]]:
 
 def draw(results: Path = RESULTS) -> Path | None:
     """Writes results/compare.png; None when matplotlib (the `bench` extra) or every result is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is missing (pip install -e '.[bench]'): no plot")
+    plt = pyplot()
+    if plt is None:
         return None
     rollback_path = results / "compare_rollback.json"
     scenarios: dict[str, Any] = json.loads(rollback_path.read_text())["scenarios"] if rollback_path.exists() else {}

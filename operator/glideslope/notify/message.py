@@ -198,17 +198,7 @@ def slack_payload(event: ReleaseEvent) -> dict[str, Any]:
         query = event.trigger_query.replace("```", "'''")
         body += f"\n```{_fit(query, _QUERY_MAX)}```"
 
-    fields = [
-        _field(title, value) for title, value in (
-            ("Release", f"{event.namespace}/{event.release}"),
-            ("Version", _versions(event)),
-            ("Strategy", _str_or_none(event.strategy)),
-            ("Phase", _str_or_none(event.phase)),
-            ("Step", _step(event)),
-            ("Weight", f"{event.weight}%" if event.weight is not None else None),
-            ("Trigger", _trigger(event)),
-        ) if value is not None
-    ]
+    fields = [_field(title, value) for title, value in _facts(event)]
     section: dict[str, Any] = {"type": "section", "text": _mrkdwn(body)}
     if fields:
         section["fields"] = fields[:10]  # Slack's limit per section
