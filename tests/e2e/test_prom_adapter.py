@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from glideslope.api import AnalysisState, Severity, Trigger
-from glideslope.core.analysis import Action, Measurement, record, render_query, verdict
+from glideslope.core.analysis import Measurement, Order, record, render_query, verdict
 from glideslope.prom import PrometheusProvider
 from tests.e2e.helpers import Cluster, wait_until
 
@@ -56,7 +56,7 @@ def test_error_rate_of_a_revision_is_measured(sandbox: Cluster, namespace: str) 
     status = record(trigger, None, m, query)
     assert status.state == AnalysisState.FAILING and status.query == query
     v = verdict([trigger], [status], automatic=True, stage="rollout")
-    assert v.action == Action.ROLLBACK
+    assert v.action == Order.ROLLBACK
     assert v.message.startswith("trigger error-rate (critical): 0.")
     assert 'meets failureCondition "result > 0.1"' in v.message
 

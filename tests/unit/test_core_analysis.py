@@ -15,8 +15,8 @@ from glideslope.api import AnalysisState, OnNoData, Severity, Trigger, TriggerSt
 from glideslope.core.analysis import (
     INCONCLUSIVE_LIMIT,
     TEMPLATE_VARIABLES,
-    Action,
     Measurement,
+    Order,
     QueryTemplateError,
     Stage,
     due,
@@ -188,7 +188,7 @@ def test_errors_and_missing_data_are_never_a_pass(kinds: list[str], severity: Se
     v = verdict([trigger], [status], automatic=automatic, stage=stage)
     # Never a silent go-on: at most a notification, when onNoData makes no data a failure
     # and the severity lets failures pass (low; medium during validation).
-    assert not (v.action == Action.CONTINUE and v.promotable)
+    assert not (v.action == Order.CONTINUE and v.promotable)
     if on_no_data == OnNoData.INCONCLUSIVE or kinds[-1] == "error":
         assert not v.promotable
     assert v.trigger == trigger.name
@@ -208,11 +208,11 @@ def test_never_promotable_while_a_trigger_is_inconclusive_or_unmeasured(
     if waiting:
         assert not v.promotable
     if any(s.state == AnalysisState.INCONCLUSIVE for s in statuses):
-        assert v.action in (Action.PAUSE, Action.ROLLBACK)
+        assert v.action in (Order.PAUSE, Order.ROLLBACK)
     if v.promotable:
-        assert v.action in (Action.CONTINUE, Action.NOTIFY)
+        assert v.action in (Order.CONTINUE, Order.NOTIFY)
     if not automatic:
-        assert v.action != Action.ROLLBACK
+        assert v.action != Order.ROLLBACK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,19 +225,19 @@ def failing(trigger: Trigger, failures: int = 1) -> TriggerStatus:
 
 
 @pytest.mark.parametrize(("severity", "stage", "automatic", "action", "promotable"), [
-    (Severity.CRITICAL, "rollout", True, Action.ROLLBACK, False),
-    (Severity.CRITICAL, "validation", True, Action.ROLLBACK, False),
-    (Severity.CRITICAL, "rollout", False, Action.PAUSE, False),
-    (Severity.CRITICAL, "validation", False, Action.PAUSE, False),
-    (Severity.MEDIUM, "rollout", True, Action.PAUSE, False),
-    (Severity.MEDIUM, "validation", True, Action.NOTIFY, True),
-    (Severity.MEDIUM, "rollout", False, Action.PAUSE, False),
-    (Severity.LOW, "rollout", True, Action.NOTIFY, True),
-    (Severity.LOW, "validation", True, Action.NOTIFY, True),
-    (Severity.LOW, "validation", False, Action.NOTIFY, True),
+    (Severity.CRITICAL, "rollout", True, Order.ROLLBACK, False),
+    (Severity.CRITICAL, "validation", True, Order.ROLLBACK, False),
+    (Severity.CRITICAL, "rollout", False, Order.PAUSE, False),
+    (Severity.CRITICAL, "validation", False, Order.PAUSE, False),
+    (Severity.MEDIUM, "rollout", True, Order.PAUSE, False),
+    (Severity.MEDIUM, "validation", True, Order.NOTIFY, True),
+    (Severity.MEDIUM, "rollout", False, Order.PAUSE, False),
+    (Severity.LOW, "rollout", True, Order.NOTIFY, True),
+    (Severity.LOW, "validation", True, Order.NOTIFY, True),
+    (Severity.LOW, "validation", False, Order.NOTIFY, True),
 ])
 def test_severity_table_on_one_failed_measurement(severity: Severity, stage: Stage, automatic: bool,
-                                                  action: Action, promotable: bool) -> None:
+                                                  action: Order, promotable: bool) -> None:
     trigger = trig(severity=severity)
     v = verdict([trigger], [failing(trigger)], automatic=automatic, stage=stage)
     assert (v.action, v.promotable) == (action, promotable)
@@ -261,9 +261,9 @@ def test_high_rolls_back_exactly_at_failure_limit(limit: int, stage: Stage) -> N
         status = record(trigger, status, value(0.31, i), QUERY)
         v = verdict([trigger], [status], automatic=True, stage=stage)
         if i + 1 < limit:
-            assert (v.action, v.promotable) == (Action.CONTINUE, False), i
+            assert (v.action, v.promotable) == (Order.CONTINUE, False), i
         else:
-            assert v.action == Action.ROLLBACK
+            assert v.action == Order.ROLLBACK
             assert f"({limit} of failureLimit {limit})" in v.message
 
 
@@ -272,9 +272,9 @@ def test_high_failures_are_counted_in_total_not_consecutively() -> None:
     status = run(trigger, [value(0.31, 0), value(0.0, 1), value(0.31, 2), value(0.0, 3)])
     assert status is not None
     v = verdict([trigger], [status], automatic=True, stage="rollout")
-    assert (v.action, v.promotable) == (Action.CONTINUE, True)
+    assert (v.action, v.promotable) == (Order.CONTINUE, True)
     status = record(trigger, status, value(0.31, 4), QUERY)
-    assert verdict([trigger], [status], automatic=True, stage="rollout").action == Action.ROLLBACK
+    assert verdict([trigger], [status], automatic=True, stage="rollout").action == Order.ROLLBACK
 
 
 def test_critical_rolls_back_at_the_first_failure_after_passes() -> None:
@@ -282,7 +282,7 @@ def test_critical_rolls_back_at_the_first_failure_after_passes() -> None:
     status = run(trigger, [value(0.0, i) for i in range(5)])
     assert verdict([trigger], [status] if status else [], automatic=True, stage="rollout").promotable
     status = record(trigger, status, value(0.002, 5), QUERY)
-    assert verdict([trigger], [status], automatic=True, stage="rollout").action == Action.ROLLBACK
+    assert verdict([trigger], [status], automatic=True, stage="rollout").action == Order.ROLLBACK
 
 
 def test_inconclusive_pauses_and_notifies_in_both_stages() -> None:
@@ -292,17 +292,17 @@ def test_inconclusive_pauses_and_notifies_in_both_stages() -> None:
     stages: tuple[Stage, ...] = ("rollout", "validation")
     for stage in stages:
         v = verdict([trigger], [status], automatic=True, stage=stage)
-        assert (v.action, v.promotable) == (Action.PAUSE, False)
+        assert (v.action, v.promotable) == (Order.PAUSE, False)
         assert v.message.startswith("trigger error-rate (low): inconclusive: no data")
 
 
 def test_unmeasured_and_pending_triggers_hold_promotion() -> None:
     trigger = trig()
     v = verdict([trigger], [], automatic=True, stage="rollout")
-    assert (v.action, v.promotable, v.trigger) == (Action.CONTINUE, False, "error-rate")
+    assert (v.action, v.promotable, v.trigger) == (Order.CONTINUE, False, "error-rate")
     assert "not measured yet" in v.message
     v = verdict([trigger], [record(trigger, None, no_data(), QUERY)], automatic=True, stage="rollout")
-    assert (v.action, v.promotable) == (Action.CONTINUE, False)
+    assert (v.action, v.promotable) == (Order.CONTINUE, False)
     assert "waiting: no data" in v.message
 
 
@@ -312,18 +312,18 @@ def test_no_triggers_and_all_passing_continue() -> None:
     a, b = trig("a"), trig("b", severity=Severity.LOW)
     statuses = [record(a, None, value(0.0), QUERY), record(b, None, value(0.0), QUERY)]
     v = verdict([a, b], statuses, automatic=True, stage="rollout")
-    assert (v.action, v.promotable, v.trigger) == (Action.CONTINUE, True, None)
+    assert (v.action, v.promotable, v.trigger) == (Order.CONTINUE, True, None)
 
 
 def test_heaviest_action_then_most_severe_trigger_wins() -> None:
     low, medium, critical = trig("l", Severity.LOW), trig("m", Severity.MEDIUM), trig("c", Severity.CRITICAL)
     statuses = [failing(low), failing(medium), failing(critical)]
     v = verdict([low, medium, critical], statuses, automatic=True, stage="rollout")
-    assert (v.action, v.trigger) == (Action.ROLLBACK, "c")
+    assert (v.action, v.trigger) == (Order.ROLLBACK, "c")
     v = verdict([low, medium], statuses, automatic=True, stage="rollout")
-    assert (v.action, v.trigger) == (Action.PAUSE, "m")
+    assert (v.action, v.trigger) == (Order.PAUSE, "m")
     v = verdict([low, medium], statuses, automatic=True, stage="validation")
-    assert (v.action, v.trigger, v.promotable) == (Action.NOTIFY, "m", True)
+    assert (v.action, v.trigger, v.promotable) == (Order.NOTIFY, "m", True)
     low2 = trig("l2", Severity.LOW)
     v = verdict([low2, low], [failing(low2), failing(low)], automatic=True, stage="rollout")
     assert v.trigger == "l2"
@@ -332,7 +332,7 @@ def test_heaviest_action_then_most_severe_trigger_wins() -> None:
 def test_statuses_of_removed_triggers_are_ignored() -> None:
     kept, removed = trig("kept"), trig("removed")
     v = verdict([kept], [failing(removed), record(kept, None, value(0.0), QUERY)], automatic=True, stage="rollout")
-    assert (v.action, v.promotable) == (Action.CONTINUE, True)
+    assert (v.action, v.promotable) == (Order.CONTINUE, True)
 
 
 @given(st.lists(st.tuples(st.sampled_from(list(Severity)), st.integers(1, 4),
@@ -345,9 +345,9 @@ def test_automatic_false_never_rolls_back_and_otherwise_the_same_triggers_act(
                 if (s := run(t, [measurement_of(k, i) for i, k in enumerate(kinds)])) is not None]
     manual = verdict(triggers, statuses, automatic=False, stage=stage)
     auto = verdict(triggers, statuses, automatic=True, stage=stage)
-    assert manual.action != Action.ROLLBACK
-    if auto.action == Action.ROLLBACK:
-        assert manual.action == Action.PAUSE and "rollback.automatic is false" in manual.message
+    assert manual.action != Order.ROLLBACK
+    if auto.action == Order.ROLLBACK:
+        assert manual.action == Order.PAUSE and "rollback.automatic is false" in manual.message
     else:
         assert manual == auto
 

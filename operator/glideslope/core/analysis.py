@@ -231,8 +231,8 @@ def record(trigger: Trigger, previous: TriggerStatus | None, measurement: Measur
 # Verdict
 
 
-class Action(StrEnum):
-    """What the engine must do now, in rising order of weight."""
+class Order(StrEnum):
+    """The triggers' order to the engine, in rising weight (a kube action is `core.model.Action`)."""
 
     CONTINUE = "Continue"
     NOTIFY = "Notify"
@@ -240,7 +240,7 @@ class Action(StrEnum):
     ROLLBACK = "Rollback"
 
 
-_WEIGHT = {Action.CONTINUE: 0, Action.NOTIFY: 1, Action.PAUSE: 2, Action.ROLLBACK: 3}
+_WEIGHT = {Order.CONTINUE: 0, Order.NOTIFY: 1, Order.PAUSE: 2, Order.ROLLBACK: 3}
 _SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
 
 Stage = Literal["rollout", "validation"]
@@ -257,7 +257,7 @@ class Verdict:
     one notification per (`trigger`, `measured_at`).
     """
 
-    action: Action
+    action: Order
     promotable: bool
     trigger: str | None = None
     severity: Severity | None = None
@@ -269,14 +269,14 @@ class Verdict:
 
 @dataclass(frozen=True)
 class _Call:
-    action: Action
+    action: Order
     promotable: bool
     trigger: Trigger
     status: TriggerStatus | None
     why: str
     # The action before `rollback.automatic: false` turned a rollback into a pause: ranking by
     # it names the same responsible trigger whichever the setting.
-    intended: Action | None = None
+    intended: Order | None = None
 
     @property
     def rank(self) -> int:
@@ -287,27 +287,27 @@ def _call(trigger: Trigger, status: TriggerStatus | None, automatic: bool, stage
     """One trigger's verdict, by its severity (the module's docstring)."""
     if status is None or status.state == AnalysisState.PENDING:
         why = status.message if status is not None and status.message else "not measured yet"
-        return _Call(Action.CONTINUE, False, trigger, status, f"waiting: {why}")
+        return _Call(Order.CONTINUE, False, trigger, status, f"waiting: {why}")
     if status.state == AnalysisState.ERROR:
-        return _Call(Action.CONTINUE, False, trigger, status, f"waiting: {status.message}")
+        return _Call(Order.CONTINUE, False, trigger, status, f"waiting: {status.message}")
     if status.state == AnalysisState.INCONCLUSIVE:
-        return _Call(Action.PAUSE, False, trigger, status, f"inconclusive: {status.message}")
+        return _Call(Order.PAUSE, False, trigger, status, f"inconclusive: {status.message}")
     if status.state == AnalysisState.PASSING:
-        return _Call(Action.CONTINUE, True, trigger, status, str(status.message or "passes"))
+        return _Call(Order.CONTINUE, True, trigger, status, str(status.message or "passes"))
 
     why = str(status.message or "failed")
     severity = trigger.severity
     if severity == Severity.CRITICAL or (severity == Severity.HIGH and status.failures >= trigger.failure_limit):
         if automatic:
-            return _Call(Action.ROLLBACK, False, trigger, status, why)
-        return _Call(Action.PAUSE, False, trigger, status, f"{why}; rollback.automatic is false",
-                     intended=Action.ROLLBACK)
+            return _Call(Order.ROLLBACK, False, trigger, status, why)
+        return _Call(Order.PAUSE, False, trigger, status, f"{why}; rollback.automatic is false",
+                     intended=Order.ROLLBACK)
     if severity == Severity.HIGH:
         # Below failureLimit: keep measuring, but a failed measurement is no reason to advance.
-        return _Call(Action.CONTINUE, False, trigger, status, why)
+        return _Call(Order.CONTINUE, False, trigger, status, why)
     if severity == Severity.MEDIUM and stage == "rollout":
-        return _Call(Action.PAUSE, False, trigger, status, f"{why}; a person promotes or aborts")
-    return _Call(Action.NOTIFY, True, trigger, status, why)
+        return _Call(Order.PAUSE, False, trigger, status, f"{why}; a person promotes or aborts")
+    return _Call(Order.NOTIFY, True, trigger, status, why)
 
 
 def verdict(triggers: Sequence[Trigger], statuses: Iterable[TriggerStatus], *, automatic: bool,
@@ -322,13 +322,13 @@ def verdict(triggers: Sequence[Trigger], statuses: Iterable[TriggerStatus], *, a
     by_name = {s.name: s for s in statuses}
     calls = [_call(t, by_name.get(t.name), automatic, stage) for t in triggers]
     if not calls:
-        return Verdict(Action.CONTINUE, True, message="no triggers")
+        return Verdict(Order.CONTINUE, True, message="no triggers")
     promotable = all(c.promotable for c in calls)
     # Responsible: the heaviest action; for CONTINUE, a trigger that holds promotion.
     worst = min(enumerate(calls), key=lambda ic: (
         -ic[1].rank, ic[1].promotable, _SEVERITY_RANK[ic[1].trigger.severity], ic[0]))[1]
-    if worst.action == Action.CONTINUE and promotable:
-        return Verdict(Action.CONTINUE, True, message="all triggers pass")
+    if worst.action == Order.CONTINUE and promotable:
+        return Verdict(Order.CONTINUE, True, message="all triggers pass")
     status = worst.status
     query = status.query if status is not None else None
     message = f"trigger {worst.trigger.name} ({worst.trigger.severity}): {worst.why}"

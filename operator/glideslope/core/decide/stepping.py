@@ -14,8 +14,7 @@ from glideslope.api import (
     Phase,
     ReleaseStatus,
 )
-from glideslope.core.analysis import Action as Order
-from glideslope.core.analysis import Verdict
+from glideslope.core.analysis import Order, Verdict
 from glideslope.core.decide import history
 from glideslope.core.decide.gates import gate_deploy
 from glideslope.core.decide.tick import Tick

@@ -5,8 +5,7 @@ verdict is for the step or the validation window to read."""
 from __future__ import annotations
 
 from glideslope.api import AnalysisState, Severity, TriggerStatus
-from glideslope.core.analysis import Action as Order
-from glideslope.core.analysis import Stage, Verdict, record, verdict
+from glideslope.core.analysis import Order, Stage, Verdict, record, verdict
 from glideslope.core.decide.rollback import roll_back
 from glideslope.core.decide.tick import Tick
 from glideslope.core.model import Reason
