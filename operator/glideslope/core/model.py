@@ -259,5 +259,3 @@ class Decision:
     status: ReleaseStatus
     consumed: tuple[str, ...] = ()
     """Command annotations to remove."""
-    wake_at: datetime | None = None
-    """When the core next has something to do, if nothing changes before (`decide.wake_at`)."""

@@ -77,11 +77,11 @@ class TimedApiClient(kubernetes.client.ApiClient):
         try:
             answer = super().call_api(method, url, header_params, body, post_params, _request_timeout=_request_timeout)
         except Exception as exc:
-            code = str(exc.status) if isinstance(exc, kubernetes.client.ApiException) else "<error>"
+            status = str(exc.status) if isinstance(exc, kubernetes.client.ApiException) else None
             if self.on_error is not None:
-                self.on_error(*call_of(method, url), code if code != "<error>" else type(exc).__name__)
+                self.on_error(*call_of(method, url), status or type(exc).__name__)
             if self.on_call is not None:
-                self.on_call(method, code, urllib.parse.urlsplit(url).netloc)
+                self.on_call(method, status or "<error>", urllib.parse.urlsplit(url).netloc)
             raise
         if self.on_call is not None:
             self.on_call(method, str(getattr(answer, "status", 200)), urllib.parse.urlsplit(url).netloc)

@@ -96,7 +96,7 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     _older(tick)
     actions = _actions(tick)
     _summarise(tick)
-    return Decision(actions, tick.status, consumed, wake_at(spec, tick.status, now))
+    return Decision(actions, tick.status, consumed)
 
 
 def _begin(tick: Tick) -> bool:
