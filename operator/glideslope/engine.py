@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from glideslope import gates
+from glideslope import probes
 from glideslope.api import (
     ANNOUNCEMENTS_LIMIT,
     Announcement,
@@ -40,10 +40,10 @@ from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
     COMMANDS,
+    Announce,
     Decision,
     DeleteRevision,
     Observation,
-    RecordEvent,
     ScaleRevision,
     SetTraffic,
 )
@@ -210,13 +210,13 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     return observation, now
 
 
-def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) -> list[RecordEvent]:
+def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) -> list[Announce]:
     """Apply the decision's actions in their order; the announcements, which wait for the
     status that records them."""
     namespace, name = read.key
     release = read.release
     candidate = revision_of(release.spec.template)
-    announcements: list[RecordEvent] = []
+    announcements: list[Announce] = []
     for action in decision.actions:
         if isinstance(action, ScaleRevision):
             current = observation.revisions.get(action.revision)
@@ -230,13 +230,13 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
             _traffic(kube, release, action, read.memory)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
-        elif isinstance(action, RecordEvent):
+        elif isinstance(action, Announce):
             announcements.append(action)
     return announcements
 
 
 def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decision,
-           announcements: list[RecordEvent], now: datetime) -> Release | _Conflict:
+           announcements: list[Announce], now: datetime) -> Release | _Conflict:
     """Write the decided status (if worth it), then remove the commands it obeys, then announce."""
     kube, body, release, stored, memory = rt.kube, read.body, read.release, read.stored, read.memory
     namespace, name = read.key
@@ -278,7 +278,7 @@ def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decisio
     return written
 
 
-def _announce(rt: Runtime, read: _Read, written: Release, announcements: list[RecordEvent], now: datetime) -> None:
+def _announce(rt: Runtime, read: _Read, written: Release, announcements: list[Announce], now: datetime) -> None:
     """Once the status is stored: its Events, the closing record, the notifications."""
     namespace, name = read.key
     status = written.status
@@ -505,7 +505,7 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         answers = {gate: _measured(rt, key, provider, ("gate", gate), query, now) for gate, query in wanted.items()}
         return {gate: answer for gate, answer in answers.items() if answer is not None}
 
-    return gates.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
+    return probes.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
 
 
 async def _check(provider: PrometheusProvider, queries: Sequence[str]) -> list[str | None]:
@@ -533,7 +533,7 @@ def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, probl
     except releases.TooLarge:
         log.warning("%s/%s: even a Degraded status is too large to store", meta["namespace"], meta["name"])
     log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
-    events.record_for(kube, body, reason, status.message or "", warning=True)
+    events.emit_for(kube, body, reason, status.message or "", warning=True)
 
 
 @cache

@@ -51,21 +51,21 @@ def next_tick(release: Release, now: datetime, interval: float, previous: Releas
     its status before this tick. When the core next has something to do is its to say
     (`core.decide.wake_at`); how often what has no deadline is polled is this module's.
     (A request in flight on the egress layer wakes the Release when it answers.)"""
-    st = release.status
+    status = release.status
     if previous is not None and (previous.revision, previous.phase, previous.current_step) != (
-            st.revision, st.phase, st.current_step):
+            status.revision, status.phase, status.current_step):
         # The core moves one step per tick, and a new step often has nothing to wait for.
         return LATE
-    if st.phase in (None, Phase.PENDING, Phase.GATED):
+    if status.phase in (None, Phase.PENDING, Phase.GATED):
         # Gates are checked on every tick, and the first rollout waits on pods: poll.
         return interval
-    if st.phase in FINAL_PHASES and st.revision == revision_of(release.spec.template):
+    if status.phase in FINAL_PHASES and status.revision == revision_of(release.spec.template):
         resync = SETTLED_RESYNC
     else:
         # Gates (a Job, a webhook, a metric, another Release) are only seen by polling them.
-        polled = st.gate_stage is not None or bool(release.spec.gates)
+        polled = status.gate_stage is not None or bool(release.spec.gates)
         resync = interval if polled else max(interval, ROLLING_RESYNC)
-    deadline = wake_at(release.spec, st, now)
+    deadline = wake_at(release.spec, status, now)
     if deadline is None:
         return resync
     return max(min((deadline - now).total_seconds() + LATE, resync), LATE)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from glideslope.api import AnalysisState, Severity, Trigger
-from glideslope.core.analysis import Measurement, Order, record, render_query, verdict
+from glideslope.core.analysis import Measurement, Order, render_query, tally, verdict
 from glideslope.prom import PrometheusProvider
 from tests.e2e.helpers import Cluster, wait_until
 
@@ -53,7 +53,7 @@ def test_error_rate_of_a_revision_is_measured(sandbox: Cluster, namespace: str) 
 
     trigger = Trigger(name="error-rate", severity=Severity.CRITICAL, query=ERROR_RATE,
                       failure_condition="result > 0.1")
-    status = record(trigger, None, m, query)
+    status = tally(trigger, None, m, query)
     assert status.state == AnalysisState.FAILING and status.query == query
     v = verdict([trigger], [status], automatic=True, stage="rollout")
     assert v.action == Order.ROLLBACK
@@ -67,7 +67,7 @@ def test_a_namespace_without_traffic_has_no_data_never_a_pass(sandbox: Cluster, 
     assert (m.value, m.error) == (None, None)
 
     trigger = Trigger(name="error-rate", query=ERROR_RATE, success_condition="result < 0.01")
-    status = record(trigger, None, m, query)
+    status = tally(trigger, None, m, query)
     assert status.state == AnalysisState.PENDING and status.successes == 0 and status.inconclusive == 1
     assert not verdict([trigger], [status], automatic=True, stage="validation").promotable
 

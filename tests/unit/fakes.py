@@ -11,10 +11,10 @@ from typing import Any
 from glideslope.api import Phase, ReleaseSpec, ReleaseStatus, parse_spec
 from glideslope.core.decide import decide
 from glideslope.core.model import (
+    Announce,
     Decision,
     DeleteRevision,
     Observation,
-    RecordEvent,
     RevisionState,
     ScaleRevision,
     SetTraffic,
@@ -59,7 +59,7 @@ class FakeCluster:
 
     revisions: dict[str, Pods] = field(default_factory=dict)
     traffic: SetTraffic | None = None
-    events: list[RecordEvent] = field(default_factory=list)
+    events: list[Announce] = field(default_factory=list)
 
     def observe(self, commands: dict[str, str] | None = None, generation: int = 1) -> Observation:
         return Observation(generation, {r: RevisionState(p.desired, p.ready, p.pods)

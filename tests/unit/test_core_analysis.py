@@ -21,8 +21,8 @@ from glideslope.core.analysis import (
     Stage,
     due,
     next_due,
-    record,
     render_query,
+    tally,
     verdict,
 )
 
@@ -53,7 +53,7 @@ def error(i: int = 0) -> Measurement:
 def run(trigger: Trigger, measurements: Sequence[Measurement]) -> TriggerStatus | None:
     status: TriggerStatus | None = None
     for m in measurements:
-        status = record(trigger, status, m, QUERY)
+        status = tally(trigger, status, m, QUERY)
     return status
 
 
@@ -104,7 +104,7 @@ def test_render_round_trips(parts: list[tuple[str, str, str, str]], tail: str, v
 
 
 # ---------------------------------------------------------------------------------------------
-# record
+# tally
 
 @pytest.mark.parametrize(("trigger", "measurement", "state", "counts", "last_value", "message"), [
     (trig(), value(0.0002), AnalysisState.PASSING, (1, 0, 0, 0), 0.0002,
@@ -134,9 +134,9 @@ def test_render_round_trips(parts: list[tuple[str, str, str, str]], tail: str, v
     (trig(severity=Severity.HIGH, failure_limit=3), value(0.31), AnalysisState.FAILING, (0, 1, 0, 0), 0.31,
      "(1 of failureLimit 3)"),
 ])
-def test_record_one_measurement(trigger: Trigger, measurement: Measurement, state: AnalysisState,
+def test_tally_one_measurement(trigger: Trigger, measurement: Measurement, state: AnalysisState,
                                 counts: tuple[int, int, int, int], last_value: float | None, message: str) -> None:
-    status = record(trigger, None, measurement, "the resolved query")
+    status = tally(trigger, None, measurement, "the resolved query")
     assert status.state == state
     assert (status.successes, status.failures, status.inconclusive, status.errors) == counts
     assert status.last_value == last_value
@@ -152,17 +152,17 @@ def test_counts_accumulate_and_the_limit_makes_the_trigger_inconclusive() -> Non
     assert status is not None
     assert status.state == AnalysisState.ERROR
     assert (status.successes, status.inconclusive, status.errors) == (2, 1, 1)
-    status = record(trigger, status, no_data(4), QUERY)
+    status = tally(trigger, status, no_data(4), QUERY)
     assert status.state == AnalysisState.INCONCLUSIVE
     assert "3 measurements without a result" in (status.message or "")
     # A pass afterwards is a pass; the counts keep the history.
-    status = record(trigger, status, value(0.0, 5), QUERY)
+    status = tally(trigger, status, value(0.0, 5), QUERY)
     assert status.state == AnalysisState.PASSING and status.inconclusive == 2 and status.errors == 1
 
 
 def test_a_status_of_another_trigger_is_not_continued() -> None:
-    other = record(trig("latency"), None, value(0.5), QUERY)
-    status = record(trig("error-rate"), other, value(0.0), QUERY)
+    other = tally(trig("latency"), None, value(0.5), QUERY)
+    status = tally(trig("error-rate"), other, value(0.0), QUERY)
     assert (status.name, status.successes, status.failures) == ("error-rate", 1, 0)
 
 
@@ -247,7 +247,7 @@ def test_severity_table_on_one_failed_measurement(severity: Severity, stage: Sta
 
 def test_critical_message_names_trigger_value_condition_and_query() -> None:
     trigger = trig()
-    status = record(trigger, None, value(0.31), "sum(rate(x[30s]))\n  / sum(rate(y[30s]))")
+    status = tally(trigger, None, value(0.31), "sum(rate(x[30s]))\n  / sum(rate(y[30s]))")
     v = verdict([trigger], [status], automatic=True, stage="rollout")
     assert v.message == ('trigger error-rate (critical): 0.31 meets failureCondition "result > 0.001"; '
                          "query: sum(rate(x[30s])) / sum(rate(y[30s]))")
@@ -258,7 +258,7 @@ def test_high_rolls_back_exactly_at_failure_limit(limit: int, stage: Stage) -> N
     trigger = trig(severity=Severity.HIGH, failure_limit=limit)
     status: TriggerStatus | None = None
     for i in range(limit):
-        status = record(trigger, status, value(0.31, i), QUERY)
+        status = tally(trigger, status, value(0.31, i), QUERY)
         v = verdict([trigger], [status], automatic=True, stage=stage)
         if i + 1 < limit:
             assert (v.action, v.promotable) == (Order.CONTINUE, False), i
@@ -273,7 +273,7 @@ def test_high_failures_are_counted_in_total_not_consecutively() -> None:
     assert status is not None
     v = verdict([trigger], [status], automatic=True, stage="rollout")
     assert (v.action, v.promotable) == (Order.CONTINUE, True)
-    status = record(trigger, status, value(0.31, 4), QUERY)
+    status = tally(trigger, status, value(0.31, 4), QUERY)
     assert verdict([trigger], [status], automatic=True, stage="rollout").action == Order.ROLLBACK
 
 
@@ -281,7 +281,7 @@ def test_critical_rolls_back_at_the_first_failure_after_passes() -> None:
     trigger = trig()
     status = run(trigger, [value(0.0, i) for i in range(5)])
     assert verdict([trigger], [status] if status else [], automatic=True, stage="rollout").promotable
-    status = record(trigger, status, value(0.002, 5), QUERY)
+    status = tally(trigger, status, value(0.002, 5), QUERY)
     assert verdict([trigger], [status], automatic=True, stage="rollout").action == Order.ROLLBACK
 
 
@@ -301,7 +301,7 @@ def test_unmeasured_and_pending_triggers_hold_promotion() -> None:
     v = verdict([trigger], [], automatic=True, stage="rollout")
     assert (v.action, v.promotable, v.trigger) == (Order.CONTINUE, False, "error-rate")
     assert "not measured yet" in v.message
-    v = verdict([trigger], [record(trigger, None, no_data(), QUERY)], automatic=True, stage="rollout")
+    v = verdict([trigger], [tally(trigger, None, no_data(), QUERY)], automatic=True, stage="rollout")
     assert (v.action, v.promotable) == (Order.CONTINUE, False)
     assert "waiting: no data" in v.message
 
@@ -310,7 +310,7 @@ def test_no_triggers_and_all_passing_continue() -> None:
     assert verdict([], [], automatic=True, stage="rollout") == verdict([], [], automatic=False, stage="validation")
     assert verdict([], [], automatic=True, stage="rollout").promotable
     a, b = trig("a"), trig("b", severity=Severity.LOW)
-    statuses = [record(a, None, value(0.0), QUERY), record(b, None, value(0.0), QUERY)]
+    statuses = [tally(a, None, value(0.0), QUERY), tally(b, None, value(0.0), QUERY)]
     v = verdict([a, b], statuses, automatic=True, stage="rollout")
     assert (v.action, v.promotable, v.trigger) == (Order.CONTINUE, True, None)
 
@@ -331,7 +331,7 @@ def test_heaviest_action_then_most_severe_trigger_wins() -> None:
 
 def test_statuses_of_removed_triggers_are_ignored() -> None:
     kept, removed = trig("kept"), trig("removed")
-    v = verdict([kept], [failing(removed), record(kept, None, value(0.0), QUERY)], automatic=True, stage="rollout")
+    v = verdict([kept], [failing(removed), tally(kept, None, value(0.0), QUERY)], automatic=True, stage="rollout")
     assert (v.action, v.promotable) == (Order.CONTINUE, True)
 
 
@@ -372,7 +372,7 @@ def test_then_every_interval_on_a_grid_from_the_first() -> None:
 
 
 def test_never_sooner_than_half_an_interval_after_the_last() -> None:
-    status = record(trig(), None, value(0.0, 1), QUERY)  # measured at T0 + 30s, 10 s before the grid's 40 s
+    status = tally(trig(), None, value(0.0, 1), QUERY)  # measured at T0 + 30s, 10 s before the grid's 40 s
     assert next_due(status, INTERVAL, DELAY, T0) == T0 + timedelta(seconds=45)
 
 
@@ -387,7 +387,7 @@ def test_a_late_measurement_does_not_move_the_next_one() -> None:
 
 
 def test_a_measurement_from_before_the_step_does_not_skip_the_initial_delay() -> None:
-    status = record(trig(), None, value(0.0, 0), QUERY)  # at T0
+    status = tally(trig(), None, value(0.0, 0), QUERY)  # at T0
     step_start = T0 + timedelta(seconds=25)
     assert next_due(status, INTERVAL, DELAY, step_start) == step_start + DELAY
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from glideslope.api import AnalysisState, HistoryOutcome, Phase, ReleaseSpec, parse_spec
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
-from glideslope.core.model import Decision, RecordEvent
+from glideslope.core.model import Announce, Decision
 from glideslope.core.revision import revision_of
 from glideslope.core.triggers import due_measurements, rendered_queries, stage, variables
 from tests.unit.fakes import CANARY, Run, with_image
@@ -91,7 +91,7 @@ class Analysed(Run):
         return decision
 
     def reasons(self) -> list[str]:
-        return [e.reason for e in self.cluster.events if isinstance(e, RecordEvent)]
+        return [e.reason for e in self.cluster.events if isinstance(e, Announce)]
 
 
 def analysed_run(strategy: dict[str, Any], source: Source = good, **kwargs: Any) -> Analysed:

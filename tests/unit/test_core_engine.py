@@ -19,7 +19,7 @@ from glideslope.core.model import (
     PROMOTE,
     RETRY,
     UNDO,
-    RecordEvent,
+    Announce,
 )
 from glideslope.core.revision import revision_of
 from tests.unit.fakes import CANARY, MANUAL, Run, make_spec, stable_run, with_image
@@ -46,7 +46,7 @@ def test_a_command_is_recorded_with_the_status_that_obeys_it_and_obeyed_once() -
     # The operator stopped before removing it: seen again, it is removed, not obeyed again.
     again = run.tick(commands={PROMOTE: "step"})
     assert again.consumed == (PROMOTE,) and run.status.current_step == (step or 0) + 1
-    assert not [a for a in again.actions if isinstance(a, RecordEvent) and a.reason == "Promoted"]
+    assert not [a for a in again.actions if isinstance(a, Announce) and a.reason == "Promoted"]
     # Once it is gone the record is cleared, and the same command given again is obeyed.
     assert run.tick().status.obeyed_commands == {}
     run.tick(commands={PROMOTE: "step"})
@@ -66,7 +66,7 @@ def test_identical_spec_changes_nothing() -> None:
     before = run.status
     decision = run.tick()
     assert decision.status.model_dump(exclude={"conditions"}) == before.model_dump(exclude={"conditions"})
-    assert not [a for a in decision.actions if isinstance(a, RecordEvent)]
+    assert not [a for a in decision.actions if isinstance(a, Announce)]
 
 
 def test_abort_mid_canary_puts_everything_back_on_stable() -> None:
@@ -174,7 +174,7 @@ def test_commands_without_a_rollout_are_consumed_and_ignored() -> None:
     decision = run.tick(commands={PROMOTE: "step", ABORT: "x"})
     assert set(decision.consumed) == {PROMOTE, ABORT}
     assert run.status.phase == Phase.SUCCEEDED
-    assert {e.reason for e in decision.actions if isinstance(e, RecordEvent)} == {"CommandIgnored"}
+    assert {e.reason for e in decision.actions if isinstance(e, Announce)} == {"CommandIgnored"}
 
 
 def test_every_command_is_obeyed_by_a_function_of_its_own() -> None:

@@ -27,7 +27,7 @@ from glideslope.api import (
     parse_spec,
 )
 from glideslope.core import notes
-from glideslope.core.model import RecordEvent
+from glideslope.core.model import Announce
 from glideslope.core.revision import revision_of
 
 pytestmark = pytest.mark.unit
@@ -60,7 +60,7 @@ class Rollout:
         self.mark: notes.StepMark | None = None
         self.pending: list[notes.Entry] = []
 
-    def tick(self, sp: ReleaseSpec, status: ReleaseStatus, now: datetime, *events: RecordEvent) -> None:
+    def tick(self, sp: ReleaseSpec, status: ReleaseStatus, now: datetime, *events: Announce) -> None:
         self.mark, steps = notes.steps_taken(self.mark, sp, status, now)
         self.pending += notes.announced(events, status, now) + steps
         if events:  # written only on ticks that announce something
@@ -84,7 +84,7 @@ def rolled_out_1_1(r: Rollout) -> list[HistoryEntry]:
     """1.0.0 stable, then 1.1.0 through its steps to success; returns the history."""
     stable = {"stable_revision": R1, "stable_version": "1.0.0", "history": [SUCCEEDED_1]}
     r.tick(V2, status(V2, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(0), started_at=at(0),
-                      **stable), at(0), RecordEvent("Started", f"rollout of 1.1.0 ({R2}) started"))
+                      **stable), at(0), Announce("Started", f"rollout of 1.1.0 ({R2}) started"))
     r.tick(V2, status(V2, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(0), started_at=at(0),
                       **stable), at(1))
     r.tick(V2, status(V2, phase=Phase.PROGRESSING, current_step=2, step_started_at=at(3), started_at=at(0),
@@ -99,7 +99,7 @@ def rolled_out_1_1(r: Rollout) -> list[HistoryEntry]:
                         message="approved", approved_by="alice")]
     r.tick(V2, status(V2, phase=Phase.SUCCEEDED, current_step=4, step_started_at=at(25), started_at=at(0),
                       stable_revision=R2, stable_version="1.1.0", history=history, analysis=analysis, gates=gates),
-           at(25), RecordEvent("Succeeded", f"1.1.0 ({R2}) is stable"))
+           at(25), Announce("Succeeded", f"1.1.0 ({R2}) is stable"))
     return history
 
 
@@ -125,21 +125,21 @@ def test_a_rollback_keeps_the_failing_values_and_the_rollback_time() -> None:
     history = rolled_out_1_1(r)
     stable = {"stable_revision": R2, "stable_version": "1.1.0"}
     r.tick(V3, status(V3, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(100), started_at=at(100),
-                      history=history, **stable), at(100), RecordEvent("Started", "rollout of 1.2.0 started"))
+                      history=history, **stable), at(100), Announce("Started", "rollout of 1.2.0 started"))
     failing = [TriggerStatus(name="error-rate", severity=Severity.HIGH, state=AnalysisState.FAILING,
                              last_value=0.31, failures=3, successes=1, query="sum(rate(x[5s]))")]
     for i in range(3):  # a trigger failing at every measurement is one entry, counted
         r.tick(V3, status(V3, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(100),
                           started_at=at(100), history=history, analysis=failing, **stable), at(101 + i),
-               RecordEvent("TriggerFailed", f"trigger error-rate (high): failed {i + 1} times; query: sum(rate(x[5s]))",
+               Announce("TriggerFailed", f"trigger error-rate (high): failed {i + 1} times; query: sum(rate(x[5s]))",
                            warning=True))
     back = HistoryEntry(version="1.2.0", revision=R3, outcome=HistoryOutcome.ROLLED_BACK, started_at=at(100),
                         finished_at=at(103), duration_seconds=3.0, reason="trigger error-rate failed")
     r.tick(V3, status(V3, phase=Phase.ROLLING_BACK, current_step=1, started_at=at(100), history=[*history, back],
-                      analysis=failing, **stable), at(103), RecordEvent("RollingBack", "rolling back", warning=True))
+                      analysis=failing, **stable), at(103), Announce("RollingBack", "rolling back", warning=True))
     back = back.model_copy(update={"rollback_seconds": 4.5})
     r.tick(V3, status(V3, phase=Phase.ROLLED_BACK, current_step=1, started_at=at(100), history=[*history, back],
-                      analysis=[], **stable), at(107), RecordEvent("RolledBack", "rolled back", warning=True))
+                      analysis=[], **stable), at(107), Announce("RolledBack", "rolled back", warning=True))
 
     rollout = r.record.find("1.2.0")
     assert rollout is not None and rollout.outcome == "RolledBack"
@@ -165,13 +165,13 @@ def test_superseded_is_told_on_the_rollout_it_ends() -> None:
     history = rolled_out_1_1(r)
     stable = {"stable_revision": R2, "stable_version": "1.1.0"}
     r.tick(V3, status(V3, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(100), started_at=at(100),
-                      history=history, **stable), at(100), RecordEvent("Started", "rollout of 1.2.0 started"))
+                      history=history, **stable), at(100), Announce("Started", "rollout of 1.2.0 started"))
     v4 = spec("1.3.0")
     superseded = HistoryEntry(version="1.2.0", revision=R3, outcome=HistoryOutcome.SUPERSEDED, started_at=at(100),
                               finished_at=at(110), reason="superseded by x (1.3.0)")
     r.tick(v4, status(v4, phase=Phase.PROGRESSING, current_step=1, step_started_at=at(110), started_at=at(110),
                       history=[*history, superseded], **stable), at(110),
-           RecordEvent("Superseded", f"rollout of {R3} superseded"), RecordEvent("Started", "rollout of 1.3.0"))
+           Announce("Superseded", f"rollout of {R3} superseded"), Announce("Started", "rollout of 1.3.0"))
     ended = r.record.find("1.2.0")
     assert ended is not None and ended.outcome == "Superseded" and ended.timeline[-1].reason == "Superseded"
     current = r.record.find()
@@ -265,7 +265,7 @@ def test_the_record_stays_bounded_and_round_trips(ticks: list[tuple[int, str, st
         last_revision = revision
         st_ = status(sp, phase=Phase.PROGRESSING, current_step=1 + steps % 4, step_started_at=at(i),
                      started_at=at(0), stable_revision="0000000000", history=history)
-        entries = notes.announced([RecordEvent(reason, message)] * (1 + steps), st_, at(i))
+        entries = notes.announced([Announce(reason, message)] * (1 + steps), st_, at(i))
         record = notes.fold(record, sp, st_, entries, release="web", namespace="shop")
         assert len(record.rollouts) <= notes.MAX_ROLLOUTS
         assert record.find() is not None and record.find().revision == revision  # type: ignore[union-attr]

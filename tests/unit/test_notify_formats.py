@@ -31,7 +31,7 @@ from glideslope.api import (
     WebhookFormat,
 )
 from glideslope.api.spec import PAGERDUTY_EVENTS_URL
-from glideslope.core.model import RELEASE_SECRET_LABEL, Reason, RecordEvent
+from glideslope.core.model import RELEASE_SECRET_LABEL, Announce, Reason
 from glideslope.egress import Egress, EgressPolicy
 from glideslope.kube.client import Kube
 from glideslope.notify import ReleaseEvent, WebhookNotifier, render
@@ -293,7 +293,7 @@ def test_the_rollback_names_the_trigger_still_failing() -> None:
         TriggerStatus(name="errors", severity=Severity.HIGH, state=AnalysisState.FAILING, last_value=0.2),
         TriggerStatus(name="saturation", severity=Severity.CRITICAL, state=AnalysisState.PASSING),
     ], history=[HistoryEntry(revision="7f9c2d1a4b", outcome=HistoryOutcome.ROLLED_BACK, reason="errors")])
-    said = release_event(release(), status, RecordEvent(Reason.ROLLED_BACK, "rolled back", True),
+    said = release_event(release(), status, Announce(Reason.ROLLED_BACK, "rolled back", True),
                          NotificationEvent.ROLLED_BACK, AT)
     assert (said.trigger_name, said.trigger_severity) == ("errors", Severity.HIGH)
     body = pagerduty_payload(said, ROUTING_KEY)

@@ -30,7 +30,7 @@ from glideslope.api import (
     Severity,
     TriggerStatus,
 )
-from glideslope.core.model import RELEASE_SECRET_LABEL, Reason, RecordEvent
+from glideslope.core.model import RELEASE_SECRET_LABEL, Announce, Reason
 from glideslope.egress import Egress, EgressPolicy
 from glideslope.egress import layer as egress_layer
 from glideslope.kube.client import Kube
@@ -189,20 +189,20 @@ def test_a_trigger_event_carries_the_trigger_and_a_rollback_its_reason() -> None
                             last_value=0.31, query="sum(rate(x[5s]))")
     status = STATUS.model_copy(update={"analysis": [failing], "history": [HistoryEntry(
         revision="7f9c2d1a4b", outcome=HistoryOutcome.ROLLED_BACK, reason="trigger error-rate: 0.31 > 0.05")]})
-    announced = RecordEvent(Reason.TRIGGER_FAILED, "trigger error-rate (critical): 0.31; query: sum(rate(x[5s]))",
+    announced = Announce(Reason.TRIGGER_FAILED, "trigger error-rate (critical): 0.31; query: sum(rate(x[5s]))",
                             True, trigger="error-rate")
     event = release_event(release(), status, announced, NotificationEvent.TRIGGER_FAILED, STATUS_AT)
     assert (event.trigger_name, event.trigger_severity, event.trigger_value) == ("error-rate", Severity.CRITICAL, 0.31)
-    rolling_back = RecordEvent(Reason.ROLLING_BACK, "rolling back 2.5.0: error-rate failed", trigger="error-rate")
+    rolling_back = Announce(Reason.ROLLING_BACK, "rolling back 2.5.0: error-rate failed", trigger="error-rate")
     back = release_event(release(), status, rolling_back, NotificationEvent.ROLLING_BACK, STATUS_AT)
     assert back.trigger_name == "error-rate" and back.reason == "trigger error-rate: 0.31 > 0.05"
     assert back.stable_version == "2.4.1" and back.strategy == "Canary" and back.weight == 10
     assert back.release_notes is None  # notes open and close a rollout, they do not go with each event
     noted = release().model_copy(update={"spec": release().spec.model_copy(update={"release_notes": "- new"})})
-    started = release_event(noted, status, RecordEvent(Reason.STARTED, "go"), NotificationEvent.STARTED, STATUS_AT)
+    started = release_event(noted, status, Announce(Reason.STARTED, "go"), NotificationEvent.STARTED, STATUS_AT)
     assert started.release_notes == "- new" and started.trigger_name is None
     # A gate's rollback names no trigger, even when a failing trigger's name is in its message.
-    gate = release_event(release(), status, RecordEvent(Reason.ROLLING_BACK, "aborting: gate error-rate-check failed"),
+    gate = release_event(release(), status, Announce(Reason.ROLLING_BACK, "aborting: gate error-rate-check failed"),
                          NotificationEvent.ROLLING_BACK, STATUS_AT)
     assert gate.trigger_name is None
 
@@ -217,7 +217,7 @@ def test_each_receiver_gets_the_events_it_wants_in_order_in_its_format(receiver:
                    "events": ["Succeeded", "RolledBack"]})
     pub = fast_publisher()
     for reason in ("Started", "Promoted", "CommandIgnored", "Promoted", "Succeeded"):
-        publish(kube(), rel, STATUS, [RecordEvent(reason, f"{reason} happened")], now=STATUS_AT, publisher=pub)
+        publish(kube(), rel, STATUS, [Announce(reason, f"{reason} happened")], now=STATUS_AT, publisher=pub)
     assert pub.drain(10)
     assert receiver.events("/all") == ["Started", "Promoted", "Promoted", "Succeeded"]
     slack = [b for p, b in receiver.bodies if p == "/slack"]
@@ -231,7 +231,7 @@ def test_url_from_a_secret_in_the_release_namespace(receiver: Receiver) -> None:
     rel = release({"name": "s", "webhook": {"urlFrom": {"secretKeyRef": {"name": "hooks", "key": "url"}}}},
                   {"name": "gone", "webhook": {"urlFrom": {"secretKeyRef": {"name": "nope", "key": "url"}}}})
     pub = fast_publisher()
-    publish(kube(core), rel, STATUS, [RecordEvent("Started", "go")], now=STATUS_AT, publisher=pub)
+    publish(kube(core), rel, STATUS, [Announce("Started", "go")], now=STATUS_AT, publisher=pub)
     assert pub.drain(10)
     assert receiver.events("/secret") == ["Started"]
     assert [e["reason"] for e in core.events] == [NOTIFICATION_FAILED]
@@ -243,7 +243,7 @@ def test_url_from_a_secret_without_consent_is_not_read(receiver: Receiver) -> No
     core = FakeCore(secrets={"hooks": {"url": url}}, unlabelled={"hooks"})
     rel = release({"name": "s", "webhook": {"urlFrom": {"secretKeyRef": {"name": "hooks", "key": "url"}}}})
     pub = fast_publisher()
-    publish(kube(core), rel, STATUS, [RecordEvent("Started", "go")], now=STATUS_AT, publisher=pub)
+    publish(kube(core), rel, STATUS, [Announce("Started", "go")], now=STATUS_AT, publisher=pub)
     assert pub.drain(10)
     assert receiver.events("/unlabelled") == []
     [event] = core.events
@@ -259,7 +259,7 @@ def test_a_failing_receiver_is_retried_then_told_as_a_warning_event() -> None:
         core = FakeCore()
         rel = release({"name": "ops", "webhook": {"url": failing.url("/secret-path")}})
         pub = fast_publisher()
-        publish(kube(core), rel, STATUS, [RecordEvent("Started", "go")], now=STATUS_AT, publisher=pub)
+        publish(kube(core), rel, STATUS, [Announce("Started", "go")], now=STATUS_AT, publisher=pub)
         assert pub.drain(10)
         assert len(failing.bodies) == 2  # both attempts
         (event,) = core.events
@@ -276,7 +276,7 @@ def test_a_slow_receiver_never_holds_the_caller_and_order_holds() -> None:
         pub = fast_publisher()
         started = time.monotonic()
         for reason in ("Started", "Promoted", "Succeeded"):
-            publish(kube(), rel, STATUS, [RecordEvent(reason, "x")], now=STATUS_AT, publisher=pub)
+            publish(kube(), rel, STATUS, [Announce(reason, "x")], now=STATUS_AT, publisher=pub)
         # Waiting on the receiver would take 1.5 s; the margin is for a loaded machine.
         assert time.monotonic() - started < 0.75
         assert pub.drain(10)
@@ -296,7 +296,7 @@ def test_too_much_waiting_in_a_namespace_is_refused_and_logged(
         pub = fast_publisher(egress)
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="glideslope.egress"):
-            publish(kube(), rel, STATUS, [RecordEvent("RolledBack", "x")], now=STATUS_AT, publisher=pub)
+            publish(kube(), rel, STATUS, [Announce("RolledBack", "x")], now=STATUS_AT, publisher=pub)
             assert time.monotonic() - started < 1.0  # never waits for the receiver
             assert pub.drain(10)
         assert sorted(p for p, _ in slow.bodies) == ["/0", "/1"]
@@ -313,9 +313,9 @@ def test_nothing_to_publish_costs_nothing() -> None:
             raise AssertionError("nothing should be submitted")
 
     pub = Exploding(EGRESS)
-    publish(kube(), release(), STATUS, [RecordEvent("Started", "x")], publisher=pub)
+    publish(kube(), release(), STATUS, [Announce("Started", "x")], publisher=pub)
     rel = release({"name": "n", "webhook": {"url": "http://127.0.0.1:9/x"}, "events": ["Failed"]})
-    publish(kube(), rel, STATUS, [RecordEvent("Started", "x"), RecordEvent("CommandIgnored", "y")], publisher=pub)
+    publish(kube(), rel, STATUS, [Announce("Started", "x"), Announce("CommandIgnored", "y")], publisher=pub)
 
 
 def test_publish_never_raises() -> None:
@@ -324,7 +324,7 @@ def test_publish_never_raises() -> None:
             raise RuntimeError("boom")
 
     rel = release({"name": "n", "webhook": {"url": "http://127.0.0.1:9/x"}})
-    publish(kube(), rel, STATUS, [RecordEvent("Started", "x")], publisher=Broken(EGRESS))
+    publish(kube(), rel, STATUS, [Announce("Started", "x")], publisher=Broken(EGRESS))
 
 
 def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
@@ -334,7 +334,7 @@ def test_a_slow_receiver_does_not_hold_the_others(receiver: Receiver) -> None:
                       {"name": "fast", "webhook": {"url": receiver.url()}})
         pub = fast_publisher()
         for reason in ("Started", "Promoted", "Succeeded"):
-            publish(kube(), rel, STATUS, [RecordEvent(reason, "x")], now=STATUS_AT, publisher=pub)
+            publish(kube(), rel, STATUS, [Announce(reason, "x")], now=STATUS_AT, publisher=pub)
         deadline = time.monotonic() + 2.0  # the slow receiver needs 3 s for its three
         while len(receiver.bodies) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -353,12 +353,12 @@ def test_a_black_hole_in_one_namespace_does_not_delay_another_namespace(receiver
         team_a = release(*({"name": f"hole-{i}", "webhook": {"url": hole.url(f"/{i}")}}
                            for i in range(EGRESS.per_namespace + 2)), namespace="team-a")
         pub = fast_publisher(timeout=60.0)  # only `hole.close()` ends team A's deliveries
-        publish(kube(core_a), team_a, STATUS, [RecordEvent("RolledBack", "a")], now=STATUS_AT, publisher=pub)
+        publish(kube(core_a), team_a, STATUS, [Announce("RolledBack", "a")], now=STATUS_AT, publisher=pub)
         assert wait_for(lambda: len(hole.accepted) == EGRESS.per_namespace)  # team A's slots are all held
 
         # Team B's rollback is heard at once, while all of team A's are still in flight or waiting.
         team_b = release({"name": "ops", "webhook": {"url": receiver.url("/b")}}, namespace="team-b")
-        publish(kube(), team_b, STATUS, [RecordEvent("RolledBack", "b")], now=STATUS_AT, publisher=pub)
+        publish(kube(), team_b, STATUS, [Announce("RolledBack", "b")], now=STATUS_AT, publisher=pub)
         assert wait_for(lambda: receiver.events("/b") == ["RolledBack"])
         assert core_a.events == [] and len(hole.accepted) == EGRESS.per_namespace
         assert not pub.drain(0.2)

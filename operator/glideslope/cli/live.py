@@ -43,89 +43,89 @@ def render(snap: Snapshot) -> RenderableType:
     if body is None:
         return Text("waiting for the Release...")
     spec = body.get("spec", {})
-    st = parse_status(body.get("status"))
-    phase = str(st.phase or Phase.PENDING)
-    parts: list[RenderableType] = [_header(body, st, phase), Text(st.message or "", style="italic")]
-    steps = _step_line(body, st, phase)
+    status = parse_status(body.get("status"))
+    phase = str(status.phase or Phase.PENDING)
+    parts: list[RenderableType] = [_header(body, status, phase), Text(status.message or "", style="italic")]
+    steps = _step_line(body, status, phase)
     if steps is not None:
         parts.append(steps)
-    parts += [_weight(st), _revisions(snap, st)]
+    parts += [_weight(status), _revisions(snap, status)]
     # Gates, triggers and events only when there are some: an empty titled table is noise.
-    for part in (_gates(st), _triggers(spec, st), _events(snap)):
+    for part in (_gates(status), _triggers(spec, status), _events(snap)):
         if part is not None:
             parts.append(part)
     return Panel(Group(*parts), title="kubectl release", border_style=PHASE_STYLE.get(phase, "white"))
 
 
-def _header(body: dict[str, Any], st: ReleaseStatus, phase: str) -> Table:
+def _header(body: dict[str, Any], status: ReleaseStatus, phase: str) -> Table:
     """Which Release, its phase, from what version to what, by which strategy."""
     meta, spec = body["metadata"], body.get("spec", {})
     head = Table.grid(padding=(0, 2))
     head.add_row(Text(f"{meta['namespace']}/{meta['name']}", style="bold"),
                  Text(phase, style=f"bold {PHASE_STYLE.get(phase, 'white')}"),
-                 _versions(st.stable_version, spec.get("version")),
+                 _versions(status.stable_version, spec.get("version")),
                  str(spec.get("strategy", {}).get("type", "")))
     return head
 
 
-def _step_line(body: dict[str, Any], st: ReleaseStatus, phase: str) -> Text | None:
+def _step_line(body: dict[str, Any], status: ReleaseStatus, phase: str) -> Text | None:
     """The strategy's steps on one line, the current one marked; None when there are none."""
     steps = _steps(body)
     if not steps:
         return None
     line = Text()
     for i, step in enumerate(steps, start=1):
-        current = st.current_step == i and phase not in FINAL_PHASES
-        done = (st.current_step or 0) > i or phase == Phase.SUCCEEDED
+        current = status.current_step == i and phase not in FINAL_PHASES
+        done = (status.current_step or 0) > i or phase == Phase.SUCCEEDED
         mark, style = ("▶ ", "bold yellow") if current else (("✔ ", "green") if done else ("· ", "dim"))
         line.append(f"{mark}{step}  ", style=style)
     return line
 
 
-def _weight(st: ReleaseStatus) -> Table:
+def _weight(status: ReleaseStatus) -> Table:
     """The candidate's share of the traffic, as a bar."""
-    weight = st.weight or 0
+    weight = status.weight or 0
     bar = Table.grid(padding=(0, 1))
     bar.add_row("weight", ProgressBar(total=100, completed=weight, width=40), f"{weight}% to the candidate")
     return bar
 
 
-def _revisions(snap: Snapshot, st: ReleaseStatus) -> Table:
+def _revisions(snap: Snapshot, status: ReleaseStatus) -> Table:
     """Each revision's Deployment: its role, replicas and ready replicas."""
     revisions = Table(title="revisions", title_justify="left", box=None, header_style="bold")
     for col in ("revision", "role", "replicas", "ready"):
         revisions.add_column(col)
     for rev, dep in sorted(snap.deployments.items()):
-        role = "candidate" if rev == st.revision and rev != st.stable_revision else (
-            "stable" if rev == st.stable_revision else "previous")
+        role = "candidate" if rev == status.revision and rev != status.stable_revision else (
+            "stable" if rev == status.stable_revision else "previous")
         revisions.add_row(rev, role, str(dep.get("spec", {}).get("replicas", 0)),
                           str(dep.get("status", {}).get("readyReplicas") or 0))
     return revisions
 
 
-def _gates(st: ReleaseStatus) -> Table | None:
+def _gates(status: ReleaseStatus) -> Table | None:
     """The gates and their states; None without gates."""
-    if not st.gates:
+    if not status.gates:
         return None
-    gates = Table(title=f"gates {st.gates_display or ''}", title_justify="left", box=None, header_style="bold")
+    gates = Table(title=f"gates {status.gates_display or ''}", title_justify="left", box=None, header_style="bold")
     for col in ("gate", "stage", "state", "message"):
         gates.add_column(col)
-    for g in st.gates:
+    for g in status.gates:
         style = {"Passed": "green", "Failed": "red"}.get(str(g.state), "yellow")
         gates.add_row(g.name, str(g.stage or ""), Text(str(g.state), style=style), g.message or "")
     return gates
 
 
-def _triggers(spec: dict[str, Any], st: ReleaseStatus) -> Table | None:
+def _triggers(spec: dict[str, Any], status: ReleaseStatus) -> Table | None:
     """The rollback triggers' measurements, each with its condition from the spec; None without any."""
-    if not st.analysis:
+    if not status.analysis:
         return None
     conditions = {t["name"]: t.get("failureCondition") or t.get("successCondition") or ""
                   for t in spec.get("analysis", {}).get("triggers", [])}
     triggers = Table(title="triggers", title_justify="left", box=None, header_style="bold")
     for col in ("trigger", "severity", "state", "last value", "condition", "ok/fail/none/err"):
         triggers.add_column(col)
-    for t in st.analysis:
+    for t in status.analysis:
         style = {"Passing": "green", "Failing": "red", "Inconclusive": "yellow"}.get(str(t.state), "white")
         value = "-" if t.last_value is None else f"{t.last_value:.4g}"
         triggers.add_row(t.name, str(t.severity or ""), Text(str(t.state), style=style), value,

@@ -217,37 +217,37 @@ def render_list(items: Sequence[dict[str, Any]], all_namespaces: bool) -> Table:
     for col in columns:
         table.add_column(col)
     for item in items:
-        st = _status(item)
+        status = _status(item)
         spec = item.get("spec", {})
         row = [item["metadata"]["name"], str(spec.get("version", "")), str(spec.get("strategy", {}).get("type", "")),
-               str(st.phase or ""), st.step_display or "", "" if st.weight is None else f"{st.weight}%",
-               st.gates_display or "", st.message or ""]
+               str(status.phase or ""), status.step_display or "", "" if status.weight is None else f"{status.weight}%",
+               status.gates_display or "", status.message or ""]
         table.add_row(*([item["metadata"]["namespace"]] if all_namespaces else []), *row)
     return table
 
 
 def render_status(body: dict[str, Any]) -> Table:
-    st = _status(body)
+    status = _status(body)
     spec = body.get("spec", {})
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
     rows = [
         ("release", f"{body['metadata']['namespace']}/{body['metadata']['name']}"),
-        ("version", f"{spec.get('version')} (revision {st.revision or '-'})"),
-        ("stable", f"{st.stable_version or '-'} (revision {st.stable_revision or '-'})"),
+        ("version", f"{spec.get('version')} (revision {status.revision or '-'})"),
+        ("stable", f"{status.stable_version or '-'} (revision {status.stable_revision or '-'})"),
         ("strategy", str(spec.get("strategy", {}).get("type", ""))),
-        ("phase", str(st.phase or Phase.PENDING)),
-        ("message", st.message or ""),
-        ("step", st.step_display or "-"),
-        ("weight", "-" if st.weight is None else f"{st.weight}%"),
+        ("phase", str(status.phase or Phase.PENDING)),
+        ("message", status.message or ""),
+        ("step", status.step_display or "-"),
+        ("weight", "-" if status.weight is None else f"{status.weight}%"),
     ]
-    for gate in st.gates:
+    for gate in status.gates:
         rows.append((f"gate {gate.name}", f"{gate.state} {gate.message or ''}".strip()))
-    for trig in st.analysis:
+    for trig in status.analysis:
         value = "-" if trig.last_value is None else f"{trig.last_value:g}"
         rows.append((f"trigger {trig.name}", f"{trig.state} last={value} failures={trig.failures}"))
-    for cond in st.conditions:
+    for cond in status.conditions:
         rows.append((f"condition {cond.type}", f"{cond.status} {cond.reason or ''} {cond.message or ''}".strip()))
     for key, value in rows:
         table.add_row(key, value)
@@ -372,8 +372,8 @@ def _reader_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _set_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     """`set image`: its own subcommands, which take the connection flags too."""
-    st = sub.add_parser("set", help="change a Release's spec")
-    what = st.add_subparsers(dest="what", required=True)
+    set_cmd = sub.add_parser("set", help="change a Release's spec")
+    what = set_cmd.add_subparsers(dest="what", required=True)
     im = what.add_parser("image", parents=[common], help="set a container's image in the pod template "
                          "(a new revision: the Release rolls it out by its strategy)")
     im.add_argument("name")

@@ -3,7 +3,7 @@
 Pure: no I/O and no clock (`now` is passed in). The shell measures with a `MetricProvider`
 (`glideslope.prom`), then calls, per trigger that is `due`:
 
-    status = record(trigger, previous, measurement, query)
+    status = tally(trigger, previous, measurement, query)
 
 and, after recording, `verdict(triggers, statuses, automatic=..., stage=...)`.
 
@@ -173,7 +173,7 @@ def _judge(trigger: Trigger, measurement: Measurement) -> tuple[_Outcome, str]:
     return (_Outcome.PASS if judgement == Judgement.PASSES else _Outcome.FAIL), why
 
 
-def record(trigger: Trigger, previous: TriggerStatus | None, measurement: Measurement,
+def tally(trigger: Trigger, previous: TriggerStatus | None, measurement: Measurement,
            query: str) -> TriggerStatus:
     """The trigger's status after `measurement` of the resolved `query`.
 

@@ -238,7 +238,7 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True)
-class RecordEvent:
+class Announce:
     """A Kubernetes Event on the Release."""
 
     reason: Reason
@@ -248,7 +248,7 @@ class RecordEvent:
     """The trigger the Event is about, when one is (a notification shows its value and query)."""
 
 
-Action = ScaleRevision | SetTraffic | DeleteRevision | RecordEvent
+Action = ScaleRevision | SetTraffic | DeleteRevision | Announce
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from glideslope.api import (
     TriggerStatus,
 )
 from glideslope.api.types import Timestamp
-from glideslope.core.model import Reason, RecordEvent
+from glideslope.core.model import Announce, Reason
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import strategy_for
 
@@ -127,7 +127,7 @@ StepMark = tuple[str, int]
 """(revision, current step): which step of which rollout was last seen."""
 
 
-def announced(events: Sequence[RecordEvent], status: ReleaseStatus, now: datetime) -> list[Entry]:
+def announced(events: Sequence[Announce], status: ReleaseStatus, now: datetime) -> list[Entry]:
     """Timeline entries for the Events a tick announces, each on the rollout it is about."""
     entries = []
     for event in events:

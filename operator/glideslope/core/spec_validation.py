@@ -76,16 +76,16 @@ def invalid_status(status: ReleaseStatus, problems: Sequence[str], generation: i
     `reason` such as SecretUnreadable)."""
     label = "invalid spec" if reason == INVALID_SPEC else "cannot act on the spec"
     message = (f"{label}: " + "; ".join(problems))[:1024]
-    st = status.model_copy(deep=True)
+    updated = status.model_copy(deep=True)
     wanted = {ConditionType.READY: ConditionStatus.FALSE, ConditionType.PROGRESSING: ConditionStatus.FALSE,
               ConditionType.DEGRADED: ConditionStatus.TRUE}
-    kept = [c for c in st.conditions if c.type not in wanted]
+    kept = [c for c in updated.conditions if c.type not in wanted]
     for type_, value in wanted.items():
-        old = st.condition(type_)
+        old = updated.condition(type_)
         since = old.last_transition_time if old and old.status == value and old.last_transition_time else now
         kept.append(Condition(type=type_, status=value, reason=reason, message=message,
                               last_transition_time=since, observed_generation=generation))
-    st.conditions = kept
-    st.message = message
-    st.observed_generation = generation
-    return st
+    updated.conditions = kept
+    updated.message = message
+    updated.observed_generation = generation
+    return updated

@@ -13,7 +13,7 @@ from glideslope.api import API_VERSION, KIND, Announcement, Release
 from glideslope.kube.client import UNREAD, Kube, conflict, drain
 
 
-def record(kube: Kube, release: Release, reason: str, message: str, *, warning: bool = False) -> None:
+def emit(kube: Kube, release: Release, reason: str, message: str, *, warning: bool = False) -> None:
     meta = release.metadata
     _create(kube, meta.namespace or "", meta.name or "", meta.uid, reason, message, warning)
 
@@ -38,7 +38,7 @@ def announce(kube: Kube, release: Release, announcement: Announcement) -> bool:
     return True
 
 
-def record_for(kube: Kube, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+def emit_for(kube: Kube, body: Mapping[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
     """An Event on a Release known only as its raw body (one whose spec the models refuse)."""
     meta = body["metadata"]
     _create(kube, meta["namespace"], meta["name"], meta.get("uid"), reason, message, warning)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from glideslope.api import NotificationEvent, Release, ReleaseStatus
 from glideslope.core import notes
-from glideslope.core.model import RELEASE_LABEL, RecordEvent
+from glideslope.core.model import RELEASE_LABEL, Announce
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.workloads import owner_reference
 
@@ -51,7 +51,7 @@ def name_for(release: str) -> str:
     return f"{release}-record"
 
 
-def write(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[RecordEvent],
+def write(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[Announce],
           now: datetime) -> None:
     """Fold this tick into the record: write it if the tick announced something. Never raises."""
     meta = release.metadata

@@ -39,7 +39,7 @@ from glideslope.api import (
     WebhookFormat,
 )
 from glideslope.api.spec import PAGERDUTY_EVENTS_URL
-from glideslope.core.model import Reason, RecordEvent
+from glideslope.core.model import Announce, Reason
 from glideslope.core.template import TemplateError, compile_template, render_template
 from glideslope.egress import Egress, Kind
 from glideslope.kube import events, secrets
@@ -76,7 +76,7 @@ def notification_event(reason: str) -> NotificationEvent | None:
         return None
 
 
-def release_event(release: Release, status: ReleaseStatus, announced: RecordEvent, event: NotificationEvent,
+def release_event(release: Release, status: ReleaseStatus, announced: Announce, event: NotificationEvent,
                   at: datetime) -> ReleaseEvent:
     """What a notification says about one announcement, from the status it describes."""
     meta = release.metadata
@@ -238,12 +238,12 @@ def _index(release: Release, notification: Notification) -> int:
 def _failed(delivery: Delivery, message: str) -> None:
     log.warning("%s/%s: %s", delivery.release.metadata.namespace, delivery.release.metadata.name, message)
     try:
-        events.record(delivery.kube, delivery.release, NOTIFICATION_FAILED, message, warning=True)
+        events.emit(delivery.kube, delivery.release, NOTIFICATION_FAILED, message, warning=True)
     except Exception as exc:  # nothing more to tell anyone; the log line above says it
         log.warning("cannot record %s: %s", NOTIFICATION_FAILED, exc)
 
 
-def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[RecordEvent], *,
+def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[Announce], *,
             now: datetime | None = None, publisher: Publisher) -> None:
     """Post each announcement to `publisher` for the notifications that want it. Never raises,
     never blocks."""

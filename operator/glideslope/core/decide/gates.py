@@ -70,7 +70,7 @@ def _pre_deploy(tick: Tick) -> None:
                           else "first rollout")
         tick.announce(Reason.STARTED, f"preDeploy gates passed; rollout of {status.version} ({candidate}) started")
     elif outcome.state == GateState.FAILED:
-        history.record(status, HistoryEntry(version=status.version, revision=candidate,
+        history.append(status, HistoryEntry(version=status.version, revision=candidate,
                                             outcome=HistoryOutcome.FAILED, started_at=status.started_at,
                                             finished_at=now, duration_seconds=history.seconds(status.started_at, now),
                                             reason=outcome.message))

@@ -36,7 +36,7 @@ PHASE_CONDITIONS: dict[Phase, tuple[bool, bool, bool]] = {
 them so); rendered into docs/api.md."""
 
 
-def record(status: ReleaseStatus, entry: HistoryEntry) -> None:
+def append(status: ReleaseStatus, entry: HistoryEntry) -> None:
     status.history = [*status.history, entry][-HISTORY_LIMIT:]
 
 

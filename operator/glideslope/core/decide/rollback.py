@@ -20,7 +20,7 @@ def roll_back(tick: Tick, revision: str | None, reason: str, *,
     on `revision` until it is Ready. `breach`: the triggers caused it, so it is timed from the
     first failed measurement (`status.breachAt`), else from now."""
     status, now = tick.status, tick.now
-    history.record(status, HistoryEntry(version=status.version, revision=revision,
+    history.append(status, HistoryEntry(version=status.version, revision=revision,
                                         outcome=HistoryOutcome.ROLLED_BACK, started_at=status.started_at,
                                         finished_at=now, duration_seconds=history.seconds(status.started_at, now),
                                         reason=reason))

@@ -26,7 +26,7 @@ def start(tick: Tick) -> None:
     """A new template: supersede an unfinished rollout, start the new one from the stable revision."""
     spec, status, now, candidate, steps = tick.spec, tick.status, tick.now, tick.candidate, tick.steps
     if status.phase in ROLLING_OUT_PHASES and status.revision and status.revision != status.stable_revision:
-        history.record(status, HistoryEntry(version=status.version, revision=status.revision,
+        history.append(status, HistoryEntry(version=status.version, revision=status.revision,
                                             outcome=HistoryOutcome.SUPERSEDED, started_at=status.started_at,
                                             finished_at=now, duration_seconds=history.seconds(status.started_at, now),
                                             reason=f"superseded by {candidate} ({spec.version})"))
@@ -201,7 +201,7 @@ def validate(tick: Tick, stable: str, found: Verdict | None) -> None:
 def finish(tick: Tick, revision: str, downtime: float | None) -> None:
     """The rollout of `revision` succeeded: it is the stable revision now."""
     spec, status, now = tick.spec, tick.status, tick.now
-    history.record(status, HistoryEntry(version=spec.version, revision=revision, outcome=HistoryOutcome.SUCCEEDED,
+    history.append(status, HistoryEntry(version=spec.version, revision=revision, outcome=HistoryOutcome.SUCCEEDED,
                                         started_at=status.started_at, finished_at=now,
                                         duration_seconds=history.seconds(status.started_at, now),
                                         downtime_seconds=downtime))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from glideslope.api import ReleaseSpec, ReleaseStatus
-from glideslope.core.model import Observation, Reason, RecordEvent, SetTraffic, Step
+from glideslope.core.model import Announce, Observation, Reason, SetTraffic, Step
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import StrategyModule, strategy_for
 
@@ -36,7 +36,7 @@ class Tick:
     """The revision of `spec.template`."""
     status: ReleaseStatus
     """The status to write: a copy of `before`, changed by each phase."""
-    events: list[RecordEvent] = field(default_factory=list)
+    events: list[Announce] = field(default_factory=list)
     """The announcements, in the order they happened."""
     replicas: dict[str, int] = field(default_factory=dict)
     """Desired replicas by revision; the revisions left out are older ones (`decide` adds them)."""
@@ -58,4 +58,4 @@ class Tick:
         return self.strategy.pins_active(self.spec)
 
     def announce(self, reason: Reason, message: str, *, warning: bool = False, trigger: str | None = None) -> None:
-        self.events.append(RecordEvent(reason, message, warning=warning, trigger=trigger))
+        self.events.append(Announce(reason, message, warning=warning, trigger=trigger))

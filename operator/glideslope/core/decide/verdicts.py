@@ -5,7 +5,7 @@ verdict is for the step or the validation window to read."""
 from __future__ import annotations
 
 from glideslope.api import AnalysisState, Severity, TriggerStatus
-from glideslope.core.analysis import Order, Stage, Verdict, record, verdict
+from glideslope.core.analysis import Order, Stage, Verdict, tally, verdict
 from glideslope.core.decide.rollback import roll_back
 from glideslope.core.decide.tick import Tick
 from glideslope.core.model import Reason
@@ -43,7 +43,7 @@ def _analyse(tick: Tick) -> tuple[Stage, Verdict] | None:
             continue
         query, measurement = measured
         previous = by_name.get(trigger.name)
-        new = record(trigger, previous, measurement, query)
+        new = tally(trigger, previous, measurement, query)
         by_name[trigger.name] = new
         text = f"trigger {trigger.name} ({trigger.severity}): {new.message}; query: {' '.join(query.split())}"
         if new.state == AnalysisState.FAILING:

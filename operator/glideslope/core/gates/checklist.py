@@ -33,7 +33,7 @@ from glideslope.core.gates import (
     webhook,
     window,
 )
-from glideslope.core.model import Reason, RecordEvent
+from glideslope.core.model import Announce, Reason
 
 _FIRST_ROLLOUT = "not run on a first rollout: there is nothing to roll back to"
 _MESSAGE_LIMIT = 600
@@ -60,12 +60,12 @@ def _new(gate: Gate, now: datetime, *, first_rollout: bool) -> GateStatus:
                       message=f"waiting for the {gate.stage.value} stage", last_transition_time=now)
 
 
-def sync(spec: ReleaseSpec, st: ReleaseStatus, now: datetime, *, rolling_out: bool) -> None:
+def sync(spec: ReleaseSpec, status: ReleaseStatus, now: datetime, *, rolling_out: bool) -> None:
     """`status.gates` follows `spec.gates` (edited without a new template): new gates are
     Pending, or Skipped when no rollout is under way to check them; removed ones go; the
     order is the spec's."""
-    by_name = {g.name: g for g in st.gates}
-    first = st.stable_revision is None
+    by_name = {g.name: g for g in status.gates}
+    first = status.stable_revision is None
     gates = []
     for gate in spec.gates:
         current = by_name.get(gate.name)
@@ -75,45 +75,45 @@ def sync(spec: ReleaseSpec, st: ReleaseStatus, now: datetime, *, rolling_out: bo
                 current = current.model_copy(update={"state": GateState.SKIPPED,
                                                      "message": "added after this rollout; the next one checks it"})
         gates.append(current)
-    st.gates = gates
+    status.gates = gates
 
 
-def retry(spec: ReleaseSpec, st: ReleaseStatus, now: datetime) -> None:
+def retry(spec: ReleaseSpec, status: ReleaseStatus, now: datetime) -> None:
     """A retry checks every gate again, except approvals already given for this revision."""
-    first = st.stable_revision is None
+    first = status.stable_revision is None
     kinds = {g.name: g.kind for g in spec.gates}
-    st.gates = [g if kinds.get(g.name) == "approval" and g.state == GateState.PASSED
+    status.gates = [g if kinds.get(g.name) == "approval" and g.state == GateState.PASSED
                 else _new(gate, now, first_rollout=first)
-                for g, gate in zip(st.gates, spec.gates, strict=True)]
-    st.gate_stage = None
+                for g, gate in zip(status.gates, spec.gates, strict=True)]
+    status.gate_stage = None
 
 
-def waits(spec: ReleaseSpec, st: ReleaseStatus, stage: GateStage) -> bool:
+def waits(spec: ReleaseSpec, status: ReleaseStatus, stage: GateStage) -> bool:
     """Whether `stage` has a gate that has not passed (Skipped counts as passed)."""
-    states = {g.name: g.state for g in st.gates}
+    states = {g.name: g.state for g in status.gates}
     return any(states.get(g.name) not in (GateState.PASSED, GateState.SKIPPED)
                for g in spec.gates if g.stage == stage)
 
 
-def begin(spec: ReleaseSpec, st: ReleaseStatus, stage: GateStage, now: datetime) -> None:
+def begin(spec: ReleaseSpec, status: ReleaseStatus, stage: GateStage, now: datetime) -> None:
     """The rollout reached `stage`: its gates start (timeouts count from now)."""
-    st.gate_stage = stage
+    status.gate_stage = stage
     names = {g.name for g in spec.gates if g.stage == stage}
-    st.gates = [g.model_copy(update={"started_at": now, "message": "checking"})
+    status.gates = [g.model_copy(update={"started_at": now, "message": "checking"})
                 if g.name in names and g.state == GateState.PENDING and g.started_at is None else g
-                for g in st.gates]
+                for g in status.gates]
 
 
-def due(spec: ReleaseSpec, st: ReleaseStatus, interval: timedelta, now: datetime) -> list[Gate]:
+def due(spec: ReleaseSpec, status: ReleaseStatus, interval: timedelta, now: datetime) -> list[Gate]:
     """The gates the shell must look at now: those of the running stage that wait for an
     answer from outside (a query, a Job, another Release, a webhook)."""
-    if st.gate_stage is None:
+    if status.gate_stage is None:
         return []
-    by_name = {g.name: g for g in st.gates}
+    by_name = {g.name: g for g in status.gates}
     out = []
     for gate in spec.gates:
         current = by_name.get(gate.name)
-        if gate.stage != st.gate_stage or current is None or current.state != GateState.PENDING:
+        if gate.stage != status.gate_stage or current is None or current.state != GateState.PENDING:
             continue
         if current.started_at is None:
             continue
@@ -125,11 +125,11 @@ def due(spec: ReleaseSpec, st: ReleaseStatus, interval: timedelta, now: datetime
     return out
 
 
-def run(spec: ReleaseSpec, st: ReleaseStatus, stage: GateStage, observed: Mapping[str, GateObservation],
+def run(spec: ReleaseSpec, status: ReleaseStatus, stage: GateStage, observed: Mapping[str, GateObservation],
         zones: Mapping[str, tzinfo], *, namespace: str, name: str, now: datetime,
-        announce: list[RecordEvent]) -> Outcome:
+        announce: list[Announce]) -> Outcome:
     """Look at the gates of `stage` with what the shell observed; record their states."""
-    by_name = {g.name: g for g in st.gates}
+    by_name = {g.name: g for g in status.gates}
     waiting: list[str] = []
     failed: list[str] = []
     for gate in spec.gates:
@@ -155,17 +155,17 @@ def run(spec: ReleaseSpec, st: ReleaseStatus, stage: GateStage, observed: Mappin
             failed.append(f"{gate.name}: {result.message}")
         elif result.state == GateState.PENDING:
             waiting.append(f"{gate.name}: {result.message}")
-    st.gates = [by_name.get(g.name, g) for g in st.gates]
+    status.gates = [by_name.get(g.name, g) for g in status.gates]
     if failed:
         return Outcome(GateState.FAILED, f"{stage.value} gate {failed[0]}"[:_MESSAGE_LIMIT])
     if waiting:
-        return Outcome(GateState.PENDING, summary(spec, st, stage))
+        return Outcome(GateState.PENDING, summary(spec, status, stage))
     return Outcome(GateState.PASSED, f"{stage.value} gates passed")
 
 
-def summary(spec: ReleaseSpec, st: ReleaseStatus, stage: GateStage) -> str:
+def summary(spec: ReleaseSpec, status: ReleaseStatus, stage: GateStage) -> str:
     """What the stage waits for, gate by gate, from `status.gates`."""
-    states = {g.name: g for g in st.gates}
+    states = {g.name: g for g in status.gates}
     waiting = [f"{g.name}: {states[g.name].message}" for g in spec.gates
                if g.stage == stage and g.name in states and states[g.name].state == GateState.PENDING]
     return (f"waiting for {stage.value} gates: " + "; ".join(waiting))[:_MESSAGE_LIMIT]
@@ -192,10 +192,10 @@ def _check(gate: Gate, current: GateStatus, seen: GateObservation | None, zones:
     return webhook.check(seen if isinstance(seen, WebhookAnswer) else None, current.message)
 
 
-def _transition(gate: Gate, result: Check) -> RecordEvent:
+def _transition(gate: Gate, result: Check) -> Announce:
     what = f"gate {gate.name} ({gate.kind}, {gate.stage.value})"
     if result.state == GateState.PASSED:
-        return RecordEvent(Reason.GATE_PASSED, f"{what} passed: {result.message}")
+        return Announce(Reason.GATE_PASSED, f"{what} passed: {result.message}")
     if result.state == GateState.FAILED:
-        return RecordEvent(Reason.GATE_FAILED, f"{what} failed: {result.message}", warning=True)
-    return RecordEvent(Reason.GATE_WAITING, f"{what} waiting: {result.message}")
+        return Announce(Reason.GATE_FAILED, f"{what} failed: {result.message}", warning=True)
+    return Announce(Reason.GATE_WAITING, f"{what} waiting: {result.message}")

@@ -1,4 +1,4 @@
-"""Gates I/O: the shell's side of the gates that wait for an answer from outside.
+"""Gate probes: the shell's I/O side of the gates that wait for an answer from outside.
 
 `observe` looks at the gates `core.gates.checklist.due` names (one module per kind that needs
 I/O: `job`, `release`, `webhook`; metric gates are measured by the engine's Prometheus
@@ -16,8 +16,8 @@ from glideslope.api import Gate, Release
 from glideslope.core.analysis import Measurement
 from glideslope.core.gates import GateObservation
 from glideslope.egress import Egress
-from glideslope.gates import job, release, webhook
 from glideslope.kube.client import Kube
+from glideslope.probes import job, release, webhook
 
 log = logging.getLogger(__name__)
 
