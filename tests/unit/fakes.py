@@ -148,3 +148,162 @@ def stable_run(strategy: dict[str, Any], **kwargs: Any) -> Run:
     run.until(Phase.SUCCEEDED)
     run.deploy(with_image(run.spec, "app:2"))
     return run
+
+
+# The shell's fake: the kube adapters the engine calls, over an in-memory cluster --------------
+
+NAMESPACE, NAME = "team-a", "web"
+
+
+@dataclass
+class FakeApiServer:
+    """What `engine.step` reads and writes, held in memory: one namespace's Releases (with
+    resourceVersions, so a status write decided on an old one is refused), the revision
+    Deployments of Release `web` (pods come up `speed` per `progress`), Services and Events.
+    `install` puts it behind the kube adapters the engine calls; tests look at the state it
+    ends in, not at the calls that led there."""
+
+    releases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revisions: dict[str, Pods] = field(default_factory=dict)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Event name -> (reason, message); a name created twice is a conflict, as on the server."""
+    foreign: set[tuple[str, str]] = field(default_factory=set)
+    """(kind, name) of objects that exist and are someone else's."""
+    before_status_write: list[Any] = field(default_factory=list)
+    """Callables run (and dropped) before the next status write: someone else's change landing
+    between the engine's read and its write."""
+    version: int = 0
+
+    def apply(self, spec: ReleaseSpec, *, annotations: dict[str, str] | None = None) -> None:
+        """`kubectl apply` of Release `web` with `spec`: a new generation when the spec changed."""
+        body = self.releases.get(NAME)
+        if body is None:
+            body = {"apiVersion": "glideslope.dev/v1alpha1", "kind": "Release",
+                    "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": "uid-web", "generation": 0,
+                                 "annotations": {}}}
+            self.releases[NAME] = body
+        new = spec.to_dict()
+        if body.get("spec") != new:
+            body["spec"] = new
+            body["metadata"]["generation"] += 1
+        body["metadata"]["annotations"].update(annotations or {})
+        self._bump(body)
+
+    def annotate(self, key: str, value: str) -> None:
+        body = self.releases[NAME]
+        body["metadata"]["annotations"][key] = value
+        self._bump(body)
+
+    def release(self) -> dict[str, Any]:
+        return self.releases[NAME]
+
+    def status(self) -> ReleaseStatus:
+        return ReleaseStatus.model_validate(self.releases[NAME].get("status") or {})
+
+    def progress(self, speed: int) -> None:
+        for pods in self.revisions.values():
+            pods.pods = pods.desired
+            pods.ready = min(pods.desired, pods.ready + speed)
+
+    def _bump(self, body: dict[str, Any]) -> None:
+        self.version += 1
+        body["metadata"]["resourceVersion"] = str(self.version)
+
+    # The adapters, as the engine calls them.
+
+    def get(self, _kube: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self.releases.get(name) if namespace == NAMESPACE else None
+        return copy.deepcopy(body)
+
+    def patch_status(self, _kube: Any, _namespace: str, name: str, patch: dict[str, Any],
+                     resource_version: str) -> bool:
+        while self.before_status_write:
+            self.before_status_write.pop(0)()
+        body = self.releases.get(name)
+        if body is None or body["metadata"]["resourceVersion"] != resource_version:
+            return False
+        status = body.setdefault("status", {})
+        for key, value in patch.items():  # a JSON merge patch, as the adapter sends it
+            if value is None:
+                status.pop(key, None)
+            elif isinstance(value, dict) and isinstance(status.get(key), dict):
+                merged = {**status[key], **value}
+                status[key] = {k: v for k, v in merged.items() if v is not None}
+            else:
+                status[key] = copy.deepcopy(value)
+        self._bump(body)
+        return True
+
+    def remove_commands(self, _kube: Any, _namespace: str, name: str, commands: dict[str, str]) -> None:
+        annotations = self.releases[name]["metadata"]["annotations"]
+        if all(annotations.get(k) == v for k, v in commands.items()):  # the adapter's test ops
+            for key in commands:
+                del annotations[key]
+            self._bump(self.releases[name])
+
+    def observe(self, _kube: Any, _namespace: str, _release: str) -> dict[str, RevisionState]:
+        return {r: RevisionState(p.desired, p.ready, p.pods) for r, p in self.revisions.items()}
+
+    def apply_candidate(self, _kube: Any, _release: Any, revision: str, replicas: int) -> None:
+        self.revisions.setdefault(revision, Pods(0)).desired = replicas
+
+    def scale(self, _kube: Any, _namespace: str, _release: str, revision: str, replicas: int) -> None:
+        pods = self.revisions[revision]
+        pods.desired, pods.ready, pods.pods = replicas, min(pods.ready, replicas), min(pods.pods, replicas)
+
+    def delete(self, _kube: Any, _namespace: str, _release: str, revision: str) -> None:
+        del self.revisions[revision]
+
+    def apply_service(self, _kube: Any, body: dict[str, Any]) -> None:
+        self.services[body["metadata"]["name"]] = copy.deepcopy(body)
+
+    def claim(self, _release: Any, kind: str, _read: Any, name: str) -> None:
+        from glideslope.kube.ownership import NotOurs
+
+        if (kind, name) in self.foreign:
+            raise NotOurs(f"{kind} {NAMESPACE}/{name} exists and is not this Release's")
+
+    def announce(self, _kube: Any, release: Any, announcement: Any) -> bool:
+        from glideslope.kube.events import event_name
+
+        name = event_name(release, announcement)
+        if name in self.events:
+            return False
+        self.events[name] = (announcement.reason, announcement.message)
+        return True
+
+    def emit_for(self, _kube: Any, body: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        self.events[f"{NAME}.{len(self.events)}"] = (reason, message)
+
+    def reasons(self) -> list[str]:
+        return [reason for reason, _ in self.events.values()]
+
+    def kube(self) -> Any:
+        """The client the engine is given: the adapters are faked, so only the reads it hands
+        to `ownership.claim` (faked too) need to exist."""
+        from types import SimpleNamespace
+
+        from glideslope.kube.client import Kube
+
+        def unused(*_: Any) -> None:
+            raise AssertionError("read through the fake claim, not the client")
+
+        return Kube(None, SimpleNamespace(read_namespaced_service=unused),
+                    SimpleNamespace(read_namespaced_deployment=unused), None)
+
+    def install(self, monkeypatch: Any) -> None:
+        from glideslope import engine
+        from glideslope.kube import events, ownership, records, releases, services, workloads
+
+        for module, attr, fake in [
+            (releases, "get", self.get), (releases, "patch_status", self.patch_status),
+            (releases, "remove_commands", self.remove_commands),
+            (workloads, "observe", self.observe), (workloads, "apply_candidate", self.apply_candidate),
+            (workloads, "scale", self.scale), (workloads, "delete", self.delete),
+            (services, "apply", self.apply_service), (ownership, "claim", self.claim),
+            (events, "announce", self.announce), (events, "emit_for", self.emit_for),
+            (records, "write", lambda *_, **__: None),
+            (engine, "publish", lambda *_, **__: None),
+        ]:
+            monkeypatch.setattr(module, attr, fake)
