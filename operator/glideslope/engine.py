@@ -44,6 +44,7 @@ from glideslope.core.model import (
     Decision,
     DeleteRevision,
     Observation,
+    RestartRevision,
     ScaleRevision,
     SetTraffic,
 )
@@ -228,6 +229,8 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
             _traffic(kube, release, action, read.memory)
+        elif isinstance(action, RestartRevision):
+            workloads.restart(kube, namespace, name, action.revision, action.token)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, Announce):

@@ -12,7 +12,15 @@ import pytest
 import yaml
 
 from tests.e2e.helpers import REPO, Cluster, wait_until
-from tests.e2e.operator_fixture import Operator, operator_fixture, release, status, wait_phase  # noqa: F401
+from tests.e2e.operator_fixture import (  # noqa: F401
+    Operator,
+    events,
+    operator_fixture,
+    release,
+    snapshot,
+    status,
+    wait_phase,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -157,6 +165,37 @@ def test_every_command_drives_a_rollout(sandbox: Cluster, namespace: str, operat
     assert "| change-approved | preDeploy | Passed |" in notes and me in notes
     assert "- two" in notes
     assert "abort: bad latency" in run("notes")
+
+
+def test_restart_renews_every_pod_and_serving_never_drops(sandbox: Cluster, namespace: str,
+                                                          operator: Operator) -> None:
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}]}}
+    sandbox.apply(release("renew", "1", steps, replicas=3), namespace)
+    done = wait_phase(sandbox, namespace, "renew", "Succeeded", version="1")
+
+    def pods() -> set[str]:
+        items = sandbox.get_json("pods", "-n", namespace, "-l", "glideslope.dev/release=renew")["items"]
+        return {p["metadata"]["name"] for p in items if not p["metadata"].get("deletionTimestamp")}
+
+    before = pods()
+    assert len(before) == 3
+    res = kubectl_release(sandbox, "restart", "renew", "-n", namespace)
+    assert res.returncode == 0, res.stderr
+    fewest = 3
+
+    def renewed() -> bool:
+        nonlocal fewest
+        _, revisions = snapshot(sandbox, namespace, "renew")
+        fewest = min(fewest, revisions[done["stableRevision"]]["ready"])
+        now = pods()
+        return len(now) == 3 and not now & before and revisions[done["stableRevision"]]["ready"] == 3
+
+    wait_until(renewed, 60, "three new pods of the same revision")
+    assert fewest == 3  # a new pod is Ready before an old one goes
+    assert "glideslope.dev/restart" not in annotations(sandbox, namespace, "renew")
+    after = status(sandbox, namespace, "renew")
+    assert after["phase"] == "Succeeded" and after["stableRevision"] == done["stableRevision"]
+    assert "Restarted" in events(sandbox, namespace)
 
 
 def test_a_pipeline_waits_on_a_rollout(sandbox: Cluster, namespace: str, operator: Operator) -> None:

@@ -15,6 +15,7 @@ from glideslope.core.model import (
     Decision,
     DeleteRevision,
     Observation,
+    RestartRevision,
     RevisionState,
     ScaleRevision,
     SetTraffic,
@@ -60,6 +61,8 @@ class FakeCluster:
     revisions: dict[str, Pods] = field(default_factory=dict)
     traffic: SetTraffic | None = None
     events: list[Announce] = field(default_factory=list)
+    restarted: dict[str, str] = field(default_factory=dict)
+    """Revision -> the restart token on its pod template."""
 
     def observe(self, commands: dict[str, str] | None = None, generation: int = 1) -> Observation:
         return Observation(generation, {r: RevisionState(p.desired, p.ready, p.pods)
@@ -77,6 +80,9 @@ class FakeCluster:
             elif isinstance(action, DeleteRevision):
                 assert self.revisions[action.revision].pods == 0
                 del self.revisions[action.revision]
+            elif isinstance(action, RestartRevision):
+                assert self.revisions[action.revision].desired > 0
+                self.restarted[action.revision] = action.token
             else:
                 self.events.append(action)
 

@@ -3,6 +3,7 @@ interpreter: each sets the command annotation `kubectl release` sets, and only w
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from glideslope.core.model import ABORT, COMMANDS, PAUSE, PROMOTE, RESUME, RETRY
+from glideslope.core.model import ABORT, COMMANDS, PAUSE, PROMOTE, RESTART, RESUME, RETRY
 from tests.unit.test_argocd_health import lua_literal, release
 
 pytestmark = pytest.mark.unit
@@ -43,11 +44,11 @@ def annotated(obj: dict[str, Any], action: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("status", "expected"), [
     ({}, set()),
-    ({"phase": "Succeeded"}, set()),
-    ({"phase": "Progressing"}, {"promote", "promote-full", "abort", "pause"}),
-    ({"phase": "Paused", "pausedBy": "CAB review"}, {"promote", "promote-full", "abort", "resume"}),
-    ({"phase": "Validating"}, {"promote", "promote-full", "abort", "pause"}),
-    ({"phase": "RolledBack"}, {"retry"}),
+    ({"phase": "Succeeded", "stableRevision": "abc"}, {"restart"}),
+    ({"phase": "Progressing"}, {"promote", "promote-full", "abort", "pause", "restart"}),
+    ({"phase": "Paused", "pausedBy": "CAB review"}, {"promote", "promote-full", "abort", "resume", "restart"}),
+    ({"phase": "Validating"}, {"promote", "promote-full", "abort", "pause", "restart"}),
+    ({"phase": "RolledBack", "stableRevision": "abc"}, {"retry", "restart"}),
     ({"phase": "Failed"}, {"retry"}),
 ])
 def test_actions_are_offered_only_when_they_apply(status: dict[str, Any], expected: set[str]) -> None:
@@ -65,7 +66,12 @@ def test_each_action_sets_its_command(action: str, key: str, value: str) -> None
     assert annotated(kept, action) == {key: value, "team": "shop"}
 
 
+def test_restart_sets_the_time_so_each_run_is_a_new_restart() -> None:
+    value = annotated(release(), "restart")[RESTART]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", value), value
+
+
 def test_every_action_is_a_command_the_operator_obeys() -> None:
-    assert set(ACTIONS) == {"promote", "promote-full", "abort", "retry", "pause", "resume"}
+    assert set(ACTIONS) == {"promote", "promote-full", "abort", "retry", "pause", "resume", "restart"}
     for script in ACTIONS.values():
         assert any(f'"{command}"' in script for command in COMMANDS)

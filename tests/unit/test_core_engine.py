@@ -17,9 +17,11 @@ from glideslope.core.model import (
     ABORT,
     COMMANDS,
     PROMOTE,
+    RESTART,
     RETRY,
     UNDO,
     Announce,
+    RestartRevision,
 )
 from glideslope.core.revision import revision_of
 from tests.unit.fakes import CANARY, MANUAL, Run, make_spec, stable_run, with_image
@@ -51,6 +53,37 @@ def test_a_command_is_recorded_with_the_status_that_obeys_it_and_obeyed_once() -
     assert run.tick().status.obeyed_commands == {}
     run.tick(commands={PROMOTE: "step"})
     assert run.status.current_step == (step or 0) + 2
+
+
+def restarts(decision: Any) -> set[RestartRevision]:
+    return {a for a in decision.actions if isinstance(a, RestartRevision)}
+
+
+def test_restart_renews_the_pods_of_what_serves_once_and_the_rollout_goes_on() -> None:
+    run = Run(make_spec(CANARY))
+    run.until(Phase.SUCCEEDED)
+    v1 = revision_of(run.spec.template)
+    decision = run.tick(commands={RESTART: "2026-11-28T17:00:00Z"})
+    assert restarts(decision) == {RestartRevision(v1, "2026-11-28T17:00:00Z")}
+    assert [a.reason for a in decision.actions if isinstance(a, Announce)] == ["Restarted"]
+    assert run.status.phase == Phase.SUCCEEDED
+    assert not restarts(run.tick(commands={RESTART: "2026-11-28T17:00:00Z"}))  # obeyed already: removed only
+
+    run.deploy(with_image(run.spec, "app:2"))
+    run.until(Phase.PROGRESSING)
+    while run.status.current_step != 2:
+        run.tick()
+    decision = run.tick(commands={RESTART: "again"})
+    assert {r.revision for r in restarts(decision)} == {v1, revision_of(run.spec.template)}
+    assert run.status.current_step == 2 and run.status.phase == Phase.PROGRESSING
+    run.until(Phase.SUCCEEDED)
+
+
+def test_restart_with_no_pods_is_ignored_and_says_why() -> None:
+    decision = Run(make_spec(CANARY)).tick(commands={RESTART: "now"})
+    assert not restarts(decision) and decision.consumed == (RESTART,)
+    ignored = [a.message for a in decision.actions if isinstance(a, Announce) and a.reason == "CommandIgnored"]
+    assert ignored == ["restart: no revision has pods"]
 
 
 def test_a_recorded_value_is_bounded() -> None:

@@ -19,6 +19,7 @@ import queue
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import urllib3
@@ -44,7 +45,7 @@ from glideslope.api import (
 from glideslope.cli import lint
 from glideslope.cli.live import Watcher
 from glideslope.core import notes
-from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, PROMOTE, RESUME, RETRY, UNDO
+from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, PROMOTE, RESTART, RESUME, RETRY, UNDO
 from glideslope.kube import records
 from glideslope.kube.client import Kube
 
@@ -314,6 +315,8 @@ def command_annotations(args: argparse.Namespace, approver: str | None = None) -
         return {PAUSE: args.reason or "paused by kubectl release"}
     if args.command == "resume":
         return {RESUME: ""}
+    if args.command == "restart":
+        return {RESTART: datetime.now(UTC).isoformat(timespec="seconds")}
     raise PluginError(f"unknown command {args.command}")
 
 
@@ -383,7 +386,7 @@ def _set_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 
 def _action_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The commands that steer a rollout: approve, promote, abort, retry, undo, pause, resume."""
+    """The commands that steer a rollout: approve, promote, abort, retry, undo, pause, resume, restart."""
     ap = sub.add_parser("approve", help="pass an approval gate, signed with your user name as the API server "
                         "knows it (`kubectl auth whoami`)")
     ap.add_argument("name")
@@ -402,6 +405,8 @@ def _action_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     pa.add_argument("name")
     pa.add_argument("--reason", default=None)
     sub.add_parser("resume", help="go on after `pause`").add_argument("name")
+    sub.add_parser("restart", help="new pods of the same revision, one at a time (a rollout goes on as it "
+                   "was)").add_argument("name")
 
 
 def _notes_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

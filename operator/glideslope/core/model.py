@@ -36,7 +36,8 @@ APPROVED_BY = "glideslope.dev/approved-by"
 """Who approved; read with APPROVE and consumed with it."""
 PAUSE = "glideslope.dev/pause"
 RESUME = "glideslope.dev/resume"
-COMMANDS = (ABORT, UNDO, RETRY, APPROVE, PAUSE, RESUME, PROMOTE)
+RESTART = "glideslope.dev/restart"
+COMMANDS = (ABORT, UNDO, RETRY, APPROVE, PAUSE, RESUME, PROMOTE, RESTART)
 """Command annotations this engine consumes, in the order they are obeyed."""
 COMMAND_EFFECTS: dict[str, str] = {
     ABORT: "Rolls back to the stable revision now, if a rollout is under way; the value is the reason, kept in"
@@ -56,6 +57,11 @@ COMMAND_EFFECTS: dict[str, str] = {
     PROMOTE: "`step`: the current step ends now and the next one starts, without waiting for the triggers to pass"
              " (a trigger that rolls back still does); `full`: straight to full promotion. In the validation"
              " window, either ends the window (postDeploy gates still run).",
+    RESTART: "Replaces the pods of every revision that has some (the stable one; during a rollout the candidate"
+             " too) with new pods of the same revision, as `kubectl rollout restart` does: a new pod is Ready"
+             " before an old one goes, so serving capacity never drops, and the rollout, its step and its"
+             " traffic go on as they were. The value (`kubectl release restart` sets the time) is set on their"
+             " pod template as `glideslope.dev/restartedAt`; the same value again restarts nothing.",
 }
 """What each command annotation makes the operator do: the one statement of it, rendered into
 docs/api.md (`core.decide.commands` implements it). A command that does not apply is consumed
@@ -204,6 +210,18 @@ class SetTraffic:
 
 
 @dataclass(frozen=True)
+class RestartRevision:
+    """New pods for the revision's Deployment, one by one: its pod template gets `RESTARTED_AT`."""
+
+    revision: str
+    token: str
+    """The value of `RESTARTED_AT`: the same token twice is one restart."""
+
+
+RESTARTED_AT = "glideslope.dev/restartedAt"
+
+
+@dataclass(frozen=True)
 class DeleteRevision:
     """The revision's Deployment is gone (beyond the revision history limit)."""
 
@@ -233,6 +251,7 @@ class Reason(StrEnum):
     ABORTED = "Aborted"
     UNDO = "Undo"
     RETRIED = "Retried"
+    RESTARTED = "Restarted"
     SUPERSEDED = "Superseded"
     COMMAND_IGNORED = "CommandIgnored"
 
@@ -248,7 +267,7 @@ class Announce:
     """The trigger the Event is about, when one is (a notification shows its value and query)."""
 
 
-Action = ScaleRevision | SetTraffic | DeleteRevision | Announce
+Action = ScaleRevision | SetTraffic | DeleteRevision | RestartRevision | Announce
 
 
 @dataclass(frozen=True)

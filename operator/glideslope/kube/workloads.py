@@ -19,10 +19,14 @@ from typing import Any
 import kubernetes
 
 from glideslope.api import Release
-from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL, RevisionState
+from glideslope.core.model import RELEASE_LABEL, RESTARTED_AT, REVISION_LABEL, RevisionState
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 
 log = logging.getLogger(__name__)
+
+
+SURGE_FIRST = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+"""How a revision's Deployment replaces its pods on a restart: one new pod Ready before an old one goes."""
 
 
 def deployment_name(release: str, revision: str) -> str:
@@ -77,8 +81,10 @@ def apply_candidate(kube: Kube, release: Release, revision: str, replicas: int) 
             "replicas": replicas,
             "selector": {"matchLabels": {**release.spec.selector.match_labels, **labels}},
             "template": template,
-            # A revision's template never changes, so its own rollout history is useless.
+            # A revision's template changes only for a restart (new pods of the same revision):
+            # a new pod is Ready before an old one goes, and no rollout history is worth keeping.
             "revisionHistoryLimit": 0,
+            "strategy": SURGE_FIRST,
         },
     }
     drain(kube.apps.patch_namespaced_deployment(deployment_name(name, revision), release.metadata.namespace, body,
@@ -95,6 +101,15 @@ def scale(kube: Kube, namespace: str, release: str, revision: str, replicas: int
                                                 **UNREAD))
     if _cache is not None:
         _cache.wrote(namespace, release, revision, replicas)
+
+
+def restart(kube: Kube, namespace: str, release: str, revision: str, token: str) -> None:
+    """New pods for the revision: its Deployment rolls them when its pod template's
+    `RESTARTED_AT` changes (the same token again changes nothing). A merge patch, not the
+    candidate's apply, so the candidate's next apply keeps it."""
+    patch = {"spec": {"strategy": SURGE_FIRST, "template": {"metadata": {"annotations": {RESTARTED_AT: token}}}}}
+    drain(kube.apps.patch_namespaced_deployment(deployment_name(release, revision), namespace, patch,
+                                                field_manager=FIELD_MANAGER, **UNREAD))
 
 
 def delete(kube: Kube, namespace: str, release: str, revision: str) -> None:

@@ -31,7 +31,16 @@ from glideslope.core.decide.commands import OBEYED_VALUE_LIMIT
 from glideslope.core.decide.history import PHASE_CONDITIONS, REVISION_HISTORY_LIMIT
 from glideslope.core.decide.tick import HANDOVER_SECONDS, Tick
 from glideslope.core.gates import checklist
-from glideslope.core.model import Action, Decision, DeleteRevision, Observation, ScaleRevision, SetTraffic, Step
+from glideslope.core.model import (
+    Action,
+    Decision,
+    DeleteRevision,
+    Observation,
+    RestartRevision,
+    ScaleRevision,
+    SetTraffic,
+    Step,
+)
 from glideslope.core.revision import revision_of
 from glideslope.core.strategies import strategy_for
 from glideslope.core.triggers import stage as analysis_stage
@@ -159,7 +168,8 @@ def _older(tick: Tick) -> None:
 
 def _actions(tick: Tick) -> tuple[Action, ...]:
     """In the order to apply them: revisions growing (or created), then the traffic onto them,
-    then revisions shrinking, then the deletions, then the announcements."""
+    then revisions shrinking, then restarts of those that keep pods, then the deletions, then
+    the announcements."""
     observation = tick.observation
 
     def grows(revision: str, replicas: int) -> bool:
@@ -170,6 +180,8 @@ def _actions(tick: Tick) -> tuple[Action, ...]:
     if tick.traffic is not None:
         actions.append(tick.traffic)
     actions += [ScaleRevision(r, n) for r, n in scaled if not grows(r, n)]
+    if tick.restart is not None:
+        actions += [RestartRevision(r, tick.restart) for r, n in scaled if n > 0 and r in observation.revisions]
     actions += [DeleteRevision(r) for r in history.expired(tick.status, tick.candidate, observation, tick.replicas)]
     actions += tick.events
     return tuple(actions)

@@ -13,7 +13,19 @@ from glideslope.core.decide.gates import gate_deploy
 from glideslope.core.decide.stepping import finish, reset_analysis
 from glideslope.core.decide.tick import Tick
 from glideslope.core.gates import approval, checklist
-from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, COMMANDS, PAUSE, PROMOTE, RESUME, RETRY, UNDO, Reason
+from glideslope.core.model import (
+    ABORT,
+    APPROVE,
+    APPROVED_BY,
+    COMMANDS,
+    PAUSE,
+    PROMOTE,
+    RESTART,
+    RESUME,
+    RETRY,
+    UNDO,
+    Reason,
+)
 
 OBEYED_VALUE_LIMIT = 256
 """Characters of a command's value kept in `status.obeyedCommands` (values are free text)."""
@@ -168,7 +180,17 @@ def _end_validation(tick: Tick, value: str) -> None:
     finish(tick, status.revision or "", downtime=status.downtime_seconds)
 
 
+def restart(tick: Tick, value: str) -> None:
+    running = sorted(r for r, state in tick.observation.revisions.items() if state.replicas > 0)
+    if not running:
+        _ignored(tick, "restart: no revision has pods")
+        return
+    tick.restart = value[:OBEYED_VALUE_LIMIT] or tick.now.isoformat()
+    tick.announce(Reason.RESTARTED, f"restart: new pods for {', '.join(running)}, one at a time")
+
+
 OBEY: dict[str, Callable[[Tick, str], None]] = {
     ABORT: abort, UNDO: undo, RETRY: retry, APPROVE: approve, PAUSE: pause, RESUME: resume, PROMOTE: promote,
+    RESTART: restart,
 }
 """The function that obeys each command key (the keys of `COMMANDS`), given its value."""

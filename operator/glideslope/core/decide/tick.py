@@ -42,6 +42,8 @@ class Tick:
     """Desired replicas by revision; the revisions left out are older ones (`decide` adds them)."""
     traffic: SetTraffic | None = None
     """Where traffic goes; None: nothing exists to send it to yet."""
+    restart: str | None = None
+    """A restart's token: the revisions that keep pods get new ones (`RestartRevision`)."""
     settled: bool = True
     """Whether the current step began `HANDOVER_SECONDS` ago or more: pods that traffic left may go."""
 
