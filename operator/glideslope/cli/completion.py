@@ -17,8 +17,8 @@ from glideslope.cli.plugin import Releases, parser
 
 NO_FILES = ":4"
 FILES = ":0"
-_NAMED = frozenset({"status", "history", "approve", "promote", "abort", "retry", "undo", "pause", "resume", "restart", "notes",
-                    "image"})
+_NAMED = frozenset({"status", "history", "approve", "promote", "abort", "retry", "undo", "pause", "resume",
+                    "restart", "notes", "image"})
 """Commands whose first positional argument is a Release's name."""
 _VALUED = {"-o": ["json", "yaml"], "--output": ["json", "yaml"]}
 
