@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from glideslope.sandbox.build import ensure_helm
-from tests.e2e.helpers import REPO, Cluster, stop_process
+from tests.e2e.helpers import REPO, Cluster, stop_process, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -117,4 +119,58 @@ def test_helm_install_gives_an_operator_that_completes_a_canary_and_no_more(
             stop_process(proc)
         release_finalizers(sandbox, namespace)
         helm("uninstall", helm_release, "--namespace", install_ns, *env_args)
+        sandbox.kubectl("delete", "namespace", install_ns, "--wait=false", check=False)
+
+
+def _run_test_hook(sandbox: Cluster, namespace: str, pod_name: str, tmp_path: Path) -> tuple[int, str]:
+    """Run the `helm test` pod's command as that pod would, with its own ServiceAccount (kwok
+    nodes run no containers), and report its exit on the pod, as a kubelet does."""
+    def created() -> dict[str, Any] | None:
+        res = sandbox.kubectl("get", "pod", pod_name, "-n", namespace, "-o", "json", check=False)
+        return None if res.returncode else dict(yaml.safe_load(res.stdout))
+
+    pod: dict[str, Any] = wait_until(created, 60, f"the test pod {pod_name}")
+    command = pod["spec"]["containers"][0]["command"]
+    assert command[0] == "glideslope"
+    kubeconfig = sandbox.kubeconfig_for(pod["spec"]["serviceAccountName"], namespace, tmp_path / f"{pod_name}.kc")
+    ran = subprocess.run([str(REPO / ".venv/bin/glideslope"), *command[1:]], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    terminated = {"exitCode": ran.returncode, "reason": "Completed" if ran.returncode == 0 else "Error",
+                  "startedAt": now, "finishedAt": now}
+    status = {"status": {"phase": "Succeeded" if ran.returncode == 0 else "Failed", "containerStatuses": [
+        {"name": "selftest", "image": pod["spec"]["containers"][0]["image"], "imageID": "", "ready": False,
+         "restartCount": 0, "state": {"terminated": terminated}}]}}
+    sandbox.kubectl("patch", "pod", pod_name, "-n", namespace, "--subresource=status", "--type=merge",
+                    "-p", json.dumps(status))
+    return ran.returncode, ran.stdout + ran.stderr
+
+
+def test_helm_test_passes_on_a_ready_install_and_fails_without_an_operator(
+        sandbox: Cluster, namespace: str, tmp_path: Path) -> None:
+    install_ns = f"{namespace}-ht"[:63]
+    helm_release = f"ht{uuid.uuid4().hex[:6]}"
+    kube = ["--kubeconfig", str(sandbox.kubeconfig)]
+    helm("install", helm_release, str(CHART), "--namespace", install_ns, "--create-namespace", "--skip-crds",
+         "--set", "replicas=1", "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "60s", *kube)
+    operator_deployment = f"{helm_release}-glideslope"
+    try:
+        for replicas, passes in ((1, True), (0, False)):
+            sandbox.kubectl("scale", "deployment", operator_deployment, "-n", install_ns, f"--replicas={replicas}")
+            if replicas == 0:
+                wait_until(lambda: not sandbox.get_json("deployment", operator_deployment, "-n", install_ns)
+                           ["status"].get("replicas"), 30, "the operator scaled to 0")
+            tested = subprocess.Popen([str(ensure_helm()), "test", helm_release, "--namespace", install_ns,
+                                       "--timeout", "60s", *kube], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)
+            code, said = _run_test_hook(sandbox, install_ns, f"{operator_deployment}-test", tmp_path)
+            out, _ = tested.communicate(timeout=90)
+            assert (code == 0) == passes, said
+            assert (tested.returncode == 0) == passes, out
+            if passes:
+                assert "Phase:          Succeeded" in out and "Established" in said, out
+            else:
+                assert "0 replicas: no operator runs" in said and "Failed" in out, (said, out)
+    finally:
+        helm("uninstall", helm_release, "--namespace", install_ns, *kube)
         sandbox.kubectl("delete", "namespace", install_ns, "--wait=false", check=False)

@@ -51,10 +51,27 @@ LEASES: set[Grant] = {("coordination.k8s.io", "leases", v) for v in ("get", "cre
 SECRETS: set[Grant] = {("", "secrets", "get")}  # kube/secrets.py
 
 
-def render(*values: str) -> list[dict[str, Any]]:
+def render(*values: str, tests: bool = False) -> list[dict[str, Any]]:
+    """The chart's objects; with `tests`, only its `helm test` hook's."""
     out = subprocess.run([str(ensure_helm()), "template", "glideslope", str(CHART), "--namespace",
                           RELEASE_NAMESPACE, *values], check=True, capture_output=True, text=True).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    objs = [d for d in yaml.safe_load_all(out) if d]
+    return [o for o in objs if ((o["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test") == tests]
+
+
+def test_the_helm_test_hook_may_read_only_what_it_checks() -> None:
+    objs = render(tests=True)
+    rules = [(o["kind"], r) for o in objs if o["kind"] in ("ClusterRole", "Role") for r in o["rules"]]
+    assert rules == [
+        ("ClusterRole", {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+                         "resourceNames": ["releases.glideslope.dev"], "verbs": ["get"]}),
+        ("Role", {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["glideslope"],
+                  "verbs": ["get"]}),
+    ]
+    pod = next(o for o in objs if o["kind"] == "Pod")
+    assert pod["spec"]["serviceAccountName"] == "glideslope-test"
+    assert pod["spec"]["containers"][0]["command"][:2] == ["glideslope", "selftest"]
+    assert {b["subjects"][0]["name"] for b in objs if b["kind"].endswith("Binding")} == {"glideslope-test"}
 
 
 def grants(role: dict[str, Any]) -> set[Grant]:

@@ -71,6 +71,17 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selftest(args: argparse.Namespace) -> int:
+    from glideslope.kube.selftest import problems
+
+    found = problems(args.namespace, args.deployment)
+    for line in found:
+        print(f"FAIL {line}")
+    if not found:
+        print(f"ok: the Release CRD is Established and Deployment {args.namespace}/{args.deployment} is Ready")
+    return 1 if found else 0
+
+
 def _build(args: argparse.Namespace) -> int:
     try:
         from glideslope.sandbox.anchors import ensure_anchors
@@ -135,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
                     help="how long a silent leader keeps the Lease")
     op.add_argument("--interval", type=float, default=2.0, help="seconds between steps of each Release")
     op.set_defaults(func=_operator)
+
+    st = sub.add_parser("selftest", help="check an installation (the chart's `helm test`): the CRD is "
+                        "Established and the operator's Deployment is Ready")
+    st.add_argument("--namespace", "-n", required=True, help="the operator's namespace")
+    st.add_argument("--deployment", required=True, help="the operator's Deployment")
+    st.set_defaults(func=_selftest)
 
     crd = sub.add_parser("crd", help="print the Release CustomResourceDefinition")
     crd.set_defaults(func=_crd)
