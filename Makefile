@@ -181,3 +181,8 @@ demo: binaries
 .PHONY: clean
 clean: down
 	rm -rf $(SANDBOX) $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The krew plugin's archive (dist/) and its sha256 in plugins/release.yaml.
+.PHONY: krew
+krew: install
+	$(VENV)/bin/python -m glideslope.sandbox.krew

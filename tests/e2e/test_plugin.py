@@ -198,6 +198,37 @@ def test_restart_renews_every_pod_and_serving_never_drops(sandbox: Cluster, name
     assert "Restarted" in events(sandbox, namespace)
 
 
+def test_krew_installs_the_plugin_from_its_manifest(sandbox: Cluster, namespace: str, tmp_path: Path) -> None:
+    """`kubectl krew install` of plugins/release.yaml with the archive `make krew` builds; the
+    plugin's first run installs the client from the wheel in it, and it works on the cluster."""
+    from glideslope.sandbox import krew
+    from glideslope.sandbox.build import ensure_krew
+
+    archive, sha256 = krew.build(tmp_path / "dist")
+    manifest = tmp_path / "release.yaml"
+    manifest.write_text(krew.manifest(sha256))
+    root = tmp_path / "krew"
+    env = {**os.environ, "KREW_ROOT": str(root), "KUBECONFIG": str(sandbox.kubeconfig),
+           "KUBECTL_RELEASE_HOME": str(tmp_path / "client"),
+           "KUBECTL_RELEASE_PYTHON": str(Path(sys.base_prefix) / "bin" / "python3"),
+           # krew's bin first, and not the venv's: the plugin found must be the one krew installed.
+           "PATH": os.pathsep.join([str(root / "bin"), str(Path(sandbox.kubectl_bin).parent), "/usr/bin", "/bin"])}
+    installed = subprocess.run([str(ensure_krew()), "install", f"--manifest={manifest}", f"--archive={archive}"],
+                               capture_output=True, text=True, env=env, timeout=120)
+    assert installed.returncode == 0, installed.stderr
+    assert "Installed plugin: release" in installed.stdout + installed.stderr
+
+    listed = subprocess.run([sandbox.kubectl_bin, "release", "list", "-n", namespace], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert f"No releases in namespace {namespace}." in listed.stdout
+    assert "first run" in listed.stderr and (tmp_path / "client" / krew.version() / ".installed").exists()
+    again = subprocess.run([sandbox.kubectl_bin, "release", "version"], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert again.returncode == 0 and again.stdout.strip() == f"kubectl-release {krew.version()}", again
+    assert "first run" not in again.stderr
+
+
 def test_a_pipeline_waits_on_a_rollout(sandbox: Cluster, namespace: str, operator: Operator) -> None:
     """`status --timeout` exits 0 on Succeeded, 1 on RolledBack or Failed, 2 on timeout; `-o json`
     and `-o yaml` give the objects as the API server has them."""

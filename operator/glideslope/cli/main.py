@@ -85,7 +85,7 @@ def _selftest(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     try:
         from glideslope.sandbox.anchors import ensure_anchors
-        from glideslope.sandbox.build import ensure_binaries, ensure_helm
+        from glideslope.sandbox.build import ensure_binaries, ensure_helm, ensure_krew
     except ModuleNotFoundError as exc:
         raise _no_sandbox("build", exc) from exc
 
@@ -94,9 +94,10 @@ def _build(args: argparse.Namespace) -> int:
         # Only the benchmark's anchors (`make anchors`), not the sandbox's binaries.
         print(ensure_anchors(force=args.force).folder)
         return 0
-    # The same set `make binaries` builds: the sandbox's binaries and helm.
+    # The same set `make binaries` builds: the sandbox's binaries, helm and krew.
     print(ensure_binaries(force=args.force).folder)
     print(ensure_helm(force=args.force))
+    print(ensure_krew(force=args.force))
     return 0
 
 

@@ -21,6 +21,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 GATEWAY_API_VERSION = "v1.4.1"
 HELM_VERSION = "v3.22.0"
+KREW_VERSION = "v0.4.3"
 
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok")
@@ -258,3 +259,18 @@ def ensure_helm(force: bool = False) -> Path:
             for pkg in ("chartutil", "lint/rules") for part, value in (("Major", major), ("Minor", minor))])
         _run(["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], work, env)
     return helm
+
+
+def ensure_krew(force: bool = False) -> Path:
+    """krew, to install the plugin from its manifest as users do; cached apart from the cluster's binaries."""
+    out = cache_root() / "bin" / f"krew-{KREW_VERSION}"
+    krew = out / "krew"
+    if force or not os.access(krew, os.X_OK):
+        _log(f"building krew {KREW_VERSION} into {out}")
+        env = _go_env()
+        env["GOBIN"] = str(out)
+        out.mkdir(parents=True, exist_ok=True)
+        work = cache_root() / "build"
+        work.mkdir(parents=True, exist_ok=True)
+        _run(["go", "install", "-ldflags", "-s -w", f"sigs.k8s.io/krew/cmd/krew@{KREW_VERSION}"], work, env)
+    return krew
