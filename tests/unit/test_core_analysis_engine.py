@@ -129,6 +129,9 @@ def test_critical_failure_rolls_back_at_once(strategy: dict[str, Any]) -> None:
     for text in (run.status.message or "", last.reason or ""):
         assert "errors (critical)" in text and "0.3 meets failureCondition" in text and "http_requests_total" in text
     assert {"TriggerFailed", "RollingBack", "RolledBack"} <= set(run.reasons())
+    # The closing Event names the trigger that rolled it back, as the history does.
+    assert last.trigger == "errors"
+    assert [e.trigger for e in run.cluster.events if isinstance(e, Announce) and e.reason == "RolledBack"] == ["errors"]
 
 
 def test_high_rolls_back_only_at_failure_limit() -> None:

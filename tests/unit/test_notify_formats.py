@@ -286,14 +286,15 @@ def test_pagerduty_hears_nothing_else(kind: NotificationEvent) -> None:
     assert render(event(kind), WebhookFormat.PAGERDUTY, routing_key=ROUTING_KEY) is None
 
 
-def test_the_rollback_names_the_trigger_still_failing() -> None:
-    # The Event that ends a rollback names no trigger: the failing one is responsible.
+def test_the_rollback_names_the_trigger_that_rolled_it_back() -> None:
+    # Not the most severe one failing now: the one the closing Event names (history[].trigger).
     status = ReleaseStatus(phase=Phase.ROLLED_BACK, version="2.5.0", revision="7f9c2d1a4b", analysis=[
         TriggerStatus(name="latency", severity=Severity.MEDIUM, state=AnalysisState.FAILING),
         TriggerStatus(name="errors", severity=Severity.HIGH, state=AnalysisState.FAILING, last_value=0.2),
-        TriggerStatus(name="saturation", severity=Severity.CRITICAL, state=AnalysisState.PASSING),
-    ], history=[HistoryEntry(revision="7f9c2d1a4b", outcome=HistoryOutcome.ROLLED_BACK, reason="errors")])
-    said = release_event(release(), status, Announce(Reason.ROLLED_BACK, "rolled back", True),
+        TriggerStatus(name="saturation", severity=Severity.CRITICAL, state=AnalysisState.FAILING),
+    ], history=[HistoryEntry(revision="7f9c2d1a4b", outcome=HistoryOutcome.ROLLED_BACK, reason="errors",
+                             trigger="errors")])
+    said = release_event(release(), status, Announce(Reason.ROLLED_BACK, "rolled back", True, trigger="errors"),
                          NotificationEvent.ROLLED_BACK, AT)
     assert (said.trigger_name, said.trigger_severity) == ("errors", Severity.HIGH)
     body = pagerduty_payload(said, ROUTING_KEY)

@@ -136,6 +136,9 @@ class HistoryEntry(ApiModel):
     """BigBang: how long no pod was serving; absent for the other strategies."""
     reason: str | None = None
     """Why it ended so: the trigger that fired, the command given, the newer revision."""
+    trigger: str | None = Field(default=None, max_length=63)
+    """The rollback trigger that rolled it back, when one did: the closing Event and the
+    notifications name it (its last measurement is in `status.analysis`)."""
 
 
 class ReleaseStatus(ApiModel):

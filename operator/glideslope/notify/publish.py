@@ -28,13 +28,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from glideslope.api import (
-    AnalysisState,
     HistoryOutcome,
     Notification,
     NotificationEvent,
     Release,
     ReleaseStatus,
-    Severity,
     ValueFrom,
     WebhookFormat,
 )
@@ -59,7 +57,6 @@ _ALIASES = {Reason.ABORTED: NotificationEvent.ROLLING_BACK, Reason.UNDO: Notific
             Reason.RETRIED: NotificationEvent.STARTED}
 _WITH_HISTORY_REASON = frozenset({NotificationEvent.ROLLING_BACK, NotificationEvent.ROLLED_BACK,
                                   NotificationEvent.FAILED})
-_SEVERITY_ORDER = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
 # The notes go with the events that open and close a rollout, not with every step.
 _WITH_NOTES = frozenset({NotificationEvent.STARTED, NotificationEvent.SUCCEEDED})
 
@@ -80,12 +77,9 @@ def release_event(release: Release, status: ReleaseStatus, announced: Announce, 
                   at: datetime) -> ReleaseEvent:
     """What a notification says about one announcement, from the status it describes."""
     meta = release.metadata
+    # The Event that ends a rollback names the trigger that started it (`history[].trigger`):
+    # PagerDuty's severity follows that one, not whichever happens to be failing now.
     trigger = next((t for t in status.analysis if t.name == announced.trigger), None) if announced.trigger else None
-    if trigger is None and event in (NotificationEvent.ROLLED_BACK, NotificationEvent.FAILED):
-        # The Event that ends a rollback names no trigger; the one still failing is the one
-        # responsible (PagerDuty's severity follows it), the most severe if several are.
-        failing = [t for t in status.analysis if t.state == AnalysisState.FAILING]
-        trigger = min(failing, key=lambda t: _SEVERITY_ORDER.index(t.severity) if t.severity else 99, default=None)
     reason = None
     last = status.history[-1] if status.history else None
     if event in _WITH_HISTORY_REASON and last is not None and last.outcome in (

@@ -15,15 +15,15 @@ from glideslope.core.model import Observation, Reason, SetTraffic
 
 
 def roll_back(tick: Tick, revision: str | None, reason: str, *,
-              keep_traffic: bool = False, breach: bool = False) -> None:
+              keep_traffic: bool = False, breach: bool = False, trigger: str | None = None) -> None:
     """Start rolling back. `keep_traffic`: the stable revision is scaled down, so traffic stays
     on `revision` until it is Ready. `breach`: the triggers caused it, so it is timed from the
-    first failed measurement (`status.breachAt`), else from now."""
+    first failed measurement (`status.breachAt`), else from now; `trigger` is the one that did."""
     status, now = tick.status, tick.now
     history.append(status, HistoryEntry(version=status.version, revision=revision,
                                         outcome=HistoryOutcome.ROLLED_BACK, started_at=status.started_at,
                                         finished_at=now, duration_seconds=history.seconds(status.started_at, now),
-                                        reason=reason))
+                                        reason=reason, trigger=trigger))
     status.phase, status.weight, status.step_started_at = Phase.ROLLING_BACK, 100 if keep_traffic else 0, now
     if not breach or status.breach_at is None:
         status.breach_at = now
@@ -69,7 +69,7 @@ def _rolled_back(tick: Tick) -> None:
     if last is not None and last.outcome == HistoryOutcome.ROLLED_BACK:
         took = history.seconds(status.breach_at or status.step_started_at, tick.now)
         status.history = [*status.history[:-1], last.model_copy(update={"rollback_seconds": took})]
-    tick.announce(Reason.ROLLED_BACK, status.message, warning=True)
+    tick.announce(Reason.ROLLED_BACK, status.message, warning=True, trigger=last.trigger if last else None)
 
 
 def previous(status: ReleaseStatus, wanted: str, observation: Observation) -> tuple[str, str | None] | None:

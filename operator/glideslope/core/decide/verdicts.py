@@ -21,7 +21,8 @@ def judge(tick: Tick) -> Verdict | None:
     if found.action != Order.ROLLBACK:
         return found
     status = tick.status
-    roll_back(tick, status.revision, found.message, keep_traffic=stage == "validation", breach=True)
+    roll_back(tick, status.revision, found.message, keep_traffic=stage == "validation", breach=True,
+              trigger=found.trigger)
     tick.announce(Reason.ROLLING_BACK, f"rolling back {status.version} ({status.revision}): {found.message}",
                   warning=True, trigger=found.trigger)
     return None
