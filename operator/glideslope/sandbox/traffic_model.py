@@ -22,8 +22,8 @@ Rules:
   backends by weight (default 1). An HTTPRoute's requests take the matching rules with the most
   header matches (its precedence); a VirtualService's the first matching route; an Ingress's
   canary by header (`canary-by-header` with `-value` or `-pattern`) before its weight
-  (`canary-weight`). A Service that any route names as a backend gets no traffic of its own,
-  so a canary Service is never counted twice.
+  (`canary-weight`). A Service that any route names as a backend (or mirror) gets no traffic
+  of its own, so a canary Service is never counted twice.
 - A share of a route's requests carries a header, as its annotations say:
   `sim.glideslope.dev/header: "name: value"` and `sim.glideslope.dev/header-share` (0 to 1);
   the others carry none. Header-carrying requests are counted apart as well (`header`).
@@ -594,6 +594,7 @@ def split(view: ClusterView, rate: float) -> Split:
     for route in view.routes:
         for rule in route.rules:
             routed.update((b.namespace, b.name) for b in rule.backends if b.is_service)
+            routed.update(svc_key for svc_key, _ in rule.mirrors)
         classes: list[tuple[tuple[str, str] | None, float]] = [(None, rate * (1.0 - route.header_share))]
         if route.header is not None:
             classes.append((route.header, rate * route.header_share))
