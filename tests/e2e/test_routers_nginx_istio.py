@@ -232,3 +232,51 @@ def test_istio_canary_mirror_header_and_weight(sandbox: Cluster, namespace: str,
     wait_until(lambda: http_routes(sandbox, namespace) == original, timeout=10,
                what="the VirtualService back to its author's routes")
     settles(sandbox, namespace, candidate, "all requests on the new stable revision", all=1.0)
+
+
+# Gateway API: the same steps, through a header rule and a RequestMirror filter -------------------
+
+GATEWAY = {"type": "Canary", "canary": {
+    "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}},
+    "steps": [{"setHeaderRoute": {"name": "internal",
+                                  "match": [{"headerName": "x-canary", "headerValue": {"regex": "al+ways"}}]}},
+              {"setMirrorRoute": {"name": "shadow", "percentage": 40}},
+              {"setWeight": 20},
+              {"pause": {}}]}}
+
+
+def http_route(namespace: str) -> dict[str, Any]:
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "web", "namespace": namespace, "annotations": SIM_HEADER},
+            "spec": {"parentRefs": [{"name": "gateway"}],
+                     "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                                "filters": [{"type": "RequestHeaderModifier",
+                                             "requestHeaderModifier": {"set": [{"name": "x-env", "value": "e2e"}]}}],
+                                "backendRefs": [{"name": "web", "namespace": namespace, "port": 80}]}]}}
+
+
+def test_gateway_header_and_mirror_routes(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    sandbox.apply(http_route(namespace), namespace)
+    sandbox.apply(release("web", "1", GATEWAY), namespace)
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
+    sandbox.apply(release("web", "2", GATEWAY), namespace)
+    candidate = paused_at(sandbox, namespace, "web", 4)["revision"]
+    rules = sandbox.get_json("httproute", "web", "-n", namespace)["spec"]["rules"]
+    assert [r.get("name") for r in rules] == ["internal", None]
+    assert rules[0]["matches"][0]["headers"] == [{"type": "RegularExpression", "name": "x-canary",
+                                                  "value": "al+ways"}]
+    # The filter and the backendRef's namespace it did not write are kept beside the mirror.
+    assert [f["type"] for f in rules[1]["filters"]] == ["RequestHeaderModifier", "RequestMirror"]
+    assert rules[1]["filters"][1]["requestMirror"]["percent"] == 40
+    assert {r["name"]: (r.get("namespace"), r["weight"]) for r in rules[1]["backendRefs"]} == {
+        "web": (namespace, 80), "web-preview": (namespace, 20)}
+    # Header requests all on the candidate, 20% of the others; 40% of those mirrored to it.
+    settles(sandbox, namespace, candidate, "header rule, weight and mirror followed",
+            header=1.0, plain=0.2, mirrored=0.4 * (1 - HEADER_SHARE))
+
+    annotate(sandbox, namespace, "web", "glideslope.dev/promote", "full")
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="2")
+    rules = sandbox.get_json("httproute", "web", "-n", namespace)["spec"]["rules"]
+    assert len(rules) == 1 and [f["type"] for f in rules[0]["filters"]] == ["RequestHeaderModifier"]
+    assert {r["name"]: r["weight"] for r in rules[0]["backendRefs"]} == {"web": 100, "web-preview": 0}
+    settles(sandbox, namespace, candidate, "all requests on the new stable revision", all=1.0, mirrored=0.0)
