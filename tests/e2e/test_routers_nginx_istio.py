@@ -167,6 +167,40 @@ def test_nginx_refuses_what_it_cannot_route(sandbox: Cluster, namespace: str, op
     assert sandbox.get_json("deployments", "-n", namespace)["items"] == []
 
 
+def test_nginx_abort_removes_the_canary_copy(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    sandbox.apply(ingress(namespace), namespace)
+    sandbox.apply(release("web", "1", NGINX), namespace)
+    stable = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["revision"]
+    sandbox.apply(release("web", "2", NGINX), namespace)
+    candidate = paused_at(sandbox, namespace, "web", 2)["revision"]
+    assert canary_copy(sandbox, namespace) is not None
+    settles(sandbox, namespace, candidate, "header requests on the candidate", header=1.0, plain=0.0)
+    annotate(sandbox, namespace, "web", "glideslope.dev/abort", "e2e")
+    wait_phase(sandbox, namespace, "web", "RolledBack", version="2")
+    wait_until(lambda: canary_copy(sandbox, namespace) is None, timeout=10, what="the canary copy deleted")
+    # Header or not, every request back on the stable revision.
+    settles(sandbox, namespace, stable, "all requests back on the stable revision", all=1.0, header=1.0)
+
+
+def test_nginx_canary_copy_of_someone_else_is_not_overwritten(sandbox: Cluster, namespace: str,
+                                                              operator: Operator) -> None:
+    theirs = ingress(namespace)
+    theirs["metadata"] = {"name": "web-canary", "namespace": namespace}
+    sandbox.apply([ingress(namespace), theirs], namespace)
+    before = sandbox.get_json("ingress", "web-canary", "-n", namespace)
+    sandbox.apply(release("web", "1", NGINX), namespace)
+
+    def degraded() -> dict[str, Any] | None:
+        conditions = status(sandbox, namespace, "web").get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
+    condition = wait_until(degraded, timeout=30, what="Degraded", interval=0.3)
+    assert condition["reason"] == "InvalidSpec"
+    assert ("spec.strategy.canary.trafficRouting.nginx.ingress: Ingress "
+            f"{namespace}/web-canary exists and is not this Release's") in condition["message"]
+    after = sandbox.get_json("ingress", "web-canary", "-n", namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
 # Istio ------------------------------------------------------------------------------------------
 
 ISTIO = {"type": "Canary", "canary": {
