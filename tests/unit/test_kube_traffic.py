@@ -89,6 +89,26 @@ def test_gateway_prefix_becomes_an_anchored_regex() -> None:
     assert as_regex(HeaderCondition("h", "regex", "^a+$")) == "^a+$"
 
 
+def test_gateway_header_routes_must_fit_in_the_route() -> None:
+    header = {"setHeaderRoute": {"name": "beta", "match": [{"headerName": "x", "headerValue": {"exact": "1"}}]}}
+    release = make_release({"gatewayAPI": {"httpRoute": "web"}}, [header])
+    full = {"spec": {"rules": [{"backendRefs": [{"name": f"s{i}"}]} for i in range(15)]}}
+    assert gateway_api.room(release, full) is None
+    # The rule it wrote itself (its name in the annotation) is not counted twice...
+    mine = {"metadata": {"annotations": {"glideslope.dev/header-routes": "beta"}},
+            "spec": {"rules": [*full["spec"]["rules"], {"name": "beta"}]}}
+    assert gateway_api.room(release, mine) is None
+    # ...but a rule of that name its author wrote is never taken over.
+    theirs = {"spec": {"rules": [*full["spec"]["rules"][:3], {"name": "beta"}]}}
+    assert gateway_api.room(release, theirs) == (
+        "spec.strategy.canary.steps[0].setHeaderRoute.name: HTTPRoute shop/web already has a rule named beta; "
+        "choose another name")
+    over = {"spec": {"rules": [*full["spec"]["rules"], {"backendRefs": [{"name": "web"}]}]}}
+    assert gateway_api.room(release, over) == (
+        "spec.strategy.canary.steps[].setHeaderRoute: 1 header routes and the 16 rules of HTTPRoute shop/web "
+        "exceed the 16 rules an HTTPRoute may have")
+
+
 # ingress-nginx ----------------------------------------------------------------------------------
 
 
@@ -176,6 +196,11 @@ def test_istio_names_what_the_virtual_service_lacks() -> None:
         "spec.strategy.canary.trafficRouting.istio.routes[1]: http route secondary of VirtualService shop/web has no "
         "destination to the stable Service web")
     assert "has no http route named primary" in (istio.problem(release, {"spec": {}}, "web") or "")
+    header = {"setHeaderRoute": {"name": "primary", "match": [{"headerName": "x", "headerValue": {"exact": "1"}}]}}
+    clashing = make_release({"istio": {"virtualService": "web", "routes": ["primary"]}}, [header])
+    assert istio.problem(clashing, vs, "web") == (
+        "spec.strategy.canary.steps[0].setHeaderRoute.name: VirtualService shop/web already has an http route named "
+        "primary; choose another name")
 
 
 # Which router, and which steps it carries out ----------------------------------------------------

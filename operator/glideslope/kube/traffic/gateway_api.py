@@ -5,7 +5,8 @@ Each rule that names the stable or preview Service gets both, weighted; everythi
 route (other rules, other backendRefs, filters, a backendRef's namespace and port) is kept as
 written. A header route is a rule named like the step's route, placed first, matching what the
 routed rule matches plus the headers, and sending everything to the preview Service. The route
-is only written when something differs.
+is only written when something differs. The names of the rules it wrote are kept in the
+annotation `glideslope.dev/header-routes`, so that it never removes a rule its author wrote.
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ from typing import Any
 from glideslope.api import Release
 from glideslope.core.model import HeaderRoute, Routes, StepKind
 from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
-from glideslope.kube.traffic.routes import NO_ROUTES, as_regex, header_route_names, unsupported
+from glideslope.kube.traffic.routes import (
+    NO_ROUTES,
+    as_regex,
+    clash,
+    header_route_names,
+    unsupported,
+    written,
+    written_patch,
+)
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 MIRROR = "RequestMirror"
+MAX_RULES = 16
+"""Rules an HTTPRoute may have (its CRD's maxItems): header routes must fit beside the author's."""
 
 
 def _is_ours(ref: dict[str, Any], names: tuple[str, ...], namespace: str | None) -> bool:
@@ -43,7 +54,7 @@ def reweighted(rules: list[dict[str, Any]], stable: str, preview: str, weight: i
                header_names: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The rules with stable at 100 - weight and preview at weight in every rule naming either,
     the mirrors of `routes` on those rules, and a rule per header route first. `header_names`:
-    the names of the rules header routes wrote (removed unless still wanted)."""
+    the names of the rules it wrote for header routes (removed unless still wanted)."""
     out = [copy.deepcopy(r) for r in rules if r.get("name") not in header_names]
     mirror = max((m.percentage for m in routes.mirrors), default=0)
     preview_template: dict[str, Any] | None = None
@@ -92,19 +103,34 @@ def _route_name(release: Release) -> str:
 
 
 
+def room(release: Release, route: dict[str, Any]) -> str | None:
+    """Whether the plan's header routes fit as rules beside the route's own, under other names."""
+    names, ours = header_route_names(release), written(route)
+    own = [r for r in (route.get("spec") or {}).get("rules") or [] if r.get("name") not in ours]
+    problem = clash(release, [str(r["name"]) for r in own if r.get("name")],
+                    f"HTTPRoute {release.metadata.namespace}/{_route_name(release)}")
+    if problem:
+        return problem
+    if len(own) + len(names) > MAX_RULES:
+        return (f"spec.strategy.canary.steps[].setHeaderRoute: {len(names)} header routes and the "
+                f"{len(own)} rules of HTTPRoute {release.metadata.namespace}/{_route_name(release)} exceed "
+                f"the {MAX_RULES} rules an HTTPRoute may have")
+    return None
+
+
 class GatewayAPIRouter:
     supports: frozenset[StepKind] = frozenset({StepKind.HEADER_ROUTE, StepKind.MIRROR_ROUTE})
 
     def check(self, kube: Kube, release: Release) -> str | None:
         name, namespace = _route_name(release), release.metadata.namespace
         try:
-            kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            route = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except Exception as exc:
             if not_found(exc):
                 return (f"spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute: HTTPRoute {namespace}/{name} "
                         "not found (or the Gateway API CRDs are not installed)")
             raise
-        return unsupported(release, self.supports, "trafficRouting.gatewayAPI")
+        return unsupported(release, self.supports, "trafficRouting.gatewayAPI") or room(release, route)
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
                    routes: Routes = NO_ROUTES) -> None:
@@ -114,8 +140,11 @@ class GatewayAPIRouter:
         rules = (route.get("spec") or {}).get("rules") or []
         service = release.spec.service
         default_port = service.ports[0].port if service else None
+        ours = written(route)
         wanted = reweighted(rules, stable, preview, weight, default_port, routes, namespace=namespace,
-                            header_names=header_route_names(release))
-        if wanted != rules:
-            kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                       {"spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)
+                            header_names=ours)
+        if wanted != rules or ours != {h.name for h in routes.headers}:
+            # The rules and the names of those it wrote, in one write.
+            kube.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": written_patch(routes), "spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)

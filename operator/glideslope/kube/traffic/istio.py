@@ -8,7 +8,9 @@ it, so a finished or rolled back rollout leaves the route as its author wrote it
 is an HTTP route named like the step's route, placed before the first named route, matching
 what it matches plus the headers, to the preview Service. A mirror is `mirror` and
 `mirrorPercentage` on the named routes. Everything else is kept as written; the
-VirtualService is only written when something differs.
+VirtualService is only written when something differs. The names of the routes it wrote are
+kept in the annotation `glideslope.dev/header-routes`, so that it never removes one its author
+wrote.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from glideslope.api import Release
 from glideslope.core.model import HeaderRoute, Routes, StepKind
 from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
-from glideslope.kube.traffic.routes import NO_ROUTES, header_route_names, unsupported
+from glideslope.kube.traffic.routes import NO_ROUTES, clash, unsupported, written, written_patch
 
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
 """v1beta1: served by every Istio release since 1.8, v1 only since 1.22."""
@@ -53,7 +55,7 @@ def rerouted(http: list[dict[str, Any]], names: list[str], stable: str, preview:
              weight: int, routes: Routes = NO_ROUTES,
              header_names: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """The HTTP routes of a VirtualService with the weights, mirrors and header routes wanted.
-    `header_names`: the names of the routes header routes wrote (removed unless still wanted)."""
+    `header_names`: the names of the routes it wrote for header routes (removed unless still wanted)."""
     out = [copy.deepcopy(r) for r in http if r.get("name") not in header_names]
     stable_hosts, preview_hosts = hosts(stable, namespace), hosts(preview, namespace)
     mirror = max((m.percentage for m in routes.mirrors), default=0)
@@ -112,10 +114,9 @@ def problem(release: Release, virtual_service: dict[str, Any], stable: str) -> s
         if not any(_host(d) in hosts(stable, namespace) for d in route.get("route") or []):
             return (f"{FIELD}.routes[{i}]: http route {route_name} of VirtualService {namespace}/{name} has no "
                     f"destination to the stable Service {stable}")
-    clash = sorted(header_route_names(release) & set(names))
-    if clash:
-        return f"spec.strategy.canary.steps[].setHeaderRoute.name: {clash[0]} is also in {FIELD}.routes"
-    return None
+    ours = written(virtual_service)
+    return clash(release, [str(n) for n in by_name if n and n not in ours], f"VirtualService {namespace}/{name}",
+                 "an http route")
 
 
 class IstioRouter:
@@ -141,7 +142,10 @@ class IstioRouter:
         namespace = release.metadata.namespace or ""
         found = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         http = (found.get("spec") or {}).get("http") or []
-        wanted = rerouted(http, names, stable, preview, namespace, weight, routes, header_route_names(release))
-        if wanted != http:
-            kube.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name,
-                                                       {"spec": {"http": wanted}}, field_manager=FIELD_MANAGER)
+        ours = written(found)
+        wanted = rerouted(http, names, stable, preview, namespace, weight, routes, ours)
+        if wanted != http or ours != {h.name for h in routes.headers}:
+            # The routes and the names of those it wrote, in one write.
+            kube.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": written_patch(routes), "spec": {"http": wanted}}, field_manager=FIELD_MANAGER)

@@ -4,6 +4,8 @@ imports this module, never another router (`.importlinter`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import HeaderCondition, Routes, StepKind
@@ -25,10 +27,37 @@ def unsupported(release: Release, supports: frozenset[StepKind], router: str) ->
     return None
 
 
+WRITTEN_ANNOTATION = "glideslope.dev/header-routes"
+"""On an HTTPRoute or VirtualService: the names of the rules (routes) the operator wrote for
+header routes, so that it removes those and never one of the same name that its author wrote."""
+
+
 def header_route_names(release: Release) -> frozenset[str]:
-    """The names of every header route of the plan: the rules or routes of these names are ours."""
+    """The names of every header route of the plan."""
     canary = release.spec.strategy.canary
     return frozenset(s.set_header_route.name for s in (canary.steps if canary else ()) if s.set_header_route)
+
+
+def written(obj: Mapping[str, Any]) -> frozenset[str]:
+    """The header routes the operator wrote on a route object (`WRITTEN_ANNOTATION`)."""
+    raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(WRITTEN_ANNOTATION) or ""
+    return frozenset(n for n in raw.split(",") if n)
+
+
+def written_patch(routes: Routes) -> dict[str, Any]:
+    """The metadata patch recording which header routes are written (None removes the annotation)."""
+    names = ",".join(h.name for h in routes.headers)
+    return {"annotations": {WRITTEN_ANNOTATION: names or None}}
+
+
+def clash(release: Release, existing: list[str], what: str, rule: str = "a rule") -> str | None:
+    """A header route of the plan named like a rule (an Istio http route) its author wrote, or None."""
+    canary = release.spec.strategy.canary
+    for i, step in enumerate(canary.steps if canary else ()):
+        if step.set_header_route and step.set_header_route.name in existing:
+            return (f"spec.strategy.canary.steps[{i}].setHeaderRoute.name: {what} already has {rule} named "
+                    f"{step.set_header_route.name}; choose another name")
+    return None
 
 
 def as_regex(condition: HeaderCondition) -> str:
