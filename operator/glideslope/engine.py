@@ -561,5 +561,5 @@ def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: ReleaseMe
         # The stable Service first: when it moves (BlueGreen's switch) the route still points at it.
         services.apply(kube, services.manifest(release, stable, action.active))
         services.apply(kube, services.manifest(release, preview, action.preview))
-        router_for(release).set_weight(kube, release, stable, preview, action.weight)
+        router_for(release).set_weight(kube, release, stable, preview, action.weight, action.routes)
     memory.traffic = (action, 0)

@@ -37,6 +37,8 @@ NAMESPACED: set[Grant] = {
     *(("", "services", v) for v in ("get", "list")),  # workloads.selected_revision, orphan_serving
     *(("", "pods", v) for v in ("list", "watch")),  # workloads.observe, WorkloadCache
     *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),  # traffic/gateway_api
+    *(("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch", "delete")),  # traffic/nginx
+    *(("networking.istio.io", "virtualservices", v) for v in ("get", "patch")),  # traffic/istio
     *(("batch", "jobs", v) for v in ("get", "create")),  # jobs.ensure
     *(("", "configmaps", v) for v in ("get", "create", "patch")),  # records: read, apply
     ("", "events", "create"),  # events._create; kopf's posting

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -18,12 +19,14 @@ from glideslope.sandbox.traffic_model import (
     REVISION_LABEL,
     SERVICE_NAME_LABEL,
     ClusterView,
+    RevisionKey,
     SeriesKey,
     Target,
     Tick,
     TrafficModel,
     build_view,
     parse_behaviour,
+    split,
     target_rates,
 )
 
@@ -330,6 +333,136 @@ def test_route_share_of_a_service_without_ready_pods_is_dropped() -> None:
         [http_route("web", [{"name": "web-stable", "weight": 90}, {"name": "web-canary", "weight": 10}])],
     )  # fmt: skip
     assert target_rates(view, 50) == {Target(NS, "web-stable", "s1"): pytest.approx(45)}
+
+
+# --------------------------------------------------------------------------- header, mirror, Istio, nginx
+
+SIM_HEADER = {"sim.glideslope.dev/header": "X-Beta: yes-please", "sim.glideslope.dev/header-share": "0.2"}
+
+
+def routed_view(*, routes: Sequence[dict[str, Any]] = (), virtual_services: Sequence[dict[str, Any]] = (),
+                ingresses: Sequence[dict[str, Any]] = ()) -> ClusterView:
+    """`web-stable` (two pods, r1) and `web-canary` (one pod, r2) behind the given routes."""
+    return build_view(
+        [service("web-stable", {"app": "web", REVISION_LABEL: "r1"}),
+         service("web-canary", {"app": "web", REVISION_LABEL: "r2"})],
+        [endpoint_slice("web-stable", {"s1": True, "s2": True}), endpoint_slice("web-canary", {"c1": True})],
+        [pod("s1"), pod("s2"), pod("c1", revision="r2")],
+        routes, virtual_services=virtual_services, ingresses=ingresses,
+    )  # fmt: skip
+
+
+def by_service(rates: dict[Target, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for target, rate in rates.items():
+        out[target.service] = out.get(target.service, 0.0) + rate
+    return {k: pytest.approx(v) for k, v in out.items()}
+
+
+def test_httproute_header_rule_takes_header_requests_and_only_them() -> None:
+    route = http_route("web", [{"name": "web-stable", "weight": 90}, {"name": "web-canary", "weight": 10}])
+    route["metadata"]["annotations"] = SIM_HEADER
+    route["spec"]["rules"].insert(0, {"matches": [{"headers": [{"name": "x-beta", "value": "yes-please"}]}],
+                                      "backendRefs": [{"name": "web-canary"}]})
+    found = split(routed_view(routes=[route]), 50)
+    # 10 requests/s carry the header, all to the canary; of the other 40, 10% to the canary.
+    assert by_service(found.header) == {"web-canary": 10}
+    assert by_service(found.client) == {"web-stable": 36, "web-canary": 14}
+    assert found.mirrored == {}
+
+
+def test_httproute_regex_header_and_request_mirror() -> None:
+    route = http_route("web", [{"name": "web-stable"}])
+    route["metadata"]["annotations"] = SIM_HEADER
+    route["spec"]["rules"][0]["filters"] = [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"name": "web-canary"}, "percent": 40}}]
+    route["spec"]["rules"].insert(0, {"matches": [{"headers": [
+        {"type": "RegularExpression", "name": "X-Beta", "value": "yes-.*"}]}], "backendRefs": [{"name": "web-canary"}]})
+    found = split(routed_view(routes=[route]), 50)
+    assert by_service(found.client) == {"web-stable": 40, "web-canary": 10}
+    # 40% of the stable rule's 40 requests/s are copied; the copies are not client requests.
+    assert by_service(found.mirrored) == {"web-canary": 16}
+
+
+def virtual_service(*http: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"namespace": NS, "name": "web", "annotations": SIM_HEADER}, "spec": {"http": list(http)}}
+
+
+def test_virtual_service_first_match_weights_and_mirror() -> None:
+    vs = virtual_service(
+        {"name": "beta", "match": [{"headers": {"x-beta": {"prefix": "yes"}}}],
+         "route": [{"destination": {"host": "web-canary"}}]},
+        {"name": "primary",
+         "route": [{"destination": {"host": f"web-stable.{NS}.svc.cluster.local"}, "weight": 70},
+                   {"destination": {"host": f"web-canary.{NS}"}, "weight": 30}],
+         "mirror": {"host": "web-canary"}, "mirrorPercentage": {"value": 50.0}},
+        # Never reached: the route before matches every request.
+        {"name": "unreached", "route": [{"destination": {"host": "web-stable"}}]})
+    found = split(routed_view(virtual_services=[vs]), 50)
+    assert by_service(found.client) == {"web-stable": 28, "web-canary": 22}
+    assert by_service(found.header) == {"web-canary": 10}
+    assert by_service(found.mirrored) == {"web-canary": 20}
+
+
+def ingress(name: str, service_name: str, annotations: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"namespace": NS, "name": name, "annotations": annotations},
+            "spec": {"rules": [{"host": "web.example", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": service_name, "port": {"number": 80}}}}]}}]}}
+
+
+@pytest.mark.parametrize("by_header", [
+    {"nginx.ingress.kubernetes.io/canary-by-header-value": "yes-please"},
+    {"nginx.ingress.kubernetes.io/canary-by-header-pattern": "^yes-.*$"},
+])
+def test_nginx_canary_by_header_then_by_weight(by_header: dict[str, str]) -> None:
+    canary = ingress("web-canary", "web-canary", {"nginx.ingress.kubernetes.io/canary": "true",
+                                                  "nginx.ingress.kubernetes.io/canary-weight": "25",
+                                                  "nginx.ingress.kubernetes.io/canary-by-header": "x-beta",
+                                                  **by_header})
+    found = split(routed_view(ingresses=[ingress("web", "web-stable", SIM_HEADER), canary]), 50)
+    assert by_service(found.header) == {"web-canary": 10}
+    assert by_service(found.client) == {"web-stable": 30, "web-canary": 20}
+
+
+def test_nginx_canary_of_another_path_or_without_its_ingress_takes_nothing() -> None:
+    canary = ingress("web-canary", "web-canary", {"nginx.ingress.kubernetes.io/canary": "true",
+                                                  "nginx.ingress.kubernetes.io/canary-weight": "50"})
+    canary["spec"]["rules"][0]["host"] = "other.example"
+    found = split(routed_view(ingresses=[ingress("web", "web-stable", {}), canary]), 50)
+    # The canary's Service is its own (no route names it); the Ingress's goes all to the stable one.
+    assert by_service(found.client) == {"web-stable": 50, "web-canary": 50}
+
+
+def test_header_and_mirror_counts_per_revision_and_retired() -> None:
+    vs = virtual_service({"name": "primary", "route": [{"destination": {"host": "web-stable"}}],
+                          "mirror": {"host": "web-canary"}, "mirrorPercentage": {"value": 50}})
+    model = TrafficModel(rate=40, rng=random.Random(1))
+    ticks = run(model, routed_view(virtual_services=[vs]), seconds=5)
+    header: Counter[RevisionKey] = Counter()
+    mirrored: Counter[RevisionKey] = Counter()
+    for tick in ticks:
+        header.update(dict(tick.header))
+        mirrored.update(dict(tick.mirrored))
+    assert header == {RevisionKey(NS, "web-stable", "r1"): 40}  # 20% of 40/s for 5 s
+    assert mirrored == {RevisionKey(NS, "web-canary", "r2"): 100}
+    assert per_service(ticks) == {"web-stable": 200}  # the copies are not client requests
+    # The canary's pod goes: its counts go with it.
+    gone = build_view([service("web-stable", {"app": "web", REVISION_LABEL: "r1"})],
+                      [endpoint_slice("web-stable", {"s1": True})], [pod("s1")], virtual_services=[vs])
+    assert model.tick(gone, 0.25).retired == (RevisionKey(NS, "web-canary", "r2"),)
+
+
+def test_sink_exports_header_and_mirrored_counters() -> None:
+    registry = CollectorRegistry()
+    sink = MetricsSink(registry)
+    key = RevisionKey(NS, "web-canary", "r2")
+    sink.apply(Tick(traffic=(), new_series=(), removed=(), warnings=(), header=((key, 3),), mirrored=((key, 5),)))
+    labels = {"namespace": NS, "service": "web-canary", "revision": "r2"}
+    assert registry.get_sample_value("http_header_requests_total", labels) == 3
+    assert registry.get_sample_value("http_mirrored_requests_total", labels) == 5
+    sink.apply(Tick(traffic=(), new_series=(), removed=(), warnings=(), retired=(key,)))
+    assert registry.get_sample_value("http_mirrored_requests_total", labels) is None
 
 
 # --------------------------------------------------------------------------- behaviour

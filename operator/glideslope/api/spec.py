@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field
 
 from glideslope.api.base import ApiModel, cel, rules
 from glideslope.api.types import (
+    DNS_SUBDOMAIN_PATTERN,
     DURATION_PATTERN,
     CelCondition,
     ClockTime,
@@ -173,18 +174,79 @@ class AnalysisStep(ApiModel):
     """How long to analyse before the next step."""
 
 
-class CanaryStep(ApiModel):
-    """One step of a canary plan: exactly one of `setWeight`, `pause`, `analysis`."""
+MAX_HEADER_MATCHES = 8
+MAX_HEADER_VALUE = 256
+"""A header value, prefix or regex: regexes are compiled by the proxy on every route update, so
+their length is bounded like every other string a tenant writes."""
+MAX_ISTIO_ROUTES = 16
+# An HTTP field name (an RFC 9110 token, without the characters no proxy accepts in a name).
+HTTP_HEADER_NAME_PATTERN = r"^[A-Za-z0-9][-_A-Za-z0-9]*$"
+
+
+class HeaderValueMatch(ApiModel):
+    """How a header's value matches: exactly one of `exact`, `prefix`, `regex`."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        cel("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1",
-            "spec.strategy.canary.steps[]: a step must have exactly one of setWeight, pause, analysis"),
+        cel("(has(self.exact) ? 1 : 0) + (has(self.prefix) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1",
+            "spec.strategy.canary.steps[].setHeaderRoute.match[].headerValue must set exactly one of "
+            "exact, prefix, regex"),
+    ))
+
+    exact: str | None = Field(default=None, max_length=MAX_HEADER_VALUE)
+    """The value, exactly."""
+    prefix: str | None = Field(default=None, min_length=1, max_length=MAX_HEADER_VALUE)
+    """A prefix of the value."""
+    regex: str | None = Field(default=None, min_length=1, max_length=MAX_HEADER_VALUE)
+    """An RE2 regular expression the whole value matches."""
+
+
+class HeaderMatch(ApiModel):
+    """One header a request must carry."""
+
+    header_name: str = Field(min_length=1, max_length=128, pattern=HTTP_HEADER_NAME_PATTERN)
+    """The header's name (case-insensitive on the wire)."""
+    header_value: HeaderValueMatch
+    """How its value matches."""
+
+
+class HeaderRouteStep(ApiModel):
+    """Send requests matching every header of `match` to the candidate, whatever the weight."""
+
+    name: Name
+    """The route's name; a later step with the same name replaces it."""
+    match: list[HeaderMatch] | None = Field(default=None, max_length=MAX_HEADER_MATCHES)
+    """All must match; absent or empty: the route of that name is removed."""
+
+
+class MirrorRouteStep(ApiModel):
+    """Copy a share of requests to the candidate; its answers are thrown away."""
+
+    name: Name
+    """The route's name; a later step with the same name replaces it."""
+    percentage: int | None = Field(default=None, ge=0, le=100)
+    """Percent of requests mirrored; absent or 0: the route of that name is removed."""
+
+
+_STEP_KEYS = ("setWeight", "pause", "analysis", "setHeaderRoute", "setMirrorRoute")
+
+
+class CanaryStep(ApiModel):
+    """One step of a canary plan: exactly one of `setWeight`, `pause`, `analysis`,
+    `setHeaderRoute`, `setMirrorRoute`."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel(" + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _STEP_KEYS) + " == 1",
+            "spec.strategy.canary.steps[]: a step must have exactly one of " + ", ".join(_STEP_KEYS)),
     ))
 
     set_weight: int | None = Field(default=None, ge=0, le=100)
     """Percent of traffic (or of replicas, without traffic routing) sent to the candidate."""
     pause: PauseStep | None = None
     analysis: AnalysisStep | None = None
+    set_header_route: HeaderRouteStep | None = None
+    """Requests carrying these headers go to the candidate (trafficRouting gatewayAPI, istio, nginx)."""
+    set_mirror_route: MirrorRouteStep | None = None
+    """A share of requests is mirrored to the candidate (trafficRouting gatewayAPI, istio)."""
 
 
 class GatewayAPIRouting(ApiModel):
@@ -195,30 +257,59 @@ class GatewayAPIRouting(ApiModel):
 
 
 class NginxRouting(ApiModel):
-    """ingress-nginx canary annotations on a copy of an Ingress."""
+    """ingress-nginx canary annotations on an operator-owned copy `<ingress>-canary` of an Ingress."""
 
-    ingress: ObjectName
-    """The stable Ingress, in the Release's namespace."""
+    ingress: Annotated[str, Field(min_length=1, max_length=246, pattern=DNS_SUBDOMAIN_PATTERN)]
+    """The stable Ingress, in the Release's namespace; never written. (At most 246 characters:
+    the copy's name adds `-canary`.)"""
+
+
+class IstioRouting(ApiModel):
+    """Weights on named HTTP routes of an Istio VirtualService."""
+
+    virtual_service: ObjectName
+    """The VirtualService, in the Release's namespace."""
+    routes: list[Name] = Field(min_length=1, max_length=MAX_ISTIO_ROUTES,
+                               json_schema_extra=rules(x_kubernetes_list_type="set"))
+    """The names of its `http` routes whose destinations are the stable Service; the preview
+    Service is added beside it, weighted."""
+
+
+_ROUTERS = ("gatewayAPI", "nginx", "istio")
 
 
 class TrafficRouting(ApiModel):
     """How traffic is split; exactly one router."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        cel("(has(self.gatewayAPI) ? 1 : 0) + (has(self.nginx) ? 1 : 0) == 1",
-            "spec.strategy.canary.trafficRouting must set exactly one of gatewayAPI, nginx"),
+        cel(" + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _ROUTERS) + " == 1",
+            "spec.strategy.canary.trafficRouting must set exactly one of " + ", ".join(_ROUTERS)),
     ))
 
     gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
     nginx: NginxRouting | None = None
+    istio: IstioRouting | None = None
 
 
 class CanaryStrategy(ApiModel):
     """Shift traffic to the candidate step by step."""
 
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("!self.steps.exists(s, has(s.setHeaderRoute) || has(s.setMirrorRoute)) || has(self.trafficRouting)",
+            "spec.strategy.canary.steps[]: setHeaderRoute and setMirrorRoute need "
+            "spec.strategy.canary.trafficRouting (the replica ratio cannot route by header or mirror)",
+            field_path=".steps"),
+        cel("!has(self.trafficRouting) || !has(self.trafficRouting.nginx)"
+            " || !self.steps.exists(s, has(s.setMirrorRoute))",
+            "spec.strategy.canary.steps[].setMirrorRoute: ingress-nginx cannot mirror to a canary; "
+            "use trafficRouting gatewayAPI or istio", field_path=".steps"),
+    ))
+
     steps: list[CanaryStep] = Field(min_length=1, max_length=MAX_STEPS)
     """The plan, in order: `setWeight` (a share of traffic or replicas on the candidate), `pause`
-    (for a duration, or until promoted) and `analysis` (the triggers must pass for a duration)."""
+    (for a duration, or until promoted), `analysis` (the triggers must pass for a duration),
+    `setHeaderRoute` and `setMirrorRoute` (routes to the candidate beside the weight, removed at
+    full promotion or on a rollback)."""
     traffic_routing: TrafficRouting | None = None
     """Absent: traffic follows the ratio of ready replicas."""
 

@@ -124,6 +124,8 @@ class StepKind(StrEnum):
     SCALE_DOWN_DELAY = "scaleDownDelay"
     BATCH = "batch"
     REPLACE = "replace"
+    HEADER_ROUTE = "setHeaderRoute"
+    MIRROR_ROUTE = "setMirrorRoute"
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,39 @@ class Step:
     """Pause, analysis and delay length; None on a pause means: until promoted."""
     replicas: int | None = None
     """Rolling: candidate pods once this batch is done."""
+    route: HeaderRoute | MirrorRoute | None = None
+    """Canary: the route a setHeaderRoute or setMirrorRoute step sets (or removes)."""
 
     def describe(self) -> str:
         if self.kind is StepKind.SET_WEIGHT:
             return f"setWeight {self.weight}"
+        if self.route is not None:
+            return f"{self.kind.value} {self.route.name}"
         if self.kind is StepKind.BATCH:
             return f"batch to {self.replicas} pods"
         if self.seconds is not None:
             return f"{self.kind.value} {self.seconds:g}s"
         return self.kind.value
+
+
+def routes_at(steps: tuple[Step, ...], index: int) -> Routes:
+    """The routes in force while step `index` runs: each setHeaderRoute or setMirrorRoute at or
+    before it, the last of a name winning (an empty one removes it). Full promotion (and any
+    step after it) has none: the candidate takes everything by weight."""
+    if not 0 <= index < len(steps) or any(s.kind is StepKind.PROMOTE for s in steps[: index + 1]):
+        return Routes()
+    headers: dict[str, HeaderRoute] = {}
+    mirrors: dict[str, MirrorRoute] = {}
+    for step in steps[: index + 1]:
+        if isinstance(step.route, HeaderRoute):
+            headers.pop(step.route.name, None)
+            if step.route.match:
+                headers[step.route.name] = step.route
+        elif isinstance(step.route, MirrorRoute):
+            mirrors.pop(step.route.name, None)
+            if step.route.percentage > 0:
+                mirrors[step.route.name] = step.route
+    return Routes(tuple(headers.values()), tuple(mirrors.values()))
 
 
 @dataclass(frozen=True)
@@ -172,6 +198,42 @@ def until(started: datetime, seconds: float) -> str:
     return f"until {(started + timedelta(seconds=seconds)).astimezone(UTC):%H:%M:%S}Z"
 
 
+@dataclass(frozen=True)
+class HeaderCondition:
+    """A header a request must carry: `kind` is exact, prefix or regex."""
+
+    name: str
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class HeaderRoute:
+    """Requests carrying every header of `match` go to the candidate; no match: removed."""
+
+    name: str
+    match: tuple[HeaderCondition, ...] = ()
+
+
+@dataclass(frozen=True)
+class MirrorRoute:
+    """`percentage` percent of requests are copied to the candidate; 0: removed."""
+
+    name: str
+    percentage: int = 0
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The named routes to the candidate beside the weight, in the order last set."""
+
+    headers: tuple[HeaderRoute, ...] = ()
+    mirrors: tuple[MirrorRoute, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.headers or self.mirrors)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Target:
     """The desired state while a step runs, and whether the step is done. Keyword arguments only:
@@ -186,6 +248,8 @@ class Target:
     done: bool
     message: str
     phase: Phase = Phase.PROGRESSING
+    routes: Routes = field(default_factory=Routes)
+    """Header and mirror routes to the candidate (applied to routers when the strategy routes)."""
 
 
 # Actions -------------------------------------------------------------------------------------
@@ -202,11 +266,13 @@ class ScaleRevision:
 @dataclass(frozen=True)
 class SetTraffic:
     """Services and router: the stable Service selects `active` (None: every revision), the preview
-    Service selects `preview`, and a router sends `weight` percent to the preview Service."""
+    Service selects `preview`, and a router sends `weight` percent to the preview Service, and
+    the requests `routes` name (header matches, mirrors) to it as well."""
 
     active: str | None
     preview: str
     weight: int
+    routes: Routes = field(default_factory=Routes)
 
 
 @dataclass(frozen=True)

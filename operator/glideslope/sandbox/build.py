@@ -16,12 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 GATEWAY_API_VERSION = "v1.4.1"
 HELM_VERSION = "v3.22.0"
 KREW_VERSION = "v0.4.3"
+ISTIO_API_VERSION = "v1.24.2"
 
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ALL_BINARIES = (*KUBE_BINARIES, "etcd", "kwok")
@@ -41,6 +44,13 @@ GATEWAY_API_CRDS = (
     "gateway.networking.k8s.io_httproutes.yaml",
     "gateway.networking.k8s.io_referencegrants.yaml",
 )
+ISTIO_CRDS = (
+    "virtualservices.networking.istio.io",
+    "destinationrules.networking.istio.io",
+    "gateways.networking.istio.io",
+)
+"""Of the CRDs istio.io/api ships (kubernetes/customresourcedefinitions.gen.yaml), those the
+Istio router and the simulator use, and what a VirtualService refers to."""
 
 
 def cache_root() -> Path:
@@ -74,6 +84,10 @@ class Binaries:
     @property
     def gateway_api_crds(self) -> list[Path]:
         return sorted((self.folder / "gateway-api-crds").glob("*.yaml"))
+
+    @property
+    def istio_crds(self) -> list[Path]:
+        return sorted((self.folder / f"istio-crds-{ISTIO_API_VERSION}").glob("*.yaml"))
 
 
 def _log(msg: str) -> None:
@@ -199,6 +213,22 @@ def ensure_assets(bins: Binaries) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for name in GATEWAY_API_CRDS:
             shutil.copyfile(src / name, dest / name)
+    if len(bins.istio_crds) < len(ISTIO_CRDS):
+        dest = bins.folder / f"istio-crds-{ISTIO_API_VERSION}"
+        _split_istio_crds(module_dir("istio.io/api", ISTIO_API_VERSION), dest)
+
+
+def _split_istio_crds(module: Path, dest: Path) -> None:
+    """One file per CRD of ISTIO_CRDS, out of istio.io/api's single generated file."""
+    text = (module / "kubernetes" / "customresourcedefinitions.gen.yaml").read_text()
+    found = {d["metadata"]["name"]: d for d in yaml.safe_load_all(text)
+             if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"}
+    missing = [n for n in ISTIO_CRDS if n not in found]
+    if missing:
+        raise RuntimeError(f"istio.io/api {ISTIO_API_VERSION} lacks the CRDs {', '.join(missing)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ISTIO_CRDS:
+        (dest / f"{name}.yaml").write_text(yaml.safe_dump(found[name], sort_keys=False))
 
 
 def ensure_binaries(force: bool = False) -> Binaries:

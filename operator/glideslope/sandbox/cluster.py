@@ -256,7 +256,7 @@ class Sandbox:
         return res
 
     def _install_crds(self, bins: build.Binaries) -> None:
-        files = list(bins.gateway_api_crds)
+        files = list(bins.gateway_api_crds) + list(bins.istio_crds)
         ours = [f for f in sorted((REPO_ROOT / "crds").glob("*.yaml")) if f.name != "kustomization.yaml"]
         files += ours
         args = ["apply", "--server-side", "--force-conflicts", "--field-manager=glideslope-sandbox"]
@@ -264,7 +264,8 @@ class Sandbox:
             args += ["-f", str(f)]
         self.kubectl(bins, *args)
         self.kubectl(bins, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-        _log(f"CRDs installed: Gateway API {build.GATEWAY_API_VERSION} and {len(ours)} of Glideslope's")
+        _log(f"CRDs installed: Gateway API {build.GATEWAY_API_VERSION}, Istio {build.ISTIO_API_VERSION}'s "
+             f"{len(build.ISTIO_CRDS)} and {len(ours)} of Glideslope's")
 
     def _install_admission_policy(self, bins: build.Binaries) -> None:
         """The chart's ValidatingAdmissionPolicy that keeps approvals honest (deploy/admission-policy.yaml)."""

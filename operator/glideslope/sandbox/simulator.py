@@ -2,12 +2,14 @@
 
     python -m glideslope.sandbox.simulator --kubeconfig PATH --port 9101 [--rate 50] [--tick 0.25]
 
-A background thread lists Services, EndpointSlices, Pods and HTTPRoutes in all namespaces
-about once a second (one list per kind) and publishes an immutable `ClusterView`. The main
-loop turns that view into each tick's requests with the pure `TrafficModel` and records them
-in `http_requests_total{namespace,service,pod,revision,code}` and
-`http_request_duration_seconds{namespace,service,revision,code}`, served on
-`http://HOST:PORT/metrics`.
+A background thread lists Services, EndpointSlices, Pods and the routes (HTTPRoutes, Istio
+VirtualServices, Ingresses) in all namespaces about once a second (one list per kind) and
+publishes an immutable `ClusterView`. The main loop turns that view into each tick's requests
+with the pure `TrafficModel` and records them in
+`http_requests_total{namespace,service,pod,revision,code}` and
+`http_request_duration_seconds{namespace,service,revision,code}`, and the header-carrying and
+mirrored requests in `http_header_requests_total` and `http_mirrored_requests_total`
+(`{namespace,service,revision}`), served on `http://HOST:PORT/metrics`.
 
 The exposition is kept small enough to be scraped every second with hundreds of Releases: the
 histogram has no `pod` label and 12 buckets, and no `_created` series are exported. With 24
@@ -62,6 +64,7 @@ log = logging.getLogger("glideslope.sandbox.simulator")
 
 LABELS = ("namespace", "service", "pod", "revision", "code")
 HISTOGRAM_LABELS = ("namespace", "service", "revision", "code")
+SIDE_LABELS = ("namespace", "service", "revision")
 """A latency quantile is asked per revision, never per pod: without `pod` the histogram has a
 few series per Release instead of a few per pod."""
 BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -69,6 +72,13 @@ BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
+ROUTE_KINDS = {
+    "httproutes": (GATEWAY_GROUP, GATEWAY_VERSION),
+    "virtualservices": ("networking.istio.io", "v1beta1"),
+    "ingresses": ("networking.k8s.io", "v1"),
+}
+"""The routes the simulator follows, each listed across namespaces; a kind not served (its
+CRD not installed) has none."""
 MAX_TICK_SECONDS = 5.0
 """A longer gap (the process was stopped) is not made up for in one burst."""
 REQUEST_TIMEOUT = (3.0, 15.0)
@@ -94,6 +104,18 @@ class MetricsSink:
             "Duration of simulated HTTP requests.",
             HISTOGRAM_LABELS,
             buckets=BUCKETS,
+            registry=registry,
+        )
+        self.header = Counter(
+            "http_header_requests_total",
+            "Of the simulated requests, those carrying a route's header (sim.glideslope.dev/header).",
+            SIDE_LABELS,
+            registry=registry,
+        )
+        self.mirrored = Counter(
+            "http_mirrored_requests_total",
+            "Mirrored copies of simulated requests; their answers are thrown away (not in http_requests_total).",
+            SIDE_LABELS,
             registry=registry,
         )
         self._pods: dict[tuple[str, str, str], set[str]] = {}
@@ -127,6 +149,13 @@ class MetricsSink:
                 histogram = self.duration.labels(*_revision(traffic.key), code)
                 for seconds in durations:
                     histogram.observe(seconds)
+        for counter, counts in ((self.header, tick.header), (self.mirrored, tick.mirrored)):
+            for group, count in counts:
+                counter.labels(*group).inc(count)
+        for group in tick.retired:
+            for counter in (self.header, self.mirrored):
+                with contextlib.suppress(KeyError):
+                    counter.remove(*group)
         for warning in tick.warnings:
             log.warning("%s", warning)
 
@@ -190,11 +219,11 @@ class ClusterWatcher(threading.Thread):
         self.stop_event = stop
         self._view = ClusterView()
         self._clients: _Clients | None = None
-        self._routes: list[dict[str, Any]] = []
-        self._routes_missing_logged = False
+        self._routes: dict[str, list[dict[str, Any]]] = {plural: [] for plural in ROUTE_KINDS}
+        self._routes_missing_logged: set[str] = set()
         self._list_failures = _FailureLog("listing the cluster")
         self._config_failures = _FailureLog("loading the kubeconfig")
-        self._route_failures = _FailureLog("listing HTTPRoutes")
+        self._route_failures = {plural: _FailureLog(f"listing {plural}") for plural in ROUTE_KINDS}
         self.synced = threading.Event()
         """Set after the first successful listing."""
 
@@ -268,42 +297,40 @@ class ClusterWatcher(threading.Thread):
             clients.discovery.list_endpoint_slice_for_all_namespaces(label_selector=SERVICE_NAME_LABEL, **raw)
         )
         pods = _items(clients.core.list_pod_for_all_namespaces(**raw))
-        routes = self._list_routes(clients)
-        self._view = build_view(services, slices, pods, routes)
+        routes = {plural: self._list_routes(clients, plural) for plural in ROUTE_KINDS}
+        self._view = build_view(services, slices, pods, routes["httproutes"],
+                                virtual_services=routes["virtualservices"], ingresses=routes["ingresses"])
         if not self.synced.is_set():
             log.info(
-                "first listing: %d services with a selector, %d pods, %d HTTPRoutes",
+                "first listing: %d services with a selector, %d pods, %d routes",
                 len(self._view.services),
                 len(self._view.pods),
                 len(self._view.routes),
             )
             self.synced.set()
 
-    def _list_routes(self, clients: _Clients) -> list[dict[str, Any]]:
-        """HTTPRoutes; none while the CRD is not installed; the previous ones on other errors."""
+    def _list_routes(self, clients: _Clients, plural: str) -> list[dict[str, Any]]:
+        """One kind of route; none while its CRD is not installed; the previous ones on other errors."""
+        group, version = ROUTE_KINDS[plural]
         try:
             response = clients.custom.list_cluster_custom_object(
-                GATEWAY_GROUP,
-                GATEWAY_VERSION,
-                "httproutes",
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
+                group, version, plural, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
             )
-            self._routes = _items(response)
+            self._routes[plural] = _items(response)
         except ApiException as error:
             if error.status != 404:
-                self._route_failures.failed(error)
-                return self._routes
-            if not self._routes_missing_logged:
-                log.info("HTTPRoute (%s/%s) is not served; will look again", GATEWAY_GROUP, GATEWAY_VERSION)
-                self._routes_missing_logged = True
-            self._routes = []
+                self._route_failures[plural].failed(error)
+                return self._routes[plural]
+            if plural not in self._routes_missing_logged:
+                log.info("%s (%s/%s) is not served; will look again", plural, group, version)
+                self._routes_missing_logged.add(plural)
+            self._routes[plural] = []
         else:
-            if self._routes_missing_logged:
-                log.info("HTTPRoute (%s/%s) is served now", GATEWAY_GROUP, GATEWAY_VERSION)
-                self._routes_missing_logged = False
-            self._route_failures.succeeded()
-        return self._routes
+            if plural in self._routes_missing_logged:
+                log.info("%s (%s/%s) is served now", plural, group, version)
+                self._routes_missing_logged.discard(plural)
+            self._route_failures[plural].succeeded()
+        return self._routes[plural]
 
 
 def _items(response: Any) -> list[dict[str, Any]]:

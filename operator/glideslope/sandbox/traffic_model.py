@@ -16,9 +16,20 @@ Rules:
   `kubernetes.io/service-name=<service>` (endpoint `conditions.ready`, unset meaning ready,
   mapped to pods by `targetRef`); a Service with no EndpointSlice at all falls back to the
   pods its selector matches whose `Ready` condition is `True`.
-- An HTTPRoute gets `rate` requests per second, split evenly across its rules and, within a
-  rule, across its `backendRefs` by weight (default 1). A Service that any HTTPRoute names
-  as a backend gets no traffic of its own, so a canary Service is never counted twice.
+- A route gets `rate` requests per second: an HTTPRoute, an Istio VirtualService, or an Ingress
+  (with the ingress-nginx canary Ingresses of its hosts and paths folded in). Each request
+  takes the rules that match it and is split evenly across them and, within a rule, across its
+  backends by weight (default 1). An HTTPRoute's requests take the matching rules with the most
+  header matches (its precedence); a VirtualService's the first matching route; an Ingress's
+  canary by header (`canary-by-header` with `-value` or `-pattern`) before its weight
+  (`canary-weight`). A Service that any route names as a backend (or mirror) gets no traffic
+  of its own, so a canary Service is never counted twice.
+- A share of a route's requests carries a header, as its annotations say:
+  `sim.glideslope.dev/header: "name: value"` and `sim.glideslope.dev/header-share` (0 to 1);
+  the others carry none. Header-carrying requests are counted apart as well (`header`).
+- Mirrors (an HTTPRoute's `RequestMirror` filter, a VirtualService's `mirror` with
+  `mirrorPercentage`) copy that share of a rule's requests to another Service; the copies'
+  answers are thrown away, so they are counted apart (`mirrored`), never as client requests.
 - A pod fails the fraction `sim.glideslope.dev/error-rate` of its requests with code 500 and
   answers in about `sim.glideslope.dev/latency-ms` milliseconds.
 - Fractions carry over between ticks (requests per target, errors per target), so rates and
@@ -29,6 +40,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +53,11 @@ LATENCY_ANNOTATION = "sim.glideslope.dev/latency-ms"
 DEFAULT_ERROR_RATE = 0.0
 DEFAULT_LATENCY_MS = 20.0
 DEFAULT_RATE = 50.0
+HEADER_ANNOTATION = "sim.glideslope.dev/header"
+HEADER_SHARE_ANNOTATION = "sim.glideslope.dev/header-share"
+NGINX = "nginx.ingress.kubernetes.io/"
+MAX_REGEX = 1024
+"""A longer header regex on a route matches nothing: the simulator compiles what tenants wrote."""
 JITTER = 0.1
 """Durations are drawn uniformly within this fraction either side of the pod's latency."""
 
@@ -62,6 +79,14 @@ class Target(NamedTuple):
     namespace: str
     service: str
     pod: str
+
+
+class RevisionKey(NamedTuple):
+    """The labels of the header and mirror counters: per revision, never per pod."""
+
+    namespace: str
+    service: str
+    revision: str
 
 
 class SeriesKey(NamedTuple):
@@ -115,11 +140,31 @@ class BackendRef:
     """False for a backend of another kind: it still takes its share, which is lost to us."""
 
 
+HeaderCondition = tuple[str, str, str]
+"""(lower-case header name, exact | prefix | regex | search, value)"""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where the requests a rule matches go."""
+
+    backends: tuple[BackendRef, ...]
+    matches: tuple[tuple[HeaderCondition, ...], ...] = ((),)
+    """Alternatives, each the headers a request must all carry; `()` alone: every request."""
+    mirrors: tuple[tuple[ObjectKey, float], ...] = ()
+    """(Service, percent of the rule's requests copied to it)."""
+
+
 @dataclass(frozen=True)
 class Route:
     namespace: str
     name: str
-    rules: tuple[tuple[BackendRef, ...], ...]
+    rules: tuple[Rule, ...]
+    first_match: bool = False
+    """Istio: the first rule that matches takes a request; else the most header matches."""
+    header: tuple[str, str] | None = None
+    """(lower-case name, value) of the header a share of its requests carries."""
+    header_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -245,30 +290,178 @@ def _weight(value: Any) -> int:
     return value
 
 
+def _header_of(obj: Json) -> tuple[tuple[str, str] | None, float]:
+    """The header a share of a route's requests carries, from its annotations."""
+    annotations = _str_map(_dig(obj, "metadata", "annotations"))
+    raw, share = annotations.get(HEADER_ANNOTATION, ""), annotations.get(HEADER_SHARE_ANNOTATION, "")
+    name, _, value = raw.partition(":")
+    try:
+        fraction = float(share)
+    except ValueError:
+        fraction = 0.0
+    if not name.strip() or not 0.0 < fraction <= 1.0:
+        return None, 0.0
+    return (name.strip().lower(), value.strip()), fraction
+
+
+def _gateway_rule(rule: Any, namespace: str) -> Rule:
+    refs = _dig(rule, "backendRefs")
+    backends: list[BackendRef] = []
+    for ref in refs if isinstance(refs, list) else []:
+        if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+            continue
+        is_service = ref.get("group", "") in ("", "core") and ref.get("kind", "Service") == "Service"
+        backends.append(BackendRef(namespace=str(ref.get("namespace") or namespace), name=ref["name"],
+                                   weight=_weight(ref.get("weight")), is_service=is_service))
+    alternatives: list[tuple[HeaderCondition, ...]] = []
+    raw_matches = _dig(rule, "matches")
+    for match in raw_matches if isinstance(raw_matches, list) else []:
+        headers = _dig(match, "headers")
+        conditions = []
+        for h in headers if isinstance(headers, list) else []:
+            if isinstance(h, Mapping) and isinstance(h.get("name"), str) and isinstance(h.get("value"), str):
+                kind = "regex" if h.get("type") == "RegularExpression" else "exact"
+                conditions.append((h["name"].lower(), kind, h["value"]))
+        alternatives.append(tuple(conditions))
+    mirrors: list[tuple[ObjectKey, float]] = []
+    filters = _dig(rule, "filters")
+    for f in filters if isinstance(filters, list) else []:
+        ref = _dig(f, "requestMirror", "backendRef")
+        if _dig(f, "type") != "RequestMirror" or not isinstance(_dig(ref, "name"), str):
+            continue
+        percent = _dig(f, "requestMirror", "percent")
+        numerator, denominator = _dig(f, "requestMirror", "fraction", "numerator"), \
+            _dig(f, "requestMirror", "fraction", "denominator") or 100
+        if isinstance(percent, int):
+            share = float(percent)
+        elif isinstance(numerator, int) and isinstance(denominator, int) and denominator > 0:
+            share = 100.0 * numerator / denominator
+        else:
+            share = 100.0
+        mirrors.append(((str(ref.get("namespace") or namespace), ref["name"]), share))
+    return Rule(backends=tuple(backends), matches=tuple(alternatives) or ((),), mirrors=tuple(mirrors))
+
+
 def parse_route(obj: Json) -> Route | None:
+    """A Gateway API HTTPRoute."""
     key = _meta(obj)
     if key is None:
         return None
-    rules: list[tuple[BackendRef, ...]] = []
     raw_rules = _dig(obj, "spec", "rules")
-    for rule in raw_rules if isinstance(raw_rules, list) else []:
-        refs = _dig(rule, "backendRefs")
-        backends: list[BackendRef] = []
-        for ref in refs if isinstance(refs, list) else []:
-            if not isinstance(ref, Mapping) or not isinstance(ref.get("name"), str):
+    rules = tuple(_gateway_rule(rule, key[0]) for rule in (raw_rules if isinstance(raw_rules, list) else []))
+    header, share = _header_of(obj)
+    return Route(namespace=key[0], name=key[1], rules=rules, header=header, header_share=share)
+
+
+def _host_service(host: Any, namespace: str) -> ObjectKey | None:
+    """The Service an Istio destination host names (short, `name.ns`, or the cluster FQDN)."""
+    if not isinstance(host, str) or not host:
+        return None
+    parts = host.split(".")
+    if len(parts) == 1:
+        return namespace, parts[0]
+    if len(parts) == 2 or (len(parts) >= 3 and parts[2] == "svc"):
+        return parts[1], parts[0]
+    return None
+
+
+def parse_virtual_service(obj: Json) -> Route | None:
+    """An Istio VirtualService: its `http` routes, first match wins."""
+    key = _meta(obj)
+    if key is None:
+        return None
+    rules: list[Rule] = []
+    http = _dig(obj, "spec", "http")
+    for route in http if isinstance(http, list) else []:
+        destinations = _dig(route, "route")
+        destinations = [d for d in destinations if isinstance(d, Mapping)] if isinstance(destinations, list) else []
+        weighted = any("weight" in d for d in destinations)
+        backends = []
+        for d in destinations:
+            svc = _host_service(_dig(d, "destination", "host"), key[0])
+            weight = (_weight(d.get("weight")) if "weight" in d else 0) if weighted else 1
+            backends.append(BackendRef(namespace=svc[0] if svc else key[0], name=svc[1] if svc else "",
+                                       weight=weight, is_service=svc is not None))
+        alternatives = []
+        matches = _dig(route, "match")
+        for match in matches if isinstance(matches, list) else []:
+            headers = _dig(match, "headers")
+            conditions = []
+            for name, condition in (headers.items() if isinstance(headers, Mapping) else ()):
+                for kind in ("exact", "prefix", "regex"):
+                    if isinstance(_dig(condition, kind), str):
+                        conditions.append((str(name).lower(), kind, condition[kind]))
+            alternatives.append(tuple(conditions))
+        mirrors: list[tuple[ObjectKey, float]] = []
+        mirror = _host_service(_dig(route, "mirror", "host"), key[0])
+        if mirror is not None:
+            percent = _dig(route, "mirrorPercentage", "value")
+            mirrors.append((mirror, float(percent) if isinstance(percent, int | float) else 100.0))
+        rules.append(Rule(backends=tuple(backends), matches=tuple(alternatives) or ((),), mirrors=tuple(mirrors)))
+    header, share = _header_of(obj)
+    return Route(namespace=key[0], name=key[1], rules=tuple(rules), first_match=True, header=header,
+                 header_share=share)
+
+
+def _ingress_paths(obj: Json) -> list[tuple[tuple[str, str], str]]:
+    """((host, path), Service) of each path of an Ingress (and its default backend)."""
+    out = []
+    default = _dig(obj, "spec", "defaultBackend", "service", "name")
+    if isinstance(default, str):
+        out.append((("*", "*"), default))
+    rules = _dig(obj, "spec", "rules")
+    for rule in rules if isinstance(rules, list) else []:
+        host = _dig(rule, "host") or ""
+        paths = _dig(rule, "http", "paths")
+        for path in paths if isinstance(paths, list) else []:
+            service = _dig(path, "backend", "service", "name")
+            if isinstance(service, str):
+                out.append(((str(host), str(_dig(path, "path") or "/")), service))
+    return out
+
+
+def parse_ingresses(objs: Iterable[Json]) -> list[Route]:
+    """Each Ingress that is not an ingress-nginx canary, as a route, with the canaries of the
+    same host and path folded in as ingress-nginx applies them: by header first, then by weight."""
+    stable: list[tuple[ObjectKey, Json]] = []
+    canaries: dict[tuple[str, tuple[str, str]], tuple[str, dict[str, str]]] = {}
+    for obj in objs:
+        key = _meta(obj)
+        if key is None:
+            continue
+        annotations = _str_map(_dig(obj, "metadata", "annotations"))
+        if annotations.get(NGINX + "canary") == "true":
+            for place, service in _ingress_paths(obj):
+                canaries[(key[0], place)] = (service, annotations)
+        else:
+            stable.append((key, obj))
+    routes = []
+    for key, obj in stable:
+        rules: list[Rule] = []
+        for place, service in _ingress_paths(obj):
+            main = BackendRef(key[0], service, 100, True)
+            found = canaries.get((key[0], place))
+            if found is None:
+                rules.append(Rule(backends=(main,)))
                 continue
-            namespace = ref.get("namespace") or key[0]
-            is_service = ref.get("group", "") in ("", "core") and ref.get("kind", "Service") == "Service"
-            backends.append(
-                BackendRef(
-                    namespace=str(namespace),
-                    name=ref["name"],
-                    weight=_weight(ref.get("weight")),
-                    is_service=is_service,
-                )
-            )
-        rules.append(tuple(backends))
-    return Route(namespace=key[0], name=key[1], rules=tuple(rules))
+            canary, canary_annotations = found
+            try:
+                total = max(int(canary_annotations.get(NGINX + "canary-weight-total", "100")), 1)
+                weight = min(max(int(canary_annotations.get(NGINX + "canary-weight", "0")), 0), total)
+            except ValueError:
+                total, weight = 100, 0
+            header = canary_annotations.get(NGINX + "canary-by-header", "").lower()
+            if header:
+                value = canary_annotations.get(NGINX + "canary-by-header-value")
+                pattern = canary_annotations.get(NGINX + "canary-by-header-pattern")
+                condition = ((header, "exact", value) if value else (header, "search", pattern) if pattern
+                             else (header, "exact", "always"))
+                rules.append(Rule(backends=(BackendRef(key[0], canary, 1, True),), matches=((condition,),)))
+            rules.append(Rule(backends=(BackendRef(key[0], service, total - weight, True),
+                                        BackendRef(key[0], canary, weight, True))))
+        header_, share = _header_of(obj)
+        routes.append(Route(namespace=key[0], name=key[1], rules=tuple(rules), header=header_, header_share=share))
+    return routes
 
 
 def _matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -280,6 +473,8 @@ def build_view(
     endpoint_slices: Iterable[Json],
     pods: Iterable[Json],
     routes: Iterable[Json] = (),
+    virtual_services: Iterable[Json] = (),
+    ingresses: Iterable[Json] = (),
 ) -> ClusterView:
     """Index the raw objects of one listing; malformed objects are skipped."""
     svc_index: dict[ObjectKey, Service] = {}
@@ -322,6 +517,8 @@ def build_view(
             }
 
     route_list = [r for r in (parse_route(obj) for obj in routes) if r is not None]
+    route_list += [r for r in (parse_virtual_service(obj) for obj in virtual_services) if r is not None]
+    route_list += parse_ingresses(ingresses)
     route_list.sort(key=lambda r: (r.namespace, r.name))
     return ClusterView(services=svc_index, pods=pod_index, members=members, routes=tuple(route_list))
 
@@ -329,36 +526,99 @@ def build_view(
 # --------------------------------------------------------------------------- traffic split
 
 
-def target_rates(view: ClusterView, rate: float) -> dict[Target, float]:
-    """Requests per second that each ready pod receives through each Service."""
-    rates: dict[Target, float] = defaultdict(float)
+def _condition_holds(condition: HeaderCondition, header: tuple[str, str] | None) -> bool:
+    name, kind, value = condition
+    if header is None or header[0] != name:
+        return False
+    carried = header[1]
+    if kind == "exact":
+        return carried == value
+    if kind == "prefix":
+        return carried.startswith(value)
+    if len(value) > MAX_REGEX:
+        return False
+    try:
+        found = re.search(value, carried) if kind == "search" else re.fullmatch(value, carried)
+    except re.error:
+        return False
+    return found is not None
 
-    def spread(svc_key: ObjectKey, amount: float) -> None:
+
+def _specificity(rule: Rule, header: tuple[str, str] | None) -> int | None:
+    """How many header matches of the rule a request carrying `header` (or none) satisfies,
+    by its best alternative; None: the rule does not match it."""
+    counts = [len(alt) for alt in rule.matches if all(_condition_holds(c, header) for c in alt)]
+    return max(counts) if counts else None
+
+
+def _rules_for(route: Route, header: tuple[str, str] | None) -> list[Rule]:
+    """The rules that take a request carrying `header` (or none), splitting it evenly."""
+    live = [(rule, _specificity(rule, header)) for rule in route.rules if sum(b.weight for b in rule.backends) > 0]
+    matched = [(rule, n) for rule, n in live if n is not None]
+    if not matched:
+        return []
+    if route.first_match:
+        return [matched[0][0]]
+    best = max(n for _, n in matched)
+    return [rule for rule, n in matched if n == best]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Requests per second each ready pod receives through each Service."""
+
+    client: dict[Target, float]
+    """Every request a client sees answered."""
+    header: dict[Target, float]
+    """Of those, the ones carrying a route's header."""
+    mirrored: dict[Target, float]
+    """Copies of requests whose answers are thrown away (not in `client`)."""
+
+
+def split(view: ClusterView, rate: float) -> Split:
+    """Where every request goes, by Service and pod."""
+    client: dict[Target, float] = defaultdict(float)
+    header_rates: dict[Target, float] = defaultdict(float)
+    mirrored: dict[Target, float] = defaultdict(float)
+
+    def spread(svc_key: ObjectKey, amount: float, *into: dict[Target, float]) -> None:
         ready = sorted(name for name, ok in view.members.get(svc_key, {}).items() if ok)
         if amount <= 0.0 or not ready:
             return
         share = amount / len(ready)
         for name in ready:
-            rates[Target(svc_key[0], svc_key[1], name)] += share
+            for rates in into:
+                rates[Target(svc_key[0], svc_key[1], name)] += share
 
     routed: set[ObjectKey] = set()
     for route in view.routes:
         for rule in route.rules:
-            routed.update((b.namespace, b.name) for b in rule if b.is_service)
-        live_rules = [rule for rule in route.rules if sum(b.weight for b in rule) > 0]
-        if not live_rules:
-            continue
-        per_rule = rate / len(live_rules)
-        for rule in live_rules:
-            total = sum(b.weight for b in rule)
-            for backend in rule:
-                if backend.is_service and backend.weight > 0:
-                    spread((backend.namespace, backend.name), per_rule * backend.weight / total)
+            routed.update((b.namespace, b.name) for b in rule.backends if b.is_service)
+            routed.update(svc_key for svc_key, _ in rule.mirrors)
+        classes: list[tuple[tuple[str, str] | None, float]] = [(None, rate * (1.0 - route.header_share))]
+        if route.header is not None:
+            classes.append((route.header, rate * route.header_share))
+        for header, amount in classes:
+            rules = _rules_for(route, header)
+            for rule in rules:
+                per_rule = amount / len(rules)
+                total = sum(b.weight for b in rule.backends)
+                for backend in rule.backends:
+                    if backend.is_service and backend.weight > 0:
+                        into = (client, header_rates) if header is not None else (client,)
+                        spread((backend.namespace, backend.name), per_rule * backend.weight / total, *into)
+                for svc_key, percent in rule.mirrors:
+                    spread(svc_key, per_rule * min(max(percent, 0.0), 100.0) / 100.0, mirrored)
 
     for svc_key in view.services:
         if svc_key not in routed:
-            spread(svc_key, rate)
-    return dict(rates)
+            spread(svc_key, rate, client)
+    return Split(dict(client), dict(header_rates), dict(mirrored))
+
+
+def target_rates(view: ClusterView, rate: float) -> dict[Target, float]:
+    """Requests per second that each ready pod receives through each Service (client-visible)."""
+    return split(view, rate).client
 
 
 # --------------------------------------------------------------------------- ticks
@@ -396,6 +656,12 @@ class Tick:
     """Series whose pod or Service is gone (or whose pod changed revision): drop them."""
     warnings: tuple[str, ...]
     """Bad annotations, each reported once per pod."""
+    header: tuple[tuple[RevisionKey, int], ...] = ()
+    """Header-carrying requests (also in `traffic`), per Service and revision."""
+    mirrored: tuple[tuple[RevisionKey, int], ...] = ()
+    """Mirrored copies (not in `traffic`), per Service and revision."""
+    retired: tuple[RevisionKey, ...] = ()
+    """Revisions of a Service whose header and mirror counts go: no pod of it is a member."""
 
 
 def sample_durations(latency_ms: float, count: int, rng: random.Random) -> tuple[float, ...]:
@@ -421,6 +687,9 @@ class TrafficModel:
         self._error_carry: dict[Target, float] = {}
         self._series: dict[Target, SeriesKey] = {}
         self._warned: set[tuple[str, str, str]] = set()
+        self._side_carry: dict[tuple[str, Target], float] = {}
+        """Fractions of header-carrying and mirrored requests, per kind and target."""
+        self._side_groups: set[RevisionKey] = set()
 
     @property
     def series(self) -> frozenset[SeriesKey]:
@@ -429,7 +698,8 @@ class TrafficModel:
     def tick(self, view: ClusterView, seconds: float) -> Tick:
         """The requests of the `seconds` elapsed since the previous tick."""
         seconds = max(0.0, seconds)
-        rates = target_rates(view, self.rate)
+        routed = split(view, self.rate)
+        rates = routed.client
         removed = self._drop_stale_series(view)
 
         traffic: list[PodTraffic] = []
@@ -470,12 +740,38 @@ class TrafficModel:
             for target in [t for t in carries if t not in rates]:
                 del carries[target]
         self._warned = {w for w in self._warned if (w[0], w[1]) in view.pods}
+        header = self._side("header", routed.header, view, seconds)
+        mirrored = self._side("mirrored", routed.mirrored, view, seconds)
+        retired = sorted(g for g in self._side_groups if not any(
+            (member := view.pods.get((g.namespace, name))) is not None and member.revision == g.revision
+            for name in view.members.get((g.namespace, g.service), {})))
+        self._side_groups.difference_update(retired)
         return Tick(
             traffic=tuple(traffic),
             new_series=tuple(new_series),
             removed=tuple(removed),
             warnings=tuple(warnings),
+            header=header,
+            mirrored=mirrored,
+            retired=tuple(retired),
         )
+
+    def _side(self, kind: str, rates: Mapping[Target, float], view: ClusterView,
+              seconds: float) -> tuple[tuple[RevisionKey, int], ...]:
+        """Whole requests of a side count (header-carrying, mirrored) this tick, per revision."""
+        counts: dict[RevisionKey, int] = defaultdict(int)
+        for target in sorted(rates):
+            carry = self._side_carry.get((kind, target), 0.0) + rates[target] * seconds
+            count = int(carry + _EPSILON)
+            self._side_carry[(kind, target)] = max(0.0, carry - count)
+            if count:
+                pod = view.pods[(target.namespace, target.pod)]
+                group = RevisionKey(target.namespace, target.service, pod.revision)
+                counts[group] += count
+                self._side_groups.add(group)
+        for stale in [k for k in self._side_carry if k[0] == kind and k[1] not in rates]:
+            del self._side_carry[stale]
+        return tuple(sorted(counts.items()))
 
     def _drop_stale_series(self, view: ClusterView) -> list[SeriesKey]:
         removed: list[SeriesKey] = []

@@ -145,6 +145,37 @@ CASES: list[Case] = [
     Case("steps-too-many", _set(STEPS, [{"setWeight": 1}] * 65), f"{STEPS}: Too many"),
     Case("traffic-routing-empty", _set("spec.strategy.canary.trafficRouting", {}),
          "spec.strategy.canary.trafficRouting:"),
+    Case("traffic-routing-two-routers", _set("spec.strategy.canary.trafficRouting",
+                                             {"nginx": {"ingress": "checkout"},
+                                              "istio": {"virtualService": "checkout", "routes": ["primary"]}}),
+         "spec.strategy.canary.trafficRouting: Invalid value"),
+    Case("istio-without-routes", _set("spec.strategy.canary.trafficRouting",
+                                      {"istio": {"virtualService": "checkout", "routes": []}}),
+         "spec.strategy.canary.trafficRouting.istio.routes:"),
+    Case("nginx-ingress-too-long", _set("spec.strategy.canary.trafficRouting", {"nginx": {"ingress": "i" * 250}}),
+         "spec.strategy.canary.trafficRouting.nginx.ingress:"),
+    Case("header-route-without-router", _set(f"{STEPS}.0", {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"exact": "1"}}]}}), f"{STEPS}: Invalid value"),
+    Case("mirror-route-with-nginx", _all(
+        _set("spec.strategy.canary.trafficRouting", {"nginx": {"ingress": "checkout"}}),
+        _set(f"{STEPS}.0", {"setMirrorRoute": {"name": "shadow", "percentage": 10}})),
+         "ingress-nginx cannot mirror"),
+    Case("step-header-and-weight", _set(f"{STEPS}.0", {"setWeight": 10, "setHeaderRoute": {"name": "beta"}}),
+         f"{STEPS}[0]:"),
+    Case("header-value-two-kinds", _set(f"{STEPS}.0", {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"exact": "1", "prefix": "1"}}]}}),
+         f"{STEPS}[0].setHeaderRoute.match[0].headerValue:"),
+    Case("header-regex-too-long", _set(f"{STEPS}.0", {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x-beta", "headerValue": {"regex": "a" * 257}}]}}),
+         f"{STEPS}[0].setHeaderRoute.match[0].headerValue.regex:"),
+    Case("header-matches-too-many", _set(f"{STEPS}.0", {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": f"x-{i}", "headerValue": {"exact": "1"}} for i in range(9)]}}),
+         f"{STEPS}[0].setHeaderRoute.match: Too many"),
+    Case("header-name-invalid", _set(f"{STEPS}.0", {"setHeaderRoute": {"name": "beta", "match": [
+        {"headerName": "x beta", "headerValue": {"exact": "1"}}]}}),
+         f"{STEPS}[0].setHeaderRoute.match[0].headerName:"),
+    Case("mirror-percentage-over-100", _set(f"{STEPS}.0", {"setMirrorRoute": {"name": "shadow", "percentage": 101}}),
+         f"{STEPS}[0].setMirrorRoute.percentage:"),
     Case("traffic-routing-without-service",
          _all(_set("spec.strategy.canary.trafficRouting", {"gatewayAPI": {"httpRoute": "checkout"}}),
               _del("spec.service")), "spec.service: Required value"),

@@ -19,7 +19,7 @@ from glideslope.core.decide import history
 from glideslope.core.decide.gates import gate_deploy
 from glideslope.core.decide.tick import Tick
 from glideslope.core.gates import checklist
-from glideslope.core.model import Reason, SetTraffic, Target, View, until
+from glideslope.core.model import Reason, Routes, SetTraffic, Target, View, until
 
 
 def start(tick: Tick) -> None:
@@ -68,7 +68,8 @@ def step(tick: Tick, stable: str, found: Verdict | None, *, advance: bool = True
     target = _conclude(tick, stable, index, target, found, started, held=held, advance=advance)
     # The preview Service always shows the candidate; routers only carry weight for strategies
     # that pin the stable Service to one revision.
-    tick.traffic = SetTraffic(target.active, tick.candidate, target.weight if tick.pinned else 0)
+    tick.traffic = SetTraffic(target.active, tick.candidate, target.weight if tick.pinned else 0,
+                              target.routes if tick.pinned else Routes())
 
 
 def _held(tick: Tick, index: int) -> bool:
@@ -90,7 +91,7 @@ def _held_target(tick: Tick, view: View) -> Target:
     # Held, so not done; and Progressing, whatever the step before would say.
     return Target(stable_replicas=target.stable_replicas, candidate_replicas=target.candidate_replicas,
                   active=target.active, weight=target.weight, done=False,
-                  message=checklist.summary(spec, tick.status, GateStage.PRE_PROMOTION))
+                  message=checklist.summary(spec, tick.status, GateStage.PRE_PROMOTION), routes=target.routes)
 
 
 def _apply(tick: Tick, stable: str, target: Target) -> None:

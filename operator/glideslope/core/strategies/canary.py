@@ -1,9 +1,10 @@
 """Canary: shift traffic to the candidate step by step, then promote it fully.
 
 Without a router the weight is the candidate's share of replicas, and the stable revision is
-only scaled down by as many pods as the candidate has Ready. With a router (Gateway API) the
-stable revision stays at full size until the end and the weight moves on the route, only once
-the candidate has the pods for it.
+only scaled down by as many pods as the candidate has Ready. With a router (Gateway API,
+Istio, ingress-nginx) the stable revision stays at full size until the end and the weight moves
+on the route, only once the candidate has the pods for it. setHeaderRoute and setMirrorRoute
+steps (routers only) add named routes to the candidate beside the weight (`routes_at`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 import math
 
 from glideslope.api import Phase, ReleaseSpec, parse_duration
-from glideslope.core.model import Step, StepKind, Target, View
+from glideslope.core.model import (
+    HeaderCondition,
+    HeaderRoute,
+    MirrorRoute,
+    Step,
+    StepKind,
+    Target,
+    View,
+    routes_at,
+)
 
 
 def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
@@ -25,6 +35,13 @@ def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
             steps.append(Step(StepKind.PAUSE, seconds=seconds))
         elif s.analysis is not None:
             steps.append(Step(StepKind.ANALYSIS, seconds=parse_duration(s.analysis.duration).total_seconds()))
+        elif s.set_header_route is not None:
+            match = tuple(HeaderCondition(m.header_name, kind, value) for m in s.set_header_route.match or ()
+                          for kind, value in m.header_value.model_dump(exclude_none=True).items())
+            steps.append(Step(StepKind.HEADER_ROUTE, route=HeaderRoute(s.set_header_route.name, match)))
+        elif s.set_mirror_route is not None:
+            route = MirrorRoute(s.set_mirror_route.name, s.set_mirror_route.percentage or 0)
+            steps.append(Step(StepKind.MIRROR_ROUTE, route=route))
     # Full promotion is a step of its own, so `promote full` has a place to jump to.
     steps.append(Step(StepKind.PROMOTE, weight=100))
     return tuple(steps)
@@ -32,7 +49,7 @@ def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
 
 def routed(spec: ReleaseSpec) -> bool:
     canary = spec.strategy.canary
-    return bool(canary and canary.traffic_routing and canary.traffic_routing.gateway_api)
+    return bool(canary and canary.traffic_routing)
 
 
 def pins_active(spec: ReleaseSpec) -> bool:
@@ -65,24 +82,34 @@ def target(spec: ReleaseSpec, steps: tuple[Step, ...], index: int, view: View) -
     total = spec.replicas
     weight = weight_at(steps, index)
     wanted = candidate_pods(total, weight)
+    routes = routes_at(steps, index)
+    if routes and total > 0:
+        # A header or mirror route sends requests to the candidate whatever the weight.
+        wanted = max(wanted, 1)
     ready = view.observed.ready(view.candidate)
     has_pods = ready >= wanted
     # Lowering the weight is always safe; raising it waits for the pods to carry it.
     applied = weight if has_pods or weight <= view.weight else view.weight
+    # Likewise new routes: until then, those of the step before (which had their pods).
+    routes = routes if has_pods else routes_at(steps, index - 1)
     if routed(spec):
         stable, active = total, view.stable
     else:
         stable, active = max(total - wanted, total - ready, 0), None
     label = f"{step.describe()}"
     if not has_pods:
-        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=False,
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied,
+                      routes=routes, done=False,
                       message=f"{label}: {ready}/{wanted} candidate pods ready")
-    if step.kind in (StepKind.SET_WEIGHT, StepKind.PROMOTE):
-        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=True,
+    if step.kind in (StepKind.SET_WEIGHT, StepKind.PROMOTE, StepKind.HEADER_ROUTE, StepKind.MIRROR_ROUTE):
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied,
+                      routes=routes, done=True,
                       message=f"{label}: done")
     if step.seconds is None:
-        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=False,
+        return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied,
+                      routes=routes, done=False,
                       message=f"paused at weight {weight}: waiting for promote", phase=Phase.PAUSED)
     left = max(step.seconds - view.elapsed, 0.0)
-    return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied, done=left <= 0,
+    return Target(stable_replicas=stable, candidate_replicas=wanted, active=active, weight=applied,
+                      routes=routes, done=left <= 0,
                   message=f"{label}: {view.until(step.seconds)}")

@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Protocol
 
 from glideslope.api import Release
+from glideslope.core.model import Routes, StepKind
 from glideslope.kube.client import Kube
+from glideslope.kube.traffic.routes import NO_ROUTES
 
 
 class TrafficRouter(Protocol):
-    """Sends `weight` percent of a Release's traffic to its preview (canary) Service."""
+    """Sends `weight` percent of a Release's traffic, and the requests `routes` name, to its
+    preview (canary) Service."""
 
-    def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int) -> None:
+    supports: frozenset[StepKind]
+    """The steps of `routes.ROUTE_STEPS` it can carry out; a plan with another is refused up front."""
+
+    def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
+                   routes: Routes = NO_ROUTES) -> None:
         ...
 
     def check(self, kube: Kube, release: Release) -> str | None:
@@ -20,9 +27,14 @@ class TrafficRouter(Protocol):
 
 
 def router_for(release: Release) -> TrafficRouter:
-    from glideslope.kube.traffic import gateway_api, replicas
+    from glideslope.kube.traffic import gateway_api, istio, nginx, replicas
 
     canary = release.spec.strategy.canary
-    if canary and canary.traffic_routing and canary.traffic_routing.gateway_api:
+    routing = canary.traffic_routing if canary else None
+    if routing and routing.gateway_api:
         return gateway_api.GatewayAPIRouter()
+    if routing and routing.nginx:
+        return nginx.NginxRouter()
+    if routing and routing.istio:
+        return istio.IstioRouter()
     return replicas.ReplicasRouter()

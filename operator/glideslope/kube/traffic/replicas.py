@@ -1,15 +1,20 @@
 """No router: traffic follows the ratio of Ready pods behind the stable Service, which the
-engine already sets through replica counts; nothing to write."""
+engine already sets through replica counts; nothing to write, and no route beyond weights."""
 
 from __future__ import annotations
 
 from glideslope.api import Release
+from glideslope.core.model import Routes, StepKind
 from glideslope.kube.client import Kube
+from glideslope.kube.traffic.routes import NO_ROUTES, unsupported
 
 
 class ReplicasRouter:
-    def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int) -> None:
+    supports: frozenset[StepKind] = frozenset()
+
+    def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
+                   routes: Routes = NO_ROUTES) -> None:
         return None
 
     def check(self, kube: Kube, release: Release) -> str | None:
-        return None
+        return unsupported(release, self.supports, "the replica ratio (no spec.strategy.canary.trafficRouting)")
