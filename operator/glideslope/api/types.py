@@ -88,6 +88,14 @@ class WebhookFormat(StrEnum):
     PAGERDUTY = "pagerduty"
 
 
+class TemplateKind(StrEnum):
+    """Which kind of analysis template a Release names: one in its own namespace, or one of
+    the cluster's, which a platform team shares with every namespace."""
+
+    ANALYSIS_TEMPLATE = "AnalysisTemplate"
+    CLUSTER_ANALYSIS_TEMPLATE = "ClusterAnalysisTemplate"
+
+
 class Weekday(StrEnum):
     """A day of the week."""
 

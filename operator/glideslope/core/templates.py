@@ -1,0 +1,120 @@
+"""Analysis templates: a Release's triggers with those of the templates it names
+(`spec.analysis.templates`), their `{{args.NAME}}` substituted. Pure, like the rest of `core/`:
+the shell reads the templates and hands them in.
+
+Decisions recorded here:
+
+- A Release's own triggers come first, then each template's, in the order the Release names
+  the templates. A trigger name used twice (by the Release and a template, or by two
+  templates) is an invalid spec naming both: silently dropping one would hide a check.
+- An arg's value is the Release's (`templates[].args`), else the template's default. An arg
+  without either, an arg the template does not declare, and a `{{args.NAME}}` the template does
+  not declare are each an invalid spec naming the field.
+- Args are substituted when resolving; the template variables (`{{revision}}`...) are left for
+  each measurement (`core.triggers`), exactly as in the Release's own triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from glideslope.api import ReleaseSpec, Trigger
+from glideslope.api.spec import MAX_TRIGGERS, TemplateRef
+from glideslope.api.templates import AnalysisTemplateSpec
+from glideslope.api.types import TemplateKind
+from glideslope.core.analysis import QueryTemplateError, render_args
+
+TemplateKey = tuple[TemplateKind, str, str]
+"""(kind, namespace, name) of a template; the namespace is empty for a ClusterAnalysisTemplate."""
+
+Found = AnalysisTemplateSpec | str | None
+"""What the shell found under a key: the template's spec, why it cannot be used (it does not
+parse), or None: there is no such template."""
+
+
+def key_of(ref: TemplateRef, namespace: str) -> TemplateKey:
+    """Where the template a Release names lives."""
+    return ref.kind, namespace if ref.kind == TemplateKind.ANALYSIS_TEMPLATE else "", ref.name
+
+
+def keys(spec: ReleaseSpec, namespace: str) -> list[TemplateKey]:
+    """The templates a Release's spec names, in order, each once."""
+    return list(dict.fromkeys(key_of(ref, namespace) for ref in spec.analysis.templates))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The spec the operator acts on (the Release's own, with the templates' triggers added)
+    and what is wrong with it (each problem naming its field); nothing is acted on while there
+    are problems."""
+
+    spec: ReleaseSpec
+    problems: list[str]
+
+
+def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found]) -> Resolution:
+    """The Release's triggers with its templates' added, args substituted."""
+    refs = spec.analysis.templates
+    if not refs:
+        return Resolution(spec, [])
+    problems: list[str] = []
+    owners: dict[str, str] = {t.name: f"spec.analysis.triggers[{i}]" for i, t in enumerate(spec.analysis.triggers)}
+    triggers = list(spec.analysis.triggers)
+    for i, ref in enumerate(refs):
+        path = f"spec.analysis.templates[{i}]"
+        what = f"{ref.kind.value} {ref.name!r}"
+        template = found.get(key_of(ref, namespace))
+        if template is None:
+            where = f" in namespace {namespace}" if ref.kind == TemplateKind.ANALYSIS_TEMPLATE else ""
+            problems.append(f"{path}.name: {what} not found{where}")
+            continue
+        if isinstance(template, str):
+            problems.append(f"{path}.name: {what} cannot be used: {template}")
+            continue
+        values, wrong = _args(ref, template, path, what)
+        problems += wrong
+        if wrong:
+            continue
+        for j, trigger in enumerate(template.triggers):
+            owner = owners.get(trigger.name)
+            if owner is not None:
+                problems.append(f"{path}: trigger {trigger.name!r} of {what} has the same name as {owner}; "
+                                "trigger names must be unique among the Release's and its templates'")
+                continue
+            owners[trigger.name] = f"trigger {trigger.name!r} of {what} ({path})"
+            try:
+                triggers.append(_with_args(trigger, values))
+            except QueryTemplateError as exc:
+                problems.append(f"{path}: {what}, spec.triggers[{j}]: {exc}")
+    if len(triggers) > MAX_TRIGGERS:
+        problems.append(f"spec.analysis.templates: {len(triggers)} triggers with the templates'; at most "
+                        f"{MAX_TRIGGERS} in all")
+    if problems:
+        return Resolution(spec, problems)
+    analysis = spec.analysis.model_copy(update={"triggers": triggers})
+    return Resolution(spec.model_copy(update={"analysis": analysis}), [])
+
+
+def _args(ref: TemplateRef, template: AnalysisTemplateSpec, path: str, what: str) -> tuple[dict[str, str], list[str]]:
+    """Each declared arg's value, and the problems: unknown or missing args."""
+    declared = {a.name: a.value for a in template.args}
+    problems = [f"{path}.args.{name}: not an arg of {what} (it declares: {', '.join(declared) or 'none'})"
+                for name in ref.args if name not in declared]
+    values = {name: value for name, value in declared.items() if value is not None} | {
+        name: value for name, value in ref.args.items() if name in declared}
+    problems += [f"{path}.args.{name}: required by {what}, which gives it no default value"
+                 for name in declared if name not in values]
+    return values, problems
+
+
+def _with_args(trigger: Trigger, values: Mapping[str, str]) -> Trigger:
+    """The trigger with `{{args.NAME}}` substituted in its query or web URL."""
+    if trigger.query is not None:
+        return trigger.model_copy(update={"query": render_args(trigger.query, values)})
+    if trigger.provider is not None and trigger.provider.web is not None:
+        web = trigger.provider.web
+        rendered = web.model_copy(update={"url": render_args(web.url, values),
+                                          "json_path": render_args(web.json_path, values)})
+        return trigger.model_copy(update={"provider": trigger.provider.model_copy(update={"web": rendered})})
+    return trigger
