@@ -53,7 +53,10 @@ from glideslope.core.model import (
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
 from glideslope.core.templates import keys as template_keys
+from glideslope.core.templates import record as record_triggers
+from glideslope.core.templates import recorded as recorded_triggers
 from glideslope.core.templates import resolve as resolve_templates
+from glideslope.core.templates import with_added
 from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables, web_urls
 from glideslope.egress import Kind, Pending
 from glideslope.kube import events, ownership, records, releases, secrets, services, templates, workloads
@@ -160,19 +163,29 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
 
 def _with_templates(rt: Runtime, read: _Read) -> Release | None:
     """The Release with its analysis templates' triggers added to its own (`core.templates`),
-    as the rest of the tick acts on it; None: a template is missing or does not fit (then it is
-    Degraded, naming the field, and nothing changes)."""
-    spec = read.release.spec
+    as the rest of the tick acts on it: those its rollout started with, else resolved now and
+    recorded in its status; None: a template is missing or does not fit (then it is Degraded,
+    naming the field, and nothing changes)."""
+    release = read.release
+    spec, status = release.spec, release.status
     namespace = read.key[0]
     wanted = template_keys(spec, namespace)
     rt.templates.used(read.key, wanted)  # a change of one of them wakes the Release
     if not wanted:
-        return read.release
-    resolution = resolve_templates(spec, namespace, templates.read(rt.kube, rt.templates, wanted))
+        return release if status.template_triggers is None else \
+            release.model_copy(update={"status": status.model_copy(update={"template_triggers": None})})
+    candidate = revision_of(spec.template)
+    kept = recorded_triggers(spec, status, candidate)
+    if kept is not None:
+        resolution = with_added(spec, kept)
+    else:
+        resolution = resolve_templates(spec, namespace, templates.read(rt.kube, rt.templates, wanted))
     if resolution.problems:
-        _invalid(rt.kube, read.body, read.release, resolution.problems)
+        _invalid(rt.kube, read.body, release, resolution.problems)
         return None
-    return read.release.model_copy(update={"spec": resolution.spec})
+    if kept is None:
+        status = status.model_copy(update={"template_triggers": record_triggers(spec, candidate, resolution.added)})
+    return release.model_copy(update={"spec": resolution.spec, "status": status})
 
 
 def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:

@@ -191,3 +191,38 @@ def test_a_web_provider_trigger_rolls_back(sandbox: Cluster, namespace: str, ope
     t = trigger_status(bad, "queue")
     assert t["state"] == "Failing" and t["lastValue"] == 0.9, t
     assert "queue" in bad["history"][-1]["reason"]
+
+
+def test_a_template_change_shows_in_the_next_rollout_not_the_running_one(
+        sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    def checks(condition: str) -> dict[str, Any]:
+        return {"apiVersion": "glideslope.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "checks"},
+                "spec": {"triggers": [{
+                    "name": "errors", "severity": "critical", "failureCondition": condition,
+                    "query": 'sum(rate(http_requests_total{namespace="{{namespace}}",revision="{{revision}}",'
+                             'code="500"}[5s])) or vector(0)'}]}}
+
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"analysis": {"duration": "10s"}}]}}
+    uses = {"interval": "1s", "templates": [{"name": "checks"}]}
+    sandbox.apply(checks("result > 0.5"), namespace)
+    sandbox.apply(release("web", "1", steps, analysis=uses), namespace)
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
+    sandbox.apply(release("web", "2", steps, analysis=uses), namespace)
+
+    def measuring() -> dict[str, Any] | None:
+        st = status(sandbox, namespace, "web")
+        return st if st.get("version") == "2" and trigger_status(st, "errors").get("successes", 0) >= 1 else None
+
+    st = wait_until(measuring, timeout=60, what="v2 measured")
+    kept = st["templateTriggers"]
+    assert kept["revision"] == st["revision"] and kept["triggers"][0]["failureCondition"] == "result > 0.5", kept
+    # Mid-rollout, the template changes to fail every measurement: the running rollout keeps
+    # the triggers it started with, and succeeds.
+    sandbox.apply(checks("result >= 0"), namespace)
+    done = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=60)
+    assert trigger_status(done, "errors")["failures"] == 0
+    # The next rollout takes the template as it is now, and rolls back on it.
+    sandbox.apply(release("web", "3", steps, analysis=uses), namespace)
+    bad = wait_phase(sandbox, namespace, "web", "RolledBack", version="3", timeout=60)
+    assert bad["templateTriggers"]["triggers"][0]["failureCondition"] == "result >= 0"
+    assert "result >= 0" in bad["history"][-1]["reason"]

@@ -193,3 +193,29 @@ def test_the_chart_ships_the_seed_checks() -> None:
     assert resolution.problems == []
     first = resolution.spec.analysis.triggers[0].query
     assert first is not None and "http_requests_total{" in first and "[10s]" in first
+
+
+# -- a rollout keeps the triggers it started with -------------------------------------------------
+
+
+def test_a_rollout_keeps_the_triggers_it_started_with() -> None:
+    from glideslope.api import ReleaseStatus
+    from glideslope.core.templates import record, recorded, with_added
+
+    s = spec([{"name": "errors", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}}],
+             [{"name": "own", "query": "up", "failureCondition": "result < 1"}])
+    started = resolve(s, "shop", found(errors=ERRORS))
+    status = ReleaseStatus(template_triggers=record(s, "rev1", started.added))
+    kept = recorded(s, status, "rev1")
+    assert kept is not None and [t.query for t in kept] == [t.query for t in started.added]
+    assert with_added(s, kept).spec == started.spec
+    # A new candidate, or other templates or args, resolve again.
+    assert recorded(s, status, "rev2") is None
+    other = spec([{"name": "errors", "kind": "ClusterAnalysisTemplate", "args": {"metric": "n"}}])
+    assert recorded(other, status, "rev1") is None
+    # The Release's own triggers stay its spec's: a new one clashing with a kept one is refused.
+    clashing = spec(s.analysis.model_dump(by_alias=True)["templates"],
+                    [{"name": "error-rate", "query": "up", "failureCondition": "result < 1"}])
+    assert with_added(clashing, kept).problems == [
+        "spec.analysis.triggers[0]: trigger 'error-rate' has the same name as one of the triggers of "
+        "spec.analysis.templates"]

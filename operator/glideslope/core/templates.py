@@ -12,15 +12,24 @@ Decisions recorded here:
   not declare are each an invalid spec naming the field.
 - Args are substituted when resolving; the template variables (`{{revision}}`...) are left for
   each measurement (`core.triggers`), exactly as in the Release's own triggers.
+- A rollout keeps the templates' triggers it started with (`status.templateTriggers`, for its
+  candidate revision and the `spec.analysis.templates` it was resolved from): a template's
+  change shows in the next rollout, never in a running one, and a template deleted meanwhile
+  does not stop it. The Release's own triggers are always its spec's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from glideslope.api import ReleaseSpec, Trigger
+from pydantic import ValidationError
+
+from glideslope.api import ReleaseSpec, ReleaseStatus, Trigger
 from glideslope.api.spec import MAX_TRIGGERS, TemplateRef
+from glideslope.api.status import TemplateTriggers
 from glideslope.api.templates import AnalysisTemplateSpec
 from glideslope.api.types import TemplateKind
 from glideslope.core.analysis import QueryTemplateError, render_args
@@ -51,6 +60,8 @@ class Resolution:
 
     spec: ReleaseSpec
     problems: list[str]
+    added: list[Trigger] = field(default_factory=list)
+    """The templates' triggers, args substituted (in `spec` after the Release's own)."""
 
 
 def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found]) -> Resolution:
@@ -60,7 +71,7 @@ def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found
         return Resolution(spec, [])
     problems: list[str] = []
     owners: dict[str, str] = {t.name: f"spec.analysis.triggers[{i}]" for i, t in enumerate(spec.analysis.triggers)}
-    triggers = list(spec.analysis.triggers)
+    added: list[Trigger] = []
     for i, ref in enumerate(refs):
         path = f"spec.analysis.templates[{i}]"
         what = f"{ref.kind.value} {ref.name!r}"
@@ -84,16 +95,51 @@ def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found
                 continue
             owners[trigger.name] = f"trigger {trigger.name!r} of {what} ({path})"
             try:
-                triggers.append(_with_args(trigger, values))
+                added.append(_with_args(trigger, values))
             except QueryTemplateError as exc:
                 problems.append(f"{path}: {what}, spec.triggers[{j}]: {exc}")
-    if len(triggers) > MAX_TRIGGERS:
-        problems.append(f"spec.analysis.templates: {len(triggers)} triggers with the templates'; at most "
+    if problems:
+        return Resolution(spec, problems)
+    return with_added(spec, added)
+
+
+def with_added(spec: ReleaseSpec, added: Sequence[Trigger]) -> Resolution:
+    """The spec with triggers resolved from its templates (now, or when the rollout started)
+    after its own; a name used twice, or too many in all, is a problem."""
+    own = {t.name: i for i, t in enumerate(spec.analysis.triggers)}
+    problems = [f"spec.analysis.triggers[{own[t.name]}]: trigger {t.name!r} has the same name as one of the "
+                "triggers of spec.analysis.templates" for t in added if t.name in own]
+    total = len(spec.analysis.triggers) + len(added)
+    if total > MAX_TRIGGERS:
+        problems.append(f"spec.analysis.templates: {total} triggers with the templates'; at most "
                         f"{MAX_TRIGGERS} in all")
     if problems:
         return Resolution(spec, problems)
-    analysis = spec.analysis.model_copy(update={"triggers": triggers})
-    return Resolution(spec.model_copy(update={"analysis": analysis}), [])
+    analysis = spec.analysis.model_copy(update={"triggers": [*spec.analysis.triggers, *added]})
+    return Resolution(spec.model_copy(update={"analysis": analysis}), [], list(added))
+
+
+def digest(spec: ReleaseSpec) -> str:
+    """What identifies the templates a spec names, with their args."""
+    refs = json.dumps([ref.to_dict() for ref in spec.analysis.templates], sort_keys=True)
+    return hashlib.sha256(refs.encode()).hexdigest()[:16]
+
+
+def recorded(spec: ReleaseSpec, status: ReleaseStatus, candidate: str) -> list[Trigger] | None:
+    """The templates' triggers this rollout started with (`status.templateTriggers`), or None:
+    none recorded for this candidate and these templates (or unreadable), resolve them now."""
+    kept = status.template_triggers
+    if kept is None or kept.revision != candidate or kept.digest != digest(spec):
+        return None
+    try:
+        return [Trigger.model_validate(t) for t in kept.triggers]
+    except ValidationError:
+        return None
+
+
+def record(spec: ReleaseSpec, candidate: str, added: Sequence[Trigger]) -> TemplateTriggers:
+    """What `status.templateTriggers` keeps of a resolution for the rollout of `candidate`."""
+    return TemplateTriggers(revision=candidate, digest=digest(spec), triggers=[t.to_dict() for t in added])
 
 
 def _args(ref: TemplateRef, template: AnalysisTemplateSpec, path: str, what: str) -> tuple[dict[str, str], list[str]]:
