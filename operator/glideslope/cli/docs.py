@@ -237,8 +237,9 @@ def _template_sections() -> list[str]:
             " their `{{args.NAME}}` replaced by the Release's value for the arg, else the template's; the query"
             " template variables below are then substituted at each measurement, as in the Release's own"
             " triggers. A missing template, a missing or unknown arg, or a trigger name used twice makes the"
-            " Release `Degraded` (`InvalidSpec`, naming the field) and nothing changes. A template's change wakes"
-            " the Releases that use it and applies from their next measurement.\n",
+            " Release `Degraded` (`InvalidSpec`, naming the field) and nothing changes. A rollout keeps the"
+            " templates' triggers it started with (`status.templateTriggers`): a template's change shows in the"
+            " next rollout, never in a running one.\n",
             _table(header, _field_rows(schema, "spec"))]
 
 
