@@ -219,3 +219,12 @@ def test_a_rollout_keeps_the_triggers_it_started_with() -> None:
     assert with_added(clashing, kept).problems == [
         "spec.analysis.triggers[0]: trigger 'error-rate' has the same name as one of the triggers of "
         "spec.analysis.templates"]
+
+
+def test_args_may_not_grow_a_query_past_its_bound() -> None:
+    s = spec([{"name": "errors", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m" * 1024}}])
+    big = template([{"name": "metric"}], {"name": "t", "failureCondition": "result > 1",
+                                          "query": "{{args.metric}}" * 9})
+    assert resolve(s, "shop", found(errors=big)).problems == [
+        "spec.analysis.templates[0]: ClusterAnalysisTemplate 'errors', spec.triggers[0]: query: 9216 characters "
+        "with its args; at most 8192"]

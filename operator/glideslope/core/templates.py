@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from glideslope.api import ReleaseSpec, ReleaseStatus, Trigger
-from glideslope.api.spec import MAX_TRIGGERS, TemplateRef
+from glideslope.api.spec import JSON_PATH_MAX_LENGTH, MAX_TRIGGERS, TemplateRef
 from glideslope.api.status import TemplateTriggers
 from glideslope.api.templates import AnalysisTemplateSpec
-from glideslope.api.types import TemplateKind
+from glideslope.api.types import QUERY_MAX_LENGTH, URL_MAX_LENGTH, TemplateKind
 from glideslope.core.analysis import QueryTemplateError, render_args
+from glideslope.core.conditions import ConditionError, compile_condition
 
 TemplateKey = tuple[TemplateKind, str, str]
 """(kind, namespace, name) of a template; the namespace is empty for a ClusterAnalysisTemplate."""
@@ -84,6 +85,7 @@ def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found
             problems.append(f"{path}.name: {what} cannot be used: {template}")
             continue
         values, wrong = _args(ref, template, path, what)
+        wrong += [f"{path}: {what}, {problem}" for problem in template_problems(template)]
         problems += wrong
         if wrong:
             continue
@@ -142,10 +144,33 @@ def record(spec: ReleaseSpec, candidate: str, added: Sequence[Trigger]) -> Templ
     return TemplateTriggers(revision=candidate, digest=digest(spec), triggers=[t.to_dict() for t in added])
 
 
+def template_problems(template: AnalysisTemplateSpec) -> list[str]:
+    """What is wrong in a template whatever the Release using it (each naming the template's
+    field): a `{{args.NAME}}` it does not declare, a condition that does not compile."""
+    problems: list[str] = []
+    # Every declared arg stands in with a harmless value: what is left unknown is undeclared.
+    stand_in = {a.name: "x" for a in template.args}
+    for j, trigger in enumerate(template.triggers):
+        try:
+            _with_args(trigger, stand_in)
+        except QueryTemplateError as exc:
+            problems.append(f"spec.triggers[{j}]: {exc}")
+        for name, source in (("successCondition", trigger.success_condition),
+                             ("failureCondition", trigger.failure_condition)):
+            if source is None:
+                continue
+            try:
+                compile_condition(source)
+            except ConditionError as exc:
+                problems.append(f"spec.triggers[{j}].{name}: {exc}")
+    return problems
+
+
 def _args(ref: TemplateRef, template: AnalysisTemplateSpec, path: str, what: str) -> tuple[dict[str, str], list[str]]:
     """Each declared arg's value, and the problems: unknown or missing args."""
     declared = {a.name: a.value for a in template.args}
-    problems = [f"{path}.args.{name}: not an arg of {what} (it declares: {', '.join(declared) or 'none'})"
+    # A key is not bounded by the schema: it is shown cut short.
+    problems = [f"{path}.args.{name[:63]}: not an arg of {what} (it declares: {', '.join(declared) or 'none'})"
                 for name in ref.args if name not in declared]
     values = {name: value for name, value in declared.items() if value is not None} | {
         name: value for name, value in ref.args.items() if name in declared}
@@ -155,12 +180,23 @@ def _args(ref: TemplateRef, template: AnalysisTemplateSpec, path: str, what: str
 
 
 def _with_args(trigger: Trigger, values: Mapping[str, str]) -> Trigger:
-    """The trigger with `{{args.NAME}}` substituted in its query or web URL."""
+    """The trigger with `{{args.NAME}}` substituted in its query or web URL (and JSONPath),
+    each still within its field's bound: args may not grow what the schema bounds (the
+    rendered query is sent, and kept in the status)."""
     if trigger.query is not None:
-        return trigger.model_copy(update={"query": render_args(trigger.query, values)})
+        return trigger.model_copy(update={"query": _bounded("query", render_args(trigger.query, values),
+                                                            QUERY_MAX_LENGTH)})
     if trigger.provider is not None and trigger.provider.web is not None:
         web = trigger.provider.web
-        rendered = web.model_copy(update={"url": render_args(web.url, values),
-                                          "json_path": render_args(web.json_path, values)})
+        rendered = web.model_copy(update={
+            "url": _bounded("provider.web.url", render_args(web.url, values), URL_MAX_LENGTH),
+            "json_path": _bounded("provider.web.jsonPath", render_args(web.json_path, values),
+                                  JSON_PATH_MAX_LENGTH)})
         return trigger.model_copy(update={"provider": trigger.provider.model_copy(update={"web": rendered})})
     return trigger
+
+
+def _bounded(field_name: str, rendered: str, limit: int) -> str:
+    if len(rendered) > limit:
+        raise QueryTemplateError(f"{field_name}: {len(rendered)} characters with its args; at most {limit}")
+    return rendered
