@@ -36,7 +36,8 @@ class AnalysisTemplateSpec(ApiModel):
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """The args the triggers' queries (and web URLs) use as `{{args.NAME}}`; a use of one not
     declared here makes the Releases using the template Degraded (InvalidSpec)."""
-    triggers: list[Trigger] = Field(min_length=1, max_length=MAX_TRIGGERS, json_schema_extra=rules(
+    # Not required: a template may come to hold only a judge.
+    triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """Rollback triggers, as in a Release's `spec.analysis.triggers`; each name must be unique
     among all the triggers of a Release that uses the template."""
