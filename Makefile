@@ -146,7 +146,9 @@ test-faults: binaries
 .PHONY: crds
 crds: install
 	$(GLIDESLOPE) crd > crds/glideslope.dev_releases.yaml
-	cp crds/glideslope.dev_releases.yaml charts/glideslope/crds/
+	$(GLIDESLOPE) crd --kind AnalysisTemplate > crds/glideslope.dev_analysistemplates.yaml
+	$(GLIDESLOPE) crd --kind ClusterAnalysisTemplate > crds/glideslope.dev_clusteranalysistemplates.yaml
+	cp crds/glideslope.dev_*.yaml charts/glideslope/crds/
 
 # docs/api.md is generated like the CRD (from the same models, and the code it names); a unit
 # test fails when it is stale.

@@ -9,6 +9,8 @@ stored, so a write that fails loses no command, and one that succeeds is not obe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -27,6 +29,7 @@ from glideslope.api import (
     Announcement,
     ConditionType,
     Release,
+    ReleaseSpec,
     ReleaseStatus,
     field_problems,
     parse_duration,
@@ -50,14 +53,20 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
-from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables
+from glideslope.core.templates import keys as template_keys
+from glideslope.core.templates import record as record_triggers
+from glideslope.core.templates import recorded as recorded_triggers
+from glideslope.core.templates import resolve as resolve_templates
+from glideslope.core.templates import with_added
+from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables, web_urls
 from glideslope.egress import Kind, Pending
-from glideslope.kube import events, ownership, records, releases, secrets, services, workloads
+from glideslope.kube import events, ownership, records, releases, secrets, services, templates, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_rollout
 from glideslope.notify.publish import publish
-from glideslope.prom import PrometheusProvider
+from glideslope.prom import MetricProvider, PrometheusProvider
+from glideslope.prom.web import JsonPathError, compile_json_path
 from glideslope.runtime import ReleaseMemory, Runtime
 from glideslope.scheduler import Key
 
@@ -114,6 +123,10 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     read = _read(rt, namespace, name)
     if read is None:
         return None
+    resolved = _with_templates(rt, read)
+    if resolved is None:
+        return read.release
+    read = dataclasses.replace(read, release=resolved)
     release, memory = read.release, read.memory
     if not _valid(rt.kube, read.body, release) or not _claimed(rt.kube, read.body, release, memory):
         return release
@@ -147,6 +160,33 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
         release = release.model_copy(update={"status": held[1]})
     return _Read(key=key, body=body, release=release, stored=stored, memory=memory)
+
+
+def _with_templates(rt: Runtime, read: _Read) -> Release | None:
+    """The Release with its analysis templates' triggers added to its own (`core.templates`),
+    as the rest of the tick acts on it: those its rollout started with, else resolved now and
+    recorded in its status; None: a template is missing or does not fit (then it is Degraded,
+    naming the field, and nothing changes)."""
+    release = read.release
+    spec, status = release.spec, release.status
+    namespace = read.key[0]
+    wanted = template_keys(spec, namespace)
+    rt.templates.used(read.key, wanted)  # a change of one of them wakes the Release
+    if not wanted:
+        return release if status.template_triggers is None else \
+            release.model_copy(update={"status": status.model_copy(update={"template_triggers": None})})
+    candidate = revision_of(spec.template)
+    kept = recorded_triggers(spec, status, candidate)
+    if kept is not None:
+        resolution = with_added(spec, kept)
+    else:
+        resolution = resolve_templates(spec, namespace, templates.read(rt.kube, rt.templates, wanted))
+    if resolution.problems:
+        _invalid(rt.kube, read.body, release, resolution.problems)
+        return None
+    if kept is None:
+        status = status.model_copy(update={"template_triggers": record_triggers(spec, candidate, resolution.added)})
+    return release.model_copy(update={"spec": resolution.spec, "status": status})
 
 
 def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:
@@ -402,7 +442,7 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     values = variables(spec, release.status, candidate, namespace=namespace, release=name,
                        service=service_names[0] if service_names else name)
     memory = rt.memory(key)
-    generation = (meta.uid or "", meta.generation or 0)
+    generation = (_checked_as(meta.uid or "", spec), meta.generation or 0)
     checked = memory.checked[2] if memory.checked is not None and memory.checked[:2] == generation else None
     if checked:
         _invalid(rt.kube, body, release, checked)
@@ -410,18 +450,26 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     due = due_measurements(spec, release.status, candidate, values, now)
     if checked is not None and not due:
         return {}
-    provider = _prometheus(rt, key, body, release)
-    if provider is None:
-        return None
+    # Prometheus is needed only by queries: a Release measured by web triggers alone needs none.
+    prometheus = None
+    if any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates):
+        prometheus = _prometheus(rt, key, body, release)
+        if prometheus is None:
+            return None
     if checked is None:
         queries, problems = rendered_queries(spec, values)
-        if not problems:
+        urls, url_problems = web_urls(spec, values)
+        problems += url_problems
+        problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
+        problems += _json_path_problems(spec)
+        if not problems and queries and prometheus is not None:
+            checker: PrometheusProvider = prometheus
             sent = [q for _, q in queries]
 
             def unasked(_: str) -> list[str | None]:
                 return [None] * len(sent)  # not refused: the measurements will say what went wrong
 
-            refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(provider, sent),
+            refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(checker, sent),
                                      fallback=unasked)
             if isinstance(refusals, Pending):
                 return None
@@ -437,7 +485,12 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         if item.error is not None:
             out[item.trigger.name] = (item.query, Measurement(None, item.error, now))
             continue
-        answer = _measured(rt, key, provider, ("trigger", item.trigger.name), item.query, now)
+        web = item.trigger.provider.web if item.trigger.provider is not None else None
+        provider: MetricProvider | None = prometheus if web is None else rt.web_provider(
+            web.json_path, tuple((h.name, h.value) for h in web.headers))
+        if provider is None:
+            continue
+        answer = _measured(rt, key, provider, ("trigger", item.trigger.name), item.query, now, web is not None)
         if answer is None:
             continue
         measured = last.get(item.trigger.name)
@@ -446,11 +499,12 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     return out
 
 
-def _measured(rt: Runtime, key: Key, provider: PrometheusProvider, what: tuple[str, str], query: str,
-              now: datetime) -> Measurement | None:
+def _measured(rt: Runtime, key: Key, provider: MetricProvider, what: tuple[str, str], query: str,
+              now: datetime, web: bool = False) -> Measurement | None:
     """The measurement of `query` (for the trigger or gate `what`) once it has come back, asking
-    for it through the egress layer if it is not in flight; None until then."""
-    answer = rt.egress.ask(key, (*what, query), Kind.PROMETHEUS, lambda: provider.query(query),
+    for it through the egress layer if it is not in flight; None until then. `web`: a web
+    provider's GET, which has its own slots per namespace."""
+    answer = rt.egress.ask(key, (*what, query), Kind.WEB if web else Kind.PROMETHEUS, lambda: provider.query(query),
                            fallback=lambda why: Measurement(None, why, now))
     return None if isinstance(answer, Pending) else answer
 
@@ -509,6 +563,27 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         return {gate: answer for gate, answer in answers.items() if answer is not None}
 
     return probes.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
+
+
+def _json_path_problems(spec: ReleaseSpec) -> list[str]:
+    """The web triggers' JSONPaths that do not parse, each naming its field."""
+    problems = []
+    for i, trigger in enumerate(spec.analysis.triggers):
+        if trigger.provider is not None and trigger.provider.web is not None:
+            try:
+                compile_json_path(trigger.provider.web.json_path)
+            except JsonPathError as exc:
+                problems.append(f"spec.analysis.triggers[{i}].provider.web.jsonPath: {exc}")
+    return problems
+
+
+def _checked_as(uid: str, spec: ReleaseSpec) -> str:
+    """What the check of a generation's queries is remembered under: the uid, and with
+    templates the resolved triggers too, since a template changes without a new generation."""
+    if not spec.analysis.templates:
+        return uid
+    triggers = json.dumps([t.to_dict() for t in spec.analysis.triggers], sort_keys=True)
+    return f"{uid}/{hashlib.sha256(triggers.encode()).hexdigest()[:16]}"
 
 
 async def _check(provider: PrometheusProvider, queries: Sequence[str]) -> list[str | None]:

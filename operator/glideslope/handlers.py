@@ -18,6 +18,8 @@ import kopf
 
 from glideslope import engine
 from glideslope.api import GROUP, PLURAL, VERSION, parse_release
+from glideslope.api.templates import PLURALS
+from glideslope.api.types import TemplateKind
 from glideslope.egress import EgressPolicy
 from glideslope.kube import workloads
 from glideslope.kube.client import Kube, not_found
@@ -56,6 +58,7 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     made.append(runtime)
     _register_lifecycle(registry, runtime, on_stop)
     _register_watch(registry, runtime, lock)
+    _register_templates(registry, runtime)
     _register_delete(registry, runtime, kube)
     return runtime
 
@@ -165,6 +168,22 @@ def _register_watch(registry: kopf.OperatorRegistry, runtime: Runtime, lock: thr
         # is a new Release of that name: the hold of the deleted one must not keep it waiting.
         scheduler.unhold(key)
         scheduler.wake(key)
+
+
+def _register_templates(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """The watches of AnalysisTemplates (in the watched namespaces) and ClusterAnalysisTemplates
+    (cluster-scoped: kopf watches them cluster-wide): each change refreshes the template cache
+    and wakes the Releases that use the template."""
+    for kind in TemplateKind:
+        def changed(body: kopf.Body, template_kind: TemplateKind = kind, **kwargs: Any) -> None:
+            if kwargs.get("type") == "DELETED":
+                users = runtime.templates.gone(template_kind, body)
+            else:
+                users = runtime.templates.seen(template_kind, body)
+            for key in users:
+                runtime.scheduler.wake(key)
+
+        kopf.on.event(GROUP, VERSION, PLURALS[kind], id=f"templates.{PLURALS[kind]}", registry=registry)(changed)
 
 
 def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Kube) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 from glideslope.api import ReleaseStatus
 from glideslope.core.model import SetTraffic
 from glideslope.egress import Egress, EgressPolicy
-from glideslope.kube import releases, workloads
+from glideslope.kube import releases, templates, workloads
 from glideslope.kube.client import Kube, fence
 from glideslope.metrics import OperatorMetrics
 from glideslope.notify.publish import Publisher
-from glideslope.prom import PrometheusAuth, PrometheusProvider
+from glideslope.prom import PrometheusAuth, PrometheusProvider, WebProvider
 from glideslope.scheduler import STEPPERS, Key, Scheduler
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 ANALYSIS_TIMEOUT = 3.0
 """Seconds a Prometheus query may take in all (connection, headers, body): a tenant's slow
 Prometheus delays only its own Release's measurements, never a stepper."""
+
+
+WEB_PROVIDERS = 1024
+"""Web providers kept (one per distinct jsonPath and headers); past it they are made afresh:
+each holds only a parsed JSONPath, and a tenant writing ever new ones must not grow memory."""
 
 
 STOP_SECONDS = 10.0
@@ -89,6 +94,8 @@ class Runtime:
         self.egress.set_wake(self.scheduler.wake)
         self.workloads = workloads.WorkloadCache(kube, namespaces, lambda ns, name: self.scheduler.wake((ns, name)))
         self.releases = releases.ReleaseCache()
+        self.templates = templates.TemplateCache()
+        self._web: dict[tuple[str, tuple[tuple[str, str], ...]], WebProvider] = {}
         self._memory: dict[Key, ReleaseMemory] = {}
         self._providers: dict[ProviderKey, _Provider] = {}
         self._lock = threading.Lock()
@@ -119,6 +126,19 @@ class Runtime:
             self._release_provider(key, previous)
         return entry.provider
 
+    def web_provider(self, json_path: str, headers: tuple[tuple[str, str], ...]) -> WebProvider:
+        """The web metric provider for a JSONPath and headers (`prom.web`), through this
+        runtime's egress layer."""
+        wanted = (json_path, headers)
+        with self._lock:
+            provider = self._web.get(wanted)
+            if provider is None:
+                if len(self._web) >= WEB_PROVIDERS:
+                    self._web.clear()
+                provider = self._web[wanted] = WebProvider(json_path, dict(headers), egress=self.egress,
+                                                           timeout=ANALYSIS_TIMEOUT)
+            return provider
+
     def providers(self) -> int:
         with self._lock:
             return len(self._providers)
@@ -144,6 +164,7 @@ class Runtime:
         if memory is not None and memory.provider is not None:
             self._release_provider(key, memory.provider)
         self.egress.forget(key)
+        self.templates.used(key, ())
         if not held:
             self.scheduler.forget(key)
         self.metrics.forget(namespace, name)

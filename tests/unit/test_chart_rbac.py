@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 CHART = Path(__file__).resolve().parents[2] / "charts" / "glideslope"
 RELEASE_NAMESPACE = "glideslope-system"
 WATCHED = ("shop", "staging")
-CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces")}
+CLUSTER_SCOPED = {("apiextensions.k8s.io", "customresourcedefinitions"), ("", "namespaces"),
+                  ("glideslope.dev", "clusteranalysistemplates")}
 
 Grant = tuple[str, str, str]
 """(API group, resource, verb)"""
@@ -29,6 +30,8 @@ NAMESPACED: set[Grant] = {
     ("glideslope.dev", "releases", "patch"),  # kopf's finalizer; releases.remove_annotations
     ("glideslope.dev", "releases", "get"),  # releases.get
     ("glideslope.dev", "releases/status", "patch"),  # releases.patch_status
+    *(("glideslope.dev", "analysistemplates", v) for v in ("list", "watch")),  # kopf's watch (TemplateCache)
+    ("glideslope.dev", "analysistemplates", "get"),  # templates.read, before the watch has it
     *(("apps", "deployments", v) for v in ("list", "watch")),  # workloads.observe, WorkloadCache
     *(("apps", "deployments", v) for v in ("create", "patch")),  # workloads.apply_candidate (apply), scale
     ("apps", "deployments", "delete"),  # workloads.delete
@@ -46,6 +49,8 @@ NAMESPACED: set[Grant] = {
 CLUSTER: set[Grant] = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),  # kopf's resource observer
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    *(("glideslope.dev", "clusteranalysistemplates", v) for v in ("list", "watch")),  # kopf's watch
+    ("glideslope.dev", "clusteranalysistemplates", "get"),  # templates.read, before the watch has it
 }
 NAMESPACES: set[Grant] = {("", "namespaces", "list"), ("", "namespaces", "watch")}
 """kopf run with --namespace (so are the e2e tests' operators, on the cluster-wide RBAC)."""

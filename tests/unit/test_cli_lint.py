@@ -46,6 +46,27 @@ def test_a_condition_is_checked_as_the_operator_checks_it(tmp_path: Path) -> Non
     assert len(lines) == 1  # the ConfigMap is not a Release: skipped
 
 
+def test_analysis_templates_are_linted_too(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "analysis-templates.yaml"
+    lines: list[str] = []
+    assert lint.run([str(shipped)], lines.append) == 0, lines
+    assert lines[0].endswith("ClusterAnalysisTemplate error-rate: valid")
+    bad = {"apiVersion": "glideslope.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "checks"},
+           "spec": {"args": [{"name": "window"}], "triggers": [
+               {"name": "a", "query": "x[{{args.windw}}]", "failureCondition": "result > 1"},
+               {"name": "b", "query": "x", "failureCondition": "result >"},
+               {"name": "c", "successCondition": "result < 1",
+                "provider": {"web": {"url": "https://s.example/x", "jsonPath": "$..["}}}]}}
+    code, lines = _lint(tmp_path, bad)
+    assert code == 1
+    assert [line.split(": ", 2)[2] for line in lines] == [
+        "spec.triggers[0]: {{args.windw}}: the template declares no arg 'windw'",
+        lines[1].split(": ", 2)[2],
+        "spec.triggers[2].provider.web.jsonPath: invalid JSONPath '$..[': Parse error near the end of string!"]
+    assert lines[1].startswith(f"{tmp_path / 'release.yaml'}: AnalysisTemplate checks: "
+                               "spec.triggers[1].failureCondition:"), lines
+
+
 def test_no_release_or_an_unreadable_file_is_exit_2(tmp_path: Path) -> None:
     assert _lint(tmp_path, {"apiVersion": "v1", "kind": "ConfigMap"})[0] == 2
     assert lint.run([str(tmp_path / "missing.yaml")], [].append) == 2

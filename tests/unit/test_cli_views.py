@@ -51,3 +51,13 @@ def test_history_keeps_every_column_whole_and_wraps_the_reason_by_words() -> Non
     assert "…" not in text
     words = {w for line in text.splitlines() for w in line.split()}
     assert {"failureCondition", "meets", "(critical):"} <= words  # whole words, not cut
+
+
+def test_a_template_trigger_shows_its_condition() -> None:
+    body = _body("1.0.0", "1.1.0")
+    body["status"].update({"phase": "Progressing", "analysis": [
+        {"name": "error-rate", "severity": "critical", "state": "Passing", "lastValue": 0.0002, "successes": 3}],
+        "templateTriggers": {"revision": "5be98f5b3e", "digest": "d", "triggers": [
+            {"name": "error-rate", "severity": "critical", "query": "x", "failureCondition": "result > 0.001"}]}})
+    shown = _text(render(Snapshot(release=body)), 160)
+    assert "error-rate" in shown and "result > 0.001" in shown, shown

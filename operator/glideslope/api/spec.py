@@ -33,6 +33,7 @@ from glideslope.api.types import (
     ServiceProtocol,
     Severity,
     StrategyType,
+    TemplateKind,
     Timestamp,
     WebhookFormat,
     Weekday,
@@ -45,6 +46,8 @@ MAX_NOTIFICATIONS = 16
 MAX_FREEZES = 32
 MAX_PORTS = 32
 MAX_LABELS = 64
+ARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+"""An analysis template's arg name, as `{{args.NAME}}` writes it."""
 
 # ---------------------------------------------------------------------------------------------
 # Pod templates: only what validation needs is declared; the rest is kept as written.
@@ -613,6 +616,48 @@ class PrometheusSpec(ApiModel):
     labelled `glideslope.dev/release-secret: "true"`; never a ServiceAccount token Secret."""
 
 
+MAX_WEB_HEADERS = 16
+JSON_PATH_MAX_LENGTH = 256
+
+
+class WebHeader(ApiModel):
+    """One HTTP header sent with a web metric's GET. Plain text in the spec: put no secret here."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=HEADER_NAME_PATTERN)
+    """The header's name, such as `Accept`."""
+    value: str = Field(max_length=1024, pattern=r"^[^\r\n]*$")
+    """The header's value, on one line."""
+
+
+class WebMetric(ApiModel):
+    """A number read from an HTTP endpoint answering JSON: a GET, then a JSONPath to the number."""
+
+    url: HttpUrl
+    """The endpoint, `http://` or `https://`, reached as the operator's egress policy allows
+    (`--egress-allow`/`--egress-deny`; loopback and link-local addresses are denied by default).
+    The query's template variables are substituted, as in `query`. No redirect is followed; the
+    answer may be at most 256 KiB and must come within 3 seconds."""
+    json_path: str = Field(min_length=1, max_length=JSON_PATH_MAX_LENGTH)
+    """A JSONPath into the answer (such as `$.data.errorRate`) that selects exactly one number
+    (or a string holding one); nothing selected, or null, is no data."""
+    headers: list[WebHeader] = Field(default_factory=list, max_length=MAX_WEB_HEADERS,
+                                     json_schema_extra=rules(x_kubernetes_list_type="map",
+                                                             x_kubernetes_list_map_keys=["name"]))
+    """HTTP headers to send, in plain text."""
+
+
+class MetricProviderSpec(ApiModel):
+    """Where a trigger's number comes from, instead of the Prometheus `query`."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        cel("has(self.web)", "spec.analysis.triggers[].provider must set web", field_path=".web",
+            reason="FieldValueRequired"),
+    ))
+
+    web: WebMetric | None = None
+    """A GET answering JSON, and a JSONPath to the number."""
+
+
 class Trigger(ApiModel):
     """A rollback trigger: a query, a condition and a severity."""
 
@@ -620,14 +665,19 @@ class Trigger(ApiModel):
         cel("has(self.successCondition) || has(self.failureCondition)",
             "spec.analysis.triggers[] must set successCondition or failureCondition",
             field_path=".failureCondition", reason="FieldValueRequired"),
+        cel("has(self.query) != has(self.provider)",
+            "spec.analysis.triggers[] must set exactly one of query, provider", field_path=".query"),
     ))
 
     name: Name
     """Unique among the triggers."""
     severity: Severity = Severity.HIGH
-    query: Query
+    query: Query | None = None
     """PromQL giving one number; `{{namespace}}`, `{{release}}`, `{{service}}`, `{{version}}`,
-    `{{revision}}` (the candidate), `{{stableRevision}}` and `{{stableVersion}}` are substituted."""
+    `{{revision}}` (the candidate), `{{stableRevision}}` and `{{stableVersion}}` are substituted
+    (and, in an analysis template, `{{args.NAME}}`). Exactly one of `query` and `provider`."""
+    provider: MetricProviderSpec | None = None
+    """Another metric provider than Prometheus (`web`), instead of `query`."""
     success_condition: CelCondition | None = None
     """CEL over `result` (a double); a measurement fails when it does not hold."""
     failure_condition: CelCondition | None = None
@@ -635,6 +685,27 @@ class Trigger(ApiModel):
     failure_limit: int = Field(default=3, ge=1, le=1000)
     """Failures before a `high` trigger rolls back."""
     on_no_data: OnNoData = OnNoData.INCONCLUSIVE
+
+
+MAX_TEMPLATE_REFS = 8
+MAX_TEMPLATE_ARGS = 32
+ARG_VALUE_MAX_LENGTH = 1024
+
+
+class TemplateRef(ApiModel):
+    """An analysis template used by this Release, and the values of its args."""
+
+    name: ObjectName
+    """The template's name."""
+    kind: TemplateKind = TemplateKind.ANALYSIS_TEMPLATE
+    """`AnalysisTemplate` (in the Release's namespace) or `ClusterAnalysisTemplate`."""
+    # Key names are checked against the template's args (an unknown one is InvalidSpec): a
+    # structural schema cannot bound a map's keys.
+    args: dict[str, Annotated[str, Field(max_length=ARG_VALUE_MAX_LENGTH)]] = Field(
+        default_factory=dict, max_length=MAX_TEMPLATE_ARGS)
+    """Values of the template's args, by name; they override the template's own values. Every
+    arg the template declares must have a value, here or in the template, and every name here
+    must be one the template declares."""
 
 
 class AnalysisSpec(ApiModel):
@@ -652,6 +723,9 @@ class AnalysisSpec(ApiModel):
     initial_delay: Duration = "0s"
     """Wait this long after a step before the first measurement."""
     prometheus: PrometheusSpec | None = None
+    templates: list[TemplateRef] = Field(default_factory=list, max_length=MAX_TEMPLATE_REFS)
+    """Analysis templates whose triggers are added to `triggers`, their `{{args.NAME}}`
+    substituted; a trigger's name must be unique among all of them."""
     triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """Rollback triggers: Prometheus queries judged by CEL conditions, each with a severity that

@@ -6,6 +6,8 @@ refused would lose what the operator knows, so bounds are for the operator to ke
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from glideslope.api.base import ApiModel, rules
@@ -141,6 +143,17 @@ class HistoryEntry(ApiModel):
     notifications name it (its last measurement is in `status.analysis`)."""
 
 
+class TemplateTriggers(ApiModel):
+    """The triggers the Release's analysis templates gave the rollout of `revision`."""
+
+    revision: str
+    """The candidate revision they were resolved for."""
+    digest: str
+    """A digest of `spec.analysis.templates` (names, kinds, args) they were resolved from."""
+    triggers: list[dict[str, Any]] = Field(default_factory=list)
+    """The templates' triggers, args substituted, as the operator measures them."""
+
+
 class ReleaseStatus(ApiModel):
     """The observed state of a Release."""
 
@@ -215,6 +228,10 @@ class ReleaseStatus(ApiModel):
     never lost to a write that fails. One still on the Release with the value recorded here
     (the operator stopped between the two writes) is removed without being obeyed twice; the
     record is cleared once the annotations are gone."""
+    template_triggers: TemplateTriggers | None = None
+    """The triggers the analysis templates (`spec.analysis.templates`) gave this rollout, as
+    resolved when it started: a template's later change shows in the next rollout, never in a
+    running one. A change of `spec.analysis.templates` resolves them again."""
     announcements: list[Announcement] = Field(default_factory=list, max_length=ANNOUNCEMENTS_LIMIT)
     """The Events of the last transition, written with it: the operator records them once this
     status is stored, under names derived from them, so one that died in between records them

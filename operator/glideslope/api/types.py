@@ -88,6 +88,14 @@ class WebhookFormat(StrEnum):
     PAGERDUTY = "pagerduty"
 
 
+class TemplateKind(StrEnum):
+    """Which kind of analysis template a Release names: one in its own namespace, or one of
+    the cluster's, which a platform team shares with every namespace."""
+
+    ANALYSIS_TEMPLATE = "AnalysisTemplate"
+    CLUSTER_ANALYSIS_TEMPLATE = "ClusterAnalysisTemplate"
+
+
 class Weekday(StrEnum):
     """A day of the week."""
 
@@ -224,7 +232,8 @@ ServiceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_1035
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
 NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
-HttpUrl = Annotated[str, Field(min_length=8, max_length=2048, pattern=HTTP_URL_PATTERN)]
+URL_MAX_LENGTH = 2048
+HttpUrl = Annotated[str, Field(min_length=8, max_length=URL_MAX_LENGTH, pattern=HTTP_URL_PATTERN)]
 # No min_length: "9:00" should be told the pattern, not a length.
 ClockTime = Annotated[str, Field(max_length=5, pattern=CLOCK_PATTERN)]
 # What the API server's CEL can refuse cheaply in a condition (the operator checks the rest,
@@ -244,7 +253,8 @@ CelCondition = Annotated[str, Field(min_length=1, max_length=1024, json_schema_e
         "needs no escape sequences"),
 ))]
 """A CEL expression over `result` (a double), e.g. `result < 0.01`."""
-Query = Annotated[str, Field(min_length=1, max_length=8192)]
+QUERY_MAX_LENGTH = 8192
+Query = Annotated[str, Field(min_length=1, max_length=QUERY_MAX_LENGTH)]
 """A PromQL query; `{{namespace}}`, `{{release}}`, `{{revision}}`... are substituted."""
 Timestamp = Annotated[AwareDatetime, Field(json_schema_extra={"pattern": TIMESTAMP_PATTERN})]
 """An RFC 3339 time with a zone."""

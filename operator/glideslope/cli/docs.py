@@ -21,8 +21,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from glideslope.api import ConditionType, Phase, Severity, Trigger
-from glideslope.api.crd import PRINTER_COLUMNS, render_crd
-from glideslope.api.types import SEVERITY_EFFECTS
+from glideslope.api.crd import PRINTER_COLUMNS, render_crd, template_schema
+from glideslope.api.types import SEVERITY_EFFECTS, TemplateKind
 from glideslope.cli import plugin
 from glideslope.core.analysis import TEMPLATE_VARIABLE_MEANINGS
 from glideslope.core.decide import PHASE_CONDITIONS
@@ -202,6 +202,7 @@ def _resource_section(crd: dict[str, Any], version: dict[str, Any], schema: Sche
             " is, and from the constants the operator obeys; `kubectl explain releases.spec` shows the same"
             " descriptions. Regenerate with `make docs`. How the pieces fit: `ARCHITECTURE.md`.\n",
             "Contents: [the resource](#the-resource), [spec](#spec), [status](#status),"
+            " [analysis templates](#analysis-templates),"
             " [template variables](#query-template-variables), [severities](#trigger-severities),"
             " [commands](#commands), [printer columns](#printer-columns), [conditions](#conditions).\n",
             "## The resource\n", str(schema["description"]) + "\n",
@@ -225,6 +226,23 @@ def _field_sections(schema: Schema) -> list[str]:
             " at `kubectl apply`, with its message.\n", _table(header, _field_rows(schema, "spec")),
             "## status\n", "What the operator observed and did; written by the operator only.\n",
             _table(header, _field_rows(schema, "status"))]
+
+
+def _template_sections() -> list[str]:
+    """AnalysisTemplate and ClusterAnalysisTemplate: the same spec, field by field."""
+    header = ["field", "type", "required", "default", "bounds", "description"]
+    schema = template_schema(TemplateKind.ANALYSIS_TEMPLATE)
+    return ["## Analysis templates\n",
+            "`AnalysisTemplate` (namespaced, short name `at`) and `ClusterAnalysisTemplate` (cluster-scoped, `cat`),"
+            " in the same group and version, hold the same spec: triggers with named args, defined once and used by"
+            " Releases through `spec.analysis.templates`. Each template's triggers are added to the Release's own,"
+            " their `{{args.NAME}}` replaced by the Release's value for the arg, else the template's; the query"
+            " template variables below are then substituted at each measurement, as in the Release's own"
+            " triggers. A missing template, a missing or unknown arg, or a trigger name used twice makes the"
+            " Release `Degraded` (`InvalidSpec`, naming the field) and nothing changes. A rollout keeps the"
+            " templates' triggers it started with (`status.templateTriggers`): a template's change shows in the"
+            " next rollout, never in a running one.\n",
+            _table(header, _field_rows(schema, "spec"))]
 
 
 def _vocabulary_sections() -> list[str]:
@@ -270,7 +288,8 @@ def render() -> str:
     crd = render_crd()
     (version,) = crd["spec"]["versions"]
     schema: Schema = version["schema"]["openAPIV3Schema"]
-    out = [*_resource_section(crd, version, schema), *_field_sections(schema), *_vocabulary_sections(),
+    out = [*_resource_section(crd, version, schema), *_field_sections(schema), *_template_sections(),
+           *_vocabulary_sections(),
            *_observed_sections(schema)]
     return "\n".join(part.rstrip("\n") + "\n" for part in out)
 

@@ -1,9 +1,10 @@
-"""`kubectl release lint FILE...`: a Release checked offline, before it is applied, as the operator
-would check it: the models (types, bounds, enums, the field names the API server uses) and the
-rules the operator applies before it acts (`core.spec_validation`: conditions compiled with the
-same CEL checks, durations, time zones, names). A pipeline runs it on a pull request; what it
-cannot know offline (a Secret, another Release, the CRD's rules on `metadata.name`) the API
-server and the operator still say at apply time.
+"""`kubectl release lint FILE...`: a Release (or an AnalysisTemplate or ClusterAnalysisTemplate)
+checked offline, before it is applied, as the operator would check it: the models (types,
+bounds, enums, the field names the API server uses) and the rules the operator applies before
+it acts (`core.spec_validation`: conditions compiled with the same CEL checks, durations, time
+zones, names; `core.templates` for a template's args). A pipeline runs it on a pull request;
+what it cannot know offline (a Secret, another Release, a template a Release names, the CRD's
+rules on `metadata.name`) the API server and the operator still say at apply time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import yaml
 from pydantic import ValidationError
 
 from glideslope.api import GROUP, KIND, field_problems, parse_release
+from glideslope.api.templates import parse_template
+from glideslope.api.types import TemplateKind
 from glideslope.core.spec_validation import validate_spec
+from glideslope.core.templates import template_problems
+from glideslope.prom.web import JsonPathError, compile_json_path
+
+_KINDS = {KIND: "release", **{k.value: k.value for k in TemplateKind}}
+"""The kinds linted, and how each is named in what lint says."""
 
 
 def _documents(path: str) -> Iterator[tuple[int, Any]]:
@@ -31,9 +39,28 @@ def _documents(path: str) -> Iterator[tuple[int, Any]]:
             yield index, item
 
 
-def _is_release(doc: Any) -> bool:
-    return (isinstance(doc, dict) and doc.get("kind") == KIND
-            and str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"))
+def _kind(doc: Any) -> str | None:
+    """How lint names the document's kind, or None: not one it lints."""
+    if isinstance(doc, dict) and str(doc.get("apiVersion", "")).startswith(f"{GROUP}/"):
+        return _KINDS.get(str(doc.get("kind")))
+    return None
+
+
+def lint_template(doc: dict[str, Any]) -> list[str]:
+    """Every problem found in one AnalysisTemplate or ClusterAnalysisTemplate, each naming its
+    field (what depends on the Release using it, such as its args' values, is said then)."""
+    try:
+        spec = parse_template(doc).spec
+    except ValidationError as exc:
+        return field_problems(exc)
+    problems = template_problems(spec)
+    for j, trigger in enumerate(spec.triggers):
+        if trigger.provider is not None and trigger.provider.web is not None:
+            try:
+                compile_json_path(trigger.provider.web.json_path)
+            except JsonPathError as exc:
+                problems.append(f"spec.triggers[{j}].provider.web.jsonPath: {exc}")
+    return problems
 
 
 def lint(doc: dict[str, Any]) -> list[str]:
@@ -46,7 +73,7 @@ def lint(doc: dict[str, Any]) -> list[str]:
 
 
 def run(paths: Sequence[str], say: Any) -> int:
-    """Lint every Release in `paths` (`-`: standard input); `say` prints a line. Exit code: 0 when
+    """Lint every Release and analysis template in `paths` (`-`: standard input); `say` prints a line. Exit code: 0 when
     all are valid, 1 when one is not, 2 when a file cannot be read or parsed, or holds none."""
     found = failed = 0
     for path in paths:
@@ -56,17 +83,18 @@ def run(paths: Sequence[str], say: Any) -> int:
             say(f"{path}: cannot read it: {exc}")
             return 2
         for index, doc in documents:
-            if not _is_release(doc):
+            kind = _kind(doc)
+            if kind is None:
                 continue
             found += 1
             name = (doc.get("metadata") or {}).get("name") or f"document {index + 1}"
-            problems = lint(doc)
+            problems = lint(doc) if kind == "release" else lint_template(doc)
             failed += bool(problems)
             for problem in problems:
-                say(f"{path}: release {name}: {problem}")
+                say(f"{path}: {kind} {name}: {problem}")
             if not problems:
-                say(f"{path}: release {name}: valid")
+                say(f"{path}: {kind} {name}: valid")
     if not found:
-        say(f"no Release ({GROUP}) in {', '.join(paths)}")
+        say(f"no Release or analysis template ({GROUP}) in {', '.join(paths)}")
         return 2
     return 1 if failed else 0

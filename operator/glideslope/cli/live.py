@@ -120,8 +120,10 @@ def _triggers(spec: dict[str, Any], status: ReleaseStatus) -> Table | None:
     """The rollback triggers' measurements, each with its condition from the spec; None without any."""
     if not status.analysis:
         return None
-    conditions = {t["name"]: t.get("failureCondition") or t.get("successCondition") or ""
-                  for t in spec.get("analysis", {}).get("triggers", [])}
+    # The templates' triggers are not in the spec: the status keeps those of this rollout.
+    kept = status.template_triggers.triggers if status.template_triggers is not None else []
+    conditions = {t.get("name"): t.get("failureCondition") or t.get("successCondition") or ""
+                  for t in [*spec.get("analysis", {}).get("triggers", []), *kept]}
     triggers = Table(title="triggers", title_justify="left", box=None, header_style="bold")
     for col in ("trigger", "severity", "state", "last value", "condition", "ok/fail/none/err"):
         triggers.add_column(col)

@@ -36,10 +36,11 @@ def _sandbox(args: argparse.Namespace) -> int:
     return 0 if box.print_status() else 3
 
 
-def _crd(_: argparse.Namespace) -> int:
+def _crd(args: argparse.Namespace) -> int:
     from glideslope.api.crd import render_crd_yaml
+    from glideslope.api.types import TemplateKind
 
-    sys.stdout.write(render_crd_yaml())
+    sys.stdout.write(render_crd_yaml(TemplateKind(args.kind) if args.kind != "Release" else None))
     return 0
 
 
@@ -154,7 +155,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--deployment", required=True, help="the operator's Deployment")
     st.set_defaults(func=_selftest)
 
-    crd = sub.add_parser("crd", help="print the Release CustomResourceDefinition")
+    crd = sub.add_parser("crd", help="print a CustomResourceDefinition (the Release's by default)")
+    crd.add_argument("--kind", default="Release", choices=["Release", "AnalysisTemplate", "ClusterAnalysisTemplate"],
+                     help="which CRD")
     crd.set_defaults(func=_crd)
     docs = sub.add_parser("docs", help="print docs/api.md, the Release API's reference")
     docs.set_defaults(func=_docs)

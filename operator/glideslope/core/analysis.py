@@ -94,6 +94,31 @@ def render_query(template: str, variables: Mapping[str, str]) -> str:
     return rendered
 
 
+ARGS_PREFIX = "args."
+"""`{{args.NAME}}`: an analysis template's arg, substituted when the template is resolved
+(`core.templates`), before the variables above are."""
+
+
+def render_args(template: str, args: Mapping[str, str]) -> str:
+    """Substitute an analysis template's `{{args.NAME}}`, leaving every other `{{...}}` for
+    `render_query`. Raises QueryTemplateError naming an arg without a value, or whose value
+    holds a quote, a backslash or a line break (the same rule as the variables')."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        if not name.startswith(ARGS_PREFIX):
+            return match.group(0)
+        arg = name[len(ARGS_PREFIX):]
+        value = args.get(arg)
+        if value is None:
+            raise QueryTemplateError(f"{{{{{name}}}}}: the template declares no arg {arg!r}")
+        if _UNSAFE_VALUE.search(value):
+            raise QueryTemplateError(f"the value of {{{{{name}}}}} ({value!r}) holds a quote, backslash or line break")
+        return value
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
 # ---------------------------------------------------------------------------------------------
 # Measurements
 

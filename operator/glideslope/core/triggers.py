@@ -70,19 +70,46 @@ def due_measurements(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, v
     for trigger in spec.analysis.triggers:
         if not due(by_name.get(trigger.name), interval, delay, started, now):
             continue
+        template = source(trigger)
         try:
-            out.append(Due(trigger, render_query(trigger.query, values)))
+            out.append(Due(trigger, render_query(template, values)))
         except QueryTemplateError as exc:
-            out.append(Due(trigger, trigger.query, str(exc)))
+            out.append(Due(trigger, template, str(exc)))
     return out
 
 
+def source(trigger: Trigger) -> str:
+    """What a measurement of the trigger renders and sends: its PromQL `query`, or the URL of
+    its web provider."""
+    if trigger.provider is not None and trigger.provider.web is not None:
+        return trigger.provider.web.url
+    return trigger.query or ""
+
+
+def web_urls(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The web triggers' URLs as they would be sent, with their field paths, to check against
+    the egress policy before a rollout starts; and the problems found rendering them."""
+    urls: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for i, trigger in enumerate(spec.analysis.triggers):
+        if trigger.provider is None or trigger.provider.web is None:
+            continue
+        path = f"spec.analysis.triggers[{i}].provider.web.url"
+        try:
+            urls.append((path, render_query(source(trigger), values)))
+        except QueryTemplateError as exc:
+            problems.append(f"{path}: {exc}")
+    return urls, problems
+
+
 def rendered_queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Every trigger's query as it would be sent, with its field path, to check against
-    Prometheus before a rollout starts; and the problems found rendering them."""
+    """Every Prometheus query (of the triggers and metric gates) as it would be sent, with its
+    field path, to check against Prometheus before a rollout starts; and the problems found
+    rendering them."""
     queries: list[tuple[str, str]] = []
     problems: list[str] = []
-    sources = [(f"spec.analysis.triggers[{i}].query", t.query) for i, t in enumerate(spec.analysis.triggers)]
+    sources = [(f"spec.analysis.triggers[{i}].query", t.query) for i, t in enumerate(spec.analysis.triggers)
+               if t.query is not None]
     sources += [(f"spec.gates[{i}].metric.query", g.metric.query) for i, g in enumerate(spec.gates)
                 if g.metric is not None]
     for path, template in sources:

@@ -55,6 +55,8 @@ class Kind(StrEnum):
     PROMETHEUS = "prometheus"
     WEBHOOK = "webhook"
     NOTIFICATION = "notification"
+    WEB = "web"
+    """A web metric provider's GET (`prom.web`)."""
 
 
 class Pending:

@@ -135,6 +135,7 @@ class Sandbox:
         self._start_controllers(bins, pki)
         self._install_crds(bins)
         self._install_admission_policy(bins)
+        self._install_analysis_templates(bins)
         self._start_kwok(bins)
         self._make_nodes(bins)
         self._make_operator_identity(bins, pki)
@@ -266,6 +267,12 @@ class Sandbox:
         self.kubectl(bins, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         _log(f"CRDs installed: Gateway API {build.GATEWAY_API_VERSION}, Istio {build.ISTIO_API_VERSION}'s "
              f"{len(build.ISTIO_CRDS)} and {len(ours)} of Glideslope's")
+
+    def _install_analysis_templates(self, bins: build.Binaries) -> None:
+        """The chart's ClusterAnalysisTemplates `error-rate` and `latency-p95`
+        (deploy/analysis-templates.yaml), as an installed operator has them."""
+        self.kubectl(bins, "apply", "--server-side", "--force-conflicts", "--field-manager=glideslope-sandbox",
+                     "-f", str(REPO_ROOT / "deploy" / "analysis-templates.yaml"))
 
     def _install_admission_policy(self, bins: build.Binaries) -> None:
         """The chart's ValidatingAdmissionPolicy that keeps approvals honest (deploy/admission-policy.yaml)."""

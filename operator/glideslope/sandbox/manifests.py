@@ -22,6 +22,9 @@ DEPLOY = REPO_ROOT / "deploy"
 NAMESPACE = "glideslope-system"
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 ADMISSION_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+TEMPLATE_KINDS = {"ClusterAnalysisTemplate", "AnalysisTemplate"}
+ANALYSIS_TEMPLATES = "analysis-templates.yaml"
+"""The chart's ClusterAnalysisTemplates in deploy/ (`error-rate`, `latency-p95`)."""
 ADMISSION_POLICY = "admission-policy.yaml"
 """The approval policy's file in deploy/; `glideslope sandbox up` applies it after the CRDs."""
 # Labels that say Helm manages an object: wrong for objects applied with kustomize.
@@ -34,6 +37,8 @@ def _file_for(kind: str) -> str:
         return "rbac.yaml"
     if kind in ADMISSION_KINDS:
         return ADMISSION_POLICY
+    if kind in TEMPLATE_KINDS:
+        return ANALYSIS_TEMPLATES
     return "operator.yaml"
 
 
@@ -44,7 +49,8 @@ def render(helm: Path | None = None) -> dict[str, str]:
         [str(helm or ensure_helm()), "template", "glideslope", str(CHART), "--namespace", NAMESPACE, "--skip-tests"],
         check=True, capture_output=True, text=True,
     ).stdout
-    files: dict[str, list[dict[str, Any]]] = {"rbac.yaml": [], ADMISSION_POLICY: [], "operator.yaml": []}
+    files: dict[str, list[dict[str, Any]]] = {"rbac.yaml": [], ADMISSION_POLICY: [], ANALYSIS_TEMPLATES: [],
+                                              "operator.yaml": []}
     for doc in yaml.safe_load_all(out):
         if not doc:
             continue

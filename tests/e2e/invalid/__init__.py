@@ -245,7 +245,7 @@ CASES: list[Case] = [
     Case("trigger-without-condition", _del(f"{TRIGGER}.failureCondition"),
          "spec.analysis.triggers[0].failureCondition:"),
     Case("trigger-without-query", _del(f"{TRIGGER}.query"),
-         "spec.analysis.triggers[0].query: Required value"),
+         "spec.analysis.triggers[] must set exactly one of query, provider"),
     Case("trigger-severity-unknown", _set(f"{TRIGGER}.severity", "urgent"),
          "spec.analysis.triggers[0].severity: Unsupported value"),
     Case("trigger-on-no-data-pass", _set(f"{TRIGGER}.onNoData", "Pass"),
