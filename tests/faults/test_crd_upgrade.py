@@ -65,8 +65,8 @@ def test_helm_leaves_the_crd_and_the_readme_command_upgrades_it(sandbox: Cluster
     helm_release = f"up{uuid.uuid4().hex[:6]}"
     kube = ["--kubeconfig", str(sandbox.kubeconfig)]
     # The sandbox's own install holds the shipped ClusterAnalysisTemplates.
-    chart_args = [str(CHART), "--namespace", install_ns, "--set", "replicas=0", "--set", "analysisTemplates.enabled=false",
-                  "--set", f"watchNamespaces={{{namespace}}}", *kube]
+    chart_args = [str(CHART), "--namespace", install_ns, "--set", "replicas=0",
+                  "--set", "analysisTemplates.enabled=false", "--set", f"watchNamespaces={{{namespace}}}", *kube]
     try:
         # What a cluster has after installing an older chart: its CRD, applied by Helm.
         sandbox.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-",
