@@ -66,7 +66,7 @@ from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_rollout
 from glideslope.notify.publish import publish
 from glideslope.prom import MetricProvider, PrometheusProvider
-from glideslope.prom.web import JsonPathError, compile_json_path
+from glideslope.prom.web import json_path_problems
 from glideslope.runtime import ReleaseMemory, Runtime
 from glideslope.scheduler import Key
 
@@ -461,7 +461,7 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         urls, url_problems = web_urls(spec, values)
         problems += url_problems
         problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
-        problems += _json_path_problems(spec)
+        problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
         if not problems and queries and prometheus is not None:
             checker: PrometheusProvider = prometheus
             sent = [q for _, q in queries]
@@ -563,18 +563,6 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         return {gate: answer for gate, answer in answers.items() if answer is not None}
 
     return probes.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)
-
-
-def _json_path_problems(spec: ReleaseSpec) -> list[str]:
-    """The web triggers' JSONPaths that do not parse, each naming its field."""
-    problems = []
-    for i, trigger in enumerate(spec.analysis.triggers):
-        if trigger.provider is not None and trigger.provider.web is not None:
-            try:
-                compile_json_path(trigger.provider.web.json_path)
-            except JsonPathError as exc:
-                problems.append(f"spec.analysis.triggers[{i}].provider.web.jsonPath: {exc}")
-    return problems
 
 
 def _checked_as(uid: str, spec: ReleaseSpec) -> str:

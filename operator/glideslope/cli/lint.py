@@ -23,7 +23,7 @@ from glideslope.api.templates import parse_template
 from glideslope.api.types import TemplateKind
 from glideslope.core.spec_validation import validate_spec
 from glideslope.core.templates import template_problems
-from glideslope.prom.web import JsonPathError, compile_json_path
+from glideslope.prom.web import json_path_problems
 
 _KINDS = {KIND: "release", **{k.value: k.value for k in TemplateKind}}
 """The kinds linted, and how each is named in what lint says."""
@@ -53,14 +53,7 @@ def lint_template(doc: dict[str, Any]) -> list[str]:
         spec = parse_template(doc).spec
     except ValidationError as exc:
         return field_problems(exc)
-    problems = template_problems(spec)
-    for j, trigger in enumerate(spec.triggers):
-        if trigger.provider is not None and trigger.provider.web is not None:
-            try:
-                compile_json_path(trigger.provider.web.json_path)
-            except JsonPathError as exc:
-                problems.append(f"spec.triggers[{j}].provider.web.jsonPath: {exc}")
-    return problems
+    return template_problems(spec) + json_path_problems(spec.triggers, "spec.triggers")
 
 
 def lint(doc: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from jsonpath_ng import JSONPath
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext.parser import parse as parse_json_path
 
+from glideslope.api import Trigger
 from glideslope.core.analysis import Measurement
 from glideslope.egress import Egress, EgressRefused, Kind, where
 
@@ -44,6 +45,19 @@ def compile_json_path(expression: str) -> JSONPath:
         return parse_json_path(expression)
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:  # the parser raises bare Exceptions too
         raise JsonPathError(f"invalid JSONPath {expression!r}: {' '.join(str(exc).split())[:200]}") from exc
+
+
+def json_path_problems(triggers: Sequence[Trigger], field: str) -> list[str]:
+    """The web triggers' JSONPaths that do not parse, each named as `field[i]...` (the lint of a
+    template and the operator's check of a Release say it alike)."""
+    problems = []
+    for i, trigger in enumerate(triggers):
+        if trigger.provider is not None and trigger.provider.web is not None:
+            try:
+                compile_json_path(trigger.provider.web.json_path)
+            except JsonPathError as exc:
+                problems.append(f"{field}[{i}].provider.web.jsonPath: {exc}")
+    return problems
 
 
 def _utcnow() -> datetime:

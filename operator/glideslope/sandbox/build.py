@@ -273,34 +273,29 @@ def ensure_helm(force: bool = False) -> Path:
     ready = os.environ.get("GLIDESLOPE_KUBE_BIN")
     if ready and os.access(Path(ready) / "helm", os.X_OK):
         return Path(ready) / "helm"
-    out = cache_root() / "bin" / f"helm-{HELM_VERSION}"
-    helm = out / "helm"
-    if force or not os.access(helm, os.X_OK):
-        _log(f"building helm {HELM_VERSION} into {out}")
-        env = _go_env()
-        env["GOBIN"] = str(out)
-        out.mkdir(parents=True, exist_ok=True)
-        work = cache_root() / "build"
-        work.mkdir(parents=True, exist_ok=True)
-        major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
-        # Without these, helm assumes Kubernetes 1.20 for `template` and `lint`.
-        ldflags = " ".join([f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"] + [
-            f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
-            for pkg in ("chartutil", "lint/rules") for part, value in (("Major", major), ("Minor", minor))])
-        _run(["go", "install", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], work, env)
-    return helm
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    # Without these, helm assumes Kubernetes 1.20 for `template` and `lint`.
+    ldflags = " ".join([f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"] + [
+        f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+        for pkg in ("chartutil", "lint/rules") for part, value in (("Major", major), ("Minor", minor))])
+    return _go_tool("helm", HELM_VERSION, "helm.sh/helm/v3/cmd/helm", ldflags, force)
 
 
 def ensure_krew(force: bool = False) -> Path:
     """krew, to install the plugin from its manifest as users do; cached apart from the cluster's binaries."""
-    out = cache_root() / "bin" / f"krew-{KREW_VERSION}"
-    krew = out / "krew"
-    if force or not os.access(krew, os.X_OK):
-        _log(f"building krew {KREW_VERSION} into {out}")
+    return _go_tool("krew", KREW_VERSION, "sigs.k8s.io/krew/cmd/krew", "-s -w", force)
+
+
+def _go_tool(name: str, version: str, package: str, ldflags: str, force: bool) -> Path:
+    """One Go command, `go install`ed from the module proxy into the cache once per version."""
+    out = cache_root() / "bin" / f"{name}-{version}"
+    tool = out / name
+    if force or not os.access(tool, os.X_OK):
+        _log(f"building {name} {version} into {out}")
         env = _go_env()
         env["GOBIN"] = str(out)
         out.mkdir(parents=True, exist_ok=True)
         work = cache_root() / "build"
         work.mkdir(parents=True, exist_ok=True)
-        _run(["go", "install", "-ldflags", "-s -w", f"sigs.k8s.io/krew/cmd/krew@{KREW_VERSION}"], work, env)
-    return krew
+        _run(["go", "install", "-ldflags", ldflags, f"{package}@{version}"], work, env)
+    return tool
