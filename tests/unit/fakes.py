@@ -16,6 +16,7 @@ from glideslope.core.model import (
     DeleteRevision,
     Observation,
     RevisionState,
+    ScaleBaseline,
     ScaleRevision,
     SetTraffic,
 )
@@ -60,10 +61,13 @@ class FakeCluster:
     revisions: dict[str, Pods] = field(default_factory=dict)
     traffic: SetTraffic | None = None
     events: list[Announce] = field(default_factory=list)
+    baselines: dict[str, int] = field(default_factory=dict)
+    """The judge's baseline Deployments: revision -> replicas (all Ready at once)."""
 
     def observe(self, commands: dict[str, str] | None = None, generation: int = 1) -> Observation:
         return Observation(generation, {r: RevisionState(p.desired, p.ready, p.pods)
-                                        for r, p in self.revisions.items()}, commands or {})
+                                        for r, p in self.revisions.items()}, commands or {},
+                           baselines={r: RevisionState(n, n, n) for r, n in self.baselines.items()})
 
     def apply(self, decision: Decision) -> None:
         for action in decision.actions:
@@ -77,6 +81,11 @@ class FakeCluster:
             elif isinstance(action, DeleteRevision):
                 assert self.revisions[action.revision].pods == 0
                 del self.revisions[action.revision]
+            elif isinstance(action, ScaleBaseline):
+                if action.replicas:
+                    self.baselines[action.revision] = action.replicas
+                else:
+                    self.baselines.pop(action.revision, None)
             else:
                 self.events.append(action)
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field
 
 from glideslope.api.base import ApiModel, cel, rules
+from glideslope.api.judge import JudgeSpec
 from glideslope.api.types import (
     DURATION_PATTERN,
     CelCondition,
@@ -566,6 +567,9 @@ class AnalysisSpec(ApiModel):
     """Rollback triggers: Prometheus queries judged by CEL conditions, each with a severity that
     says what a failure does (critical: roll back at once; high: after `failureLimit`; medium:
     pause for a person; low: record). Measured during the rollout and the validation window."""
+    judge: JudgeSpec | None = None
+    """The statistical judge: the candidate against a baseline, metric by metric (Mann-Whitney U),
+    at every look of the rollout and the validation window, with alpha spending over the looks."""
 
 
 class ValidationSpec(ApiModel):

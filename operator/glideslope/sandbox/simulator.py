@@ -5,8 +5,9 @@
 A background thread lists Services, EndpointSlices, Pods and HTTPRoutes in all namespaces
 about once a second (one list per kind) and publishes an immutable `ClusterView`. The main
 loop turns that view into each tick's requests with the pure `TrafficModel` and records them
-in `http_requests_total{namespace,service,pod,revision,code}` and
-`http_request_duration_seconds{namespace,service,revision,code}`, served on
+in `http_requests_total{namespace,service,pod,revision,role,code}` and
+`http_request_duration_seconds{namespace,service,revision,role,code}` (`role`: the pod's
+`glideslope.dev/role` label, `baseline` for the judge's baseline pods), served on
 `http://HOST:PORT/metrics`.
 
 The exposition is kept small enough to be scraped every second with hundreds of Releases: the
@@ -26,6 +27,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -60,8 +62,8 @@ from glideslope.sandbox.traffic_model import (
 
 log = logging.getLogger("glideslope.sandbox.simulator")
 
-LABELS = ("namespace", "service", "pod", "revision", "code")
-HISTOGRAM_LABELS = ("namespace", "service", "revision", "code")
+LABELS = ("namespace", "service", "pod", "revision", "role", "code")
+HISTOGRAM_LABELS = ("namespace", "service", "revision", "role", "code")
 """A latency quantile is asked per revision, never per pod: without `pod` the histogram has a
 few series per Release instead of a few per pod."""
 BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -96,8 +98,8 @@ class MetricsSink:
             buckets=BUCKETS,
             registry=registry,
         )
-        self._pods: dict[tuple[str, str, str], set[str]] = {}
-        """The pods with series, per (namespace, service, revision): its histogram's members."""
+        self._pods: dict[tuple[str, str, str, str], set[str]] = {}
+        """The pods with series, per (namespace, service, revision, role): its histogram's members."""
 
     def apply(self, tick: Tick) -> None:
         for key in tick.removed:
@@ -131,8 +133,8 @@ class MetricsSink:
             log.warning("%s", warning)
 
 
-def _revision(key: SeriesKey) -> tuple[str, str, str]:
-    return key.namespace, key.service, key.revision
+def _revision(key: SeriesKey) -> tuple[str, str, str, str]:
+    return key.namespace, key.service, key.revision, key.role
 
 
 # --------------------------------------------------------------------------- cluster
@@ -383,6 +385,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resync", type=_positive, default=1.0, help="seconds between listings of the cluster (default 1)"
     )
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of noisy pods' draws (sim.glideslope.dev/noise; default 0)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)
 
@@ -421,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     watcher = ClusterWatcher(args.kubeconfig, args.resync, stop)
     watcher.start()
     try:
-        run_ticks(TrafficModel(rate=args.rate), sink, watcher, args.tick, stop)
+        model = TrafficModel(rate=args.rate, rng=random.Random(args.seed), seed=args.seed)
+        run_ticks(model, sink, watcher, args.tick, stop)
     finally:
         stop.set()
         server.shutdown()
