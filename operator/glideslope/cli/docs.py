@@ -25,8 +25,8 @@ from glideslope.api.crd import PRINTER_COLUMNS, render_crd
 from glideslope.api.types import SEVERITY_EFFECTS
 from glideslope.cli import plugin
 from glideslope.core.analysis import TEMPLATE_VARIABLE_MEANINGS
-from glideslope.core.judge import JUDGE_VARIABLE_MEANINGS
 from glideslope.core.decide import PHASE_CONDITIONS
+from glideslope.core.judge import JUDGE_VARIABLE_MEANINGS
 from glideslope.core.model import APPROVE, APPROVED_BY, COMMAND_EFFECTS, COMMANDS
 from glideslope.core.spec_validation import INVALID_SPEC
 from glideslope.kube.ownership import CONFLICT
