@@ -70,8 +70,9 @@ class JudgeMetric(ApiModel):
     direction: Direction = Direction.INCREASE
     """Which way is bad: `increase` (errors, latency), `decrease` (throughput), `either`."""
     tolerance: float = Field(default=0.0, ge=0, le=1e12)
-    """The shift, in the metric's unit, that is not a regression: the candidate is High only if
-    it is significantly more than `tolerance` above the baseline (Low: below)."""
+    """The difference, in the metric's unit, that is not a regression: the candidate is High only
+    if the test finds it significantly above the baseline and its mean is more than `tolerance`
+    above the baseline's (Low: below)."""
 
 
 class JudgeSpec(ApiModel):
@@ -128,7 +129,7 @@ class JudgeMetricStatus(ApiModel):
     """Pass, High (the candidate significantly above the baseline plus `tolerance`), Low (below),
     or NoData (fewer than `minSamples` on a side, or a query that failed)."""
     p_value: float | None = None
-    """The one-sided Mann-Whitney U p-value of the worse direction (shifted by `tolerance`)."""
+    """The one-sided Mann-Whitney U p-value of the worse direction (`either`: doubled)."""
     canary_median: float | None = None
     """The median of the candidate's samples."""
     baseline_median: float | None = None

@@ -6,10 +6,13 @@ look and says what the rollout must do. scipy is a computation like any other he
 
 Decisions recorded here:
 
-- **The test.** Per metric, a one-sided Mann-Whitney U test of the canary's samples, shifted
-  by `tolerance`, against the baseline's, in the direction that is bad (`either`: both
-  directions, each at half the level). A metric is High or Low only when the test rejects at
-  this look's level; else Pass. Fewer than `minSamples` on a side, or a query that failed, is
+- **The test.** Per metric, a one-sided Mann-Whitney U test of the canary's samples against
+  the baseline's, in the direction that is bad (`either`: both directions, each at half the
+  level). A metric is High or Low only when the test rejects at this look's level and the
+  canary's mean is beyond the baseline's by more than `tolerance` that way (the tolerance is on
+  the means, not a shift of the samples: error rates are mostly 0, and shifting them would
+  turn ties into losses); else Pass. The extra condition only removes rejections, so it keeps
+  the false-abort bound below. Fewer than `minSamples` on a side, or a query that failed, is
   NoData: never a pass, never a fail.
 - **The score** (as Kayenta): the percent of the metrics with data that pass. Below
   `marginalScore` the look fails; a missing metric then makes it Inconclusive (a pass needs
@@ -229,25 +232,31 @@ def compare(metric: JudgeMetric, canary: Sequence[float], baseline: Sequence[flo
         return (Classification.NO_DATA, None,
                 f"{len(canary)} canary and {len(baseline)} baseline samples; minSamples is {min_samples}")
     tolerance = metric.tolerance
-    p_high = _p(canary, baseline, -tolerance, "greater") if metric.direction != Direction.DECREASE else 1.0
-    p_low = _p(canary, baseline, tolerance, "less") if metric.direction != Direction.INCREASE else 1.0
+    # How far the canary's mean is above the baseline's: the tolerance is on it, not on the test,
+    # as shifting discrete samples (error rates, mostly 0) by it would turn ties into losses.
+    gap = statistics.fmean(canary) - statistics.fmean(baseline)
+    p_high = _p(canary, baseline, "greater") if metric.direction != Direction.DECREASE else 1.0
+    p_low = _p(canary, baseline, "less") if metric.direction != Direction.INCREASE else 1.0
     per_side = level / 2.0 if metric.direction == Direction.EITHER else level
     worse = min(p_high, p_low)
     shown = min(1.0, 2.0 * worse) if metric.direction == Direction.EITHER else worse
-    if p_high < per_side:
-        return Classification.HIGH, shown, f"canary higher than baseline + {tolerance:g} (p={shown:.3g} < {level:.3g})"
-    if p_low < per_side:
-        return Classification.LOW, shown, f"canary lower than baseline - {tolerance:g} (p={shown:.3g} < {level:.3g})"
+    if p_high < per_side and gap > tolerance:
+        return Classification.HIGH, shown, (f"canary higher than baseline (p={shown:.3g} < {level:.3g}), mean"
+                                            f" {gap:+.4g} beyond tolerance {tolerance:g}")
+    if p_low < per_side and -gap > tolerance:
+        return Classification.LOW, shown, (f"canary lower than baseline (p={shown:.3g} < {level:.3g}), mean"
+                                           f" {gap:+.4g} beyond tolerance {tolerance:g}")
+    if min(p_high, p_low) < per_side:
+        return Classification.PASS, shown, f"a significant shift (p={shown:.3g}) within tolerance (mean {gap:+.4g})"
     return Classification.PASS, shown, f"no significant {metric.direction} (p={shown:.3g}, level {level:.3g})"
 
 
-def _p(canary: Sequence[float], baseline: Sequence[float], shift: float, alternative: str) -> float:
-    """One-sided Mann-Whitney U p-value of canary+shift against baseline (asymptotic, with the
-    tie correction: error rates tie at zero a lot). All samples equal: no evidence, 1."""
-    shifted = [c + shift for c in canary]
-    if len(set(shifted) | set(baseline)) <= 1:
+def _p(canary: Sequence[float], baseline: Sequence[float], alternative: str) -> float:
+    """One-sided Mann-Whitney U p-value of canary against baseline (asymptotic, with the tie
+    correction: error rates tie at zero a lot). All samples equal: no evidence, 1."""
+    if len(set(canary) | set(baseline)) <= 1:
         return 1.0
-    p = float(stats.mannwhitneyu(shifted, baseline, alternative=alternative, method="asymptotic").pvalue)
+    p = float(stats.mannwhitneyu(canary, baseline, alternative=alternative, method="asymptotic").pvalue)
     return p if math.isfinite(p) else 1.0
 
 
