@@ -350,3 +350,21 @@ def test_baseline_never_exceeds_the_largest_canary_weight(replicas: int, weight:
     candidate = -(-replicas * weight // 100)
     wanted = judge.baseline_replicas(spec, status, revision_of(spec.template), candidate)
     assert wanted <= max(-(-replicas * 50 // 100), 1) and wanted <= candidate
+
+
+def test_the_validation_window_is_judged_against_the_kept_baseline() -> None:
+    """After full promotion the stable revision is gone, so a replica-ratio canary keeps its
+    baseline through the validation window, and a candidate that turns bad there rolls back."""
+    spec = judged_spec().model_copy(update={"validation": judged_spec().validation.model_copy(
+        update={"window_seconds": 60})})
+    run = Judged(spec)
+    run.until(Phase.SUCCEEDED)
+    run.deploy(judged_spec("app:2").model_copy(update={"validation": spec.validation}))
+    run.until(Phase.VALIDATING, limit=400)
+    stable = run.status.stable_revision
+    assert stable is not None
+    run.tick()
+    assert run.cluster.baselines == {stable: 2}
+    run.canary = 0.05
+    run.until(Phase.ROLLING_BACK, limit=100)
+    assert "judge: Fail" in (run.status.history[-1].reason or "")
