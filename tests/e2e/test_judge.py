@@ -13,12 +13,14 @@ import pytest
 from tests.e2e.helpers import Cluster, wait_until
 from tests.e2e.operator_fixture import (
     Operator,
+    deployments,
     events,
     operator_fixture,  # noqa: F401
     release,
     status,
     wait_phase,
 )
+from tests.e2e.test_plugin import kubectl_release
 
 pytestmark = pytest.mark.e2e
 
@@ -80,6 +82,11 @@ def test_a_clearly_worse_candidate_is_rolled_back_by_the_judge(sandbox: Cluster,
     assert seen[name]["pod"]["glideslope.dev/role"] == "baseline"
     assert seen[name]["pod"]["glideslope.dev/revision"] == v1
     assert {"JudgeFailed", "RollingBack", "RolledBack"} <= set(events(sandbox, namespace))
+    # `kubectl release status` shows the judge, and each side's values as a small chart.
+    shown = kubectl_release(sandbox, "status", "web", "-n", namespace)
+    assert shown.returncode == 0, shown.stderr
+    assert "Fail score=0" in shown.stdout and "judge errors" in shown.stdout and "High p=" in shown.stdout
+    assert "canary   " in shown.stdout and "baseline " in shown.stdout, shown.stdout
     # ...and goes with the rollout.
     wait_until(lambda: not baselines(sandbox, namespace), timeout=30, what="baseline deleted")
 
@@ -94,3 +101,21 @@ def test_a_healthy_candidate_passes_the_judge(sandbox: Cluster, namespace: str, 
     assert row["classification"] == "Pass" and row["canarySamples"] >= 8 and row["baselineSamples"] >= 8, row
     assert 0 < judged["alphaSpent"] <= 0.05, judged
     wait_until(lambda: not baselines(sandbox, namespace), timeout=30, what="baseline deleted")
+
+
+def test_a_judge_query_with_an_unknown_variable_is_invalid_spec(sandbox: Cluster, namespace: str,
+                                                               operator: Operator) -> None:
+    v1 = first(sandbox, namespace)
+    bad = noisy("web", "2", 0.02)
+    bad["spec"]["analysis"]["judge"]["metrics"][0]["query"] = 'sum(rate(x{revision="{{sideRevison}}"}[2s]))'
+    sandbox.apply(bad, namespace)
+
+    def degraded() -> dict[str, Any] | None:
+        st = status(sandbox, namespace, "web")
+        cond = {c["type"]: c for c in st.get("conditions", [])}.get("Degraded", {})
+        return cond if cond.get("status") == "True" and cond.get("reason") == "InvalidSpec" else None
+
+    cond = wait_until(degraded, timeout=30, what="Degraded InvalidSpec")
+    assert "spec.analysis.judge.metrics[0].query" in cond["message"] and "sideRevison" in cond["message"], cond
+    # Nothing changed: no candidate, no baseline.
+    assert set(deployments(sandbox, namespace, "web")) == {v1} and not baselines(sandbox, namespace)
