@@ -673,6 +673,10 @@ class ReleaseSpec(ApiModel):
         cel("!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting) || has(self.service)",
             "spec.service is required when spec.strategy.canary.trafficRouting is set",
             field_path=".service", reason="FieldValueRequired"),
+        cel("!has(self.analysis) || !has(self.analysis.judge) || !has(self.analysis.judge.baseline)"
+            " || !self.analysis.judge.baseline || self.strategy.type == 'Canary'",
+            "spec.analysis.judge.baseline is only for spec.strategy.type Canary (other strategies are judged"
+            " against the stable revision's own pods)", field_path=".analysis.judge.baseline"),
     ))
 
     version: str = Field(min_length=1, max_length=128)

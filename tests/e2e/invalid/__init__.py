@@ -240,6 +240,9 @@ CASES: list[Case] = [
          "spec.analysis.judge.step"),
     Case("judge-horizon-too-short", _set("spec.analysis.judge", {**_JUDGE, "horizon": "5s"}),
          "spec.analysis.judge.horizon"),
+    Case("judge-baseline-without-canary", _all(
+        _set("spec.analysis.judge", _JUDGE),
+        _set("spec.strategy", {"type": "Rolling", "rolling": {}})), "spec.analysis.judge.baseline"),
     Case("judge-tolerance-negative", _set("spec.analysis.judge", {**_JUDGE, "metrics": [
         {**_JUDGE_METRIC, "tolerance": -1}]}), "spec.analysis.judge.metrics[0].tolerance:"),
     Case("validation-window-negative", _set("spec.validation", {"windowSeconds": -5}),
