@@ -29,7 +29,7 @@ from glideslope.api import (
     parse_spec,
 )
 from glideslope.core import judge
-from glideslope.core.analysis import Order, QueryTemplateError
+from glideslope.core.analysis import Order, QueryTemplateError, Verdict
 from glideslope.core.decide import decide, wake_at
 from glideslope.core.model import Announce, Decision, ScaleBaseline
 from glideslope.core.revision import revision_of
@@ -368,3 +368,20 @@ def test_the_validation_window_is_judged_against_the_kept_baseline() -> None:
     run.canary = 0.05
     run.until(Phase.ROLLING_BACK, limit=100)
     assert "judge: Fail" in (run.status.history[-1].reason or "")
+
+
+def test_the_triggers_and_the_judge_combine_heaviest_first() -> None:
+    passing = Verdict(Order.CONTINUE, True, message="all triggers pass")
+    holding = Verdict(Order.CONTINUE, False, message="waiting: judge: Inconclusive")
+    rollback = Verdict(Order.ROLLBACK, False, trigger="errors", message="trigger errors (critical): ...")
+    judged_fail = Verdict(Order.ROLLBACK, False, severity=Severity.CRITICAL, message="judge: Fail, score 0")
+    pause = Verdict(Order.PAUSE, False, trigger="latency", message="trigger latency (medium): ...")
+    assert judge.combine(None, None) is None and judge.combine(passing, None) == passing
+    both = judge.combine(passing, holding)
+    assert both is not None and (both.action, both.promotable, both.message) == (Order.CONTINUE, False,
+                                                                                 holding.message)
+    assert judge.combine(rollback, holding) == rollback
+    worst = judge.combine(pause, judged_fail)
+    assert worst is not None and (worst.action, worst.message) == (Order.ROLLBACK, judged_fail.message)
+    ok = judge.combine(passing, Verdict(Order.CONTINUE, True, message="judge: Pass"))
+    assert ok is not None and ok.promotable and ok.action == Order.CONTINUE
