@@ -24,7 +24,7 @@ from tests.e2e.test_plugin import kubectl_release
 
 pytestmark = pytest.mark.e2e
 
-STEPS = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "20s"}}]}}
+STEPS = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "10s"}}]}}
 SIDE = ('namespace="{{namespace}}",service="{{service}}",revision="{{sideRevision}}",role="{{sideRole}}"')
 # One sample per pod and step (2 s); the stable Service only, as the preview Service's own traffic
 # reaches the candidate alone.
