@@ -26,6 +26,7 @@ help:
 	@echo "make anchors   build Argo Rollouts' and Flagger's controllers (bench anchors) into the cache"
 	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time, scale)"
 	@echo "make bench-compare  breach to rollback beside Argo Rollouts, same sandbox, same run"
+	@echo "make bench-judge  the statistical judge beside a static threshold, 30 seeded runs per case (offline)"
 	@echo "make test-faults  fault injection on a fresh sandbox (not part of make test)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make docs      regenerate docs/api.md, the Release API's reference, from the models"
@@ -105,6 +106,13 @@ bench: binaries
 	fi; \
 	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
 	exit $$status
+
+# The statistical judge beside a static threshold: an offline simulation (the sandbox's traffic
+# model and the judge's core; no cluster), so no sandbox is started.
+.PHONY: bench-judge
+bench-judge: install
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(VENV)/bin/pytest -m bench tests/bench/test_judge.py -s -q -p no:cacheprovider
 
 # Glideslope side by side with Argo Rollouts (and, next, Flagger) in the same sandbox and run;
 # the anchors are built once from the Go module proxy (`make anchors`).

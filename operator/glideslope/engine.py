@@ -37,6 +37,7 @@ from glideslope.api import (
     parse_status,
     status_patch,
 )
+from glideslope.core import judge
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
 from glideslope.core.gates import GateObservation, checklist
@@ -48,6 +49,7 @@ from glideslope.core.model import (
     DeleteRevision,
     Observation,
     RestartRevision,
+    ScaleBaseline,
     ScaleRevision,
     SetTraffic,
 )
@@ -226,20 +228,26 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     key, body, release = read.key, read.body, read.release
     namespace, name = key
     now = given or datetime.now(UTC)
-    measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
+    spec = release.spec
+    measured = bool(spec.analysis.triggers) or spec.analysis.judge is not None or any(
+        g.metric is not None for g in spec.gates)
     measurements = _analysis(rt, key, body, release, now) if measured else {}
     if measurements is None:
         return None
+    looked = _judge(rt, key, body, release, now)
     gate_observations = _gates(rt, key, body, release, now)
     if gate_observations is None:
         return None
-    if given is None and measurements:
+    if given is None and (measurements or looked):
         # Decide after the measurements were taken, so that nothing is timed before its cause.
         now = datetime.now(UTC)
     annotations = release.metadata.annotations
     observation = Observation(
         generation=release.metadata.generation or 0,
         revisions=workloads.observe(rt.kube, namespace, name),
+        judge=looked,
+        baselines=workloads.observe_baselines(rt.kube, namespace, name) if spec.analysis.judge is not None
+        or release.status.judge is not None else {},
         commands={k: annotations[k] for k in (*COMMANDS, APPROVED_BY) if k in annotations},
         measurements=measurements,
         gates=gate_observations,
@@ -273,9 +281,22 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
             workloads.restart(kube, namespace, name, action.revision, action.token)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
+        elif isinstance(action, ScaleBaseline):
+            _baseline(kube, release, action)
         elif isinstance(action, Announce):
             announcements.append(action)
     return announcements
+
+
+def _baseline(kube: Kube, release: Release, action: ScaleBaseline) -> None:
+    """The judge's baseline: fresh pods of the stable revision's own pod template, or none."""
+    namespace, name = release.metadata.namespace or "", release.metadata.name or ""
+    if action.replicas == 0:
+        workloads.delete_baseline(kube, namespace, name, action.revision)
+        return
+    template = workloads.pod_template(kube, namespace, name, action.revision)
+    if template is not None:  # the stable revision's Deployment is gone: nothing to copy
+        workloads.apply_baseline(kube, release, action.revision, template, action.replicas)
 
 
 def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decision,
@@ -344,6 +365,10 @@ def _claim(kube: Kube, release: Release) -> None:
         ownership.claim(release, "Service", kube.core.read_namespaced_service, name)
     candidate = workloads.deployment_name(release.metadata.name or "", revision_of(release.spec.template))
     ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment, candidate)
+    stable = release.status.stable_revision
+    if judge.baseline_runs(release.spec) and stable:
+        ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment,
+                        workloads.baseline_name(release.metadata.name or "", stable))
 
 
 def _with_status(release: Release, status: ReleaseStatus) -> Release:
@@ -452,7 +477,8 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         return {}
     # Prometheus is needed only by queries: a Release measured by web triggers alone needs none.
     prometheus = None
-    if any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates):
+    if (any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates)
+            or spec.analysis.judge is not None):
         prometheus = _prometheus(rt, key, body, release)
         if prometheus is None:
             return None
@@ -462,6 +488,8 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         problems += url_problems
         problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
         problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
+        judged, judge_problems = judge.queries(spec, values)
+        queries, problems = queries + judged, problems + judge_problems
         if not problems and queries and prometheus is not None:
             checker: PrometheusProvider = prometheus
             sent = [q for _, q in queries]
@@ -572,6 +600,41 @@ def _checked_as(uid: str, spec: ReleaseSpec) -> str:
         return uid
     triggers = json.dumps([t.to_dict() for t in spec.analysis.triggers], sort_keys=True)
     return f"{uid}/{hashlib.sha256(triggers.encode()).hexdigest()[:16]}"
+
+
+def _judge(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release, now: datetime) -> judge.Look | None:
+    """The judge's samples for the look due now, once they have come back (None until then, or
+    when no look is due): one request through the egress layer for all of its range queries."""
+    spec = release.spec
+    if spec.analysis.judge is None:
+        return None
+    namespace, name = key
+    service_names = services.names(release)
+    values = variables(spec, release.status, revision_of(spec.template), namespace=namespace, release=name,
+                       service=service_names[0] if service_names else name)
+    asked = judge.ask(spec, release.status, revision_of(spec.template), values, now)
+    if asked is None:
+        return None
+    provider = _prometheus(rt, key, body, release)
+    if provider is None:
+        return None
+    names = list(asked.queries)
+
+    async def run() -> dict[str, tuple[judge.Side, judge.Side]]:
+        sides = await asyncio.gather(*(provider.query_range(q, asked.start, asked.end, asked.step_seconds)
+                                       for n in names for q in asked.queries[n]))
+        return {n: (sides[2 * i], sides[2 * i + 1]) for i, n in enumerate(names)}
+
+    def failed(why: str) -> dict[str, tuple[judge.Side, judge.Side]]:
+        return {n: (judge.Side(c, error=why), judge.Side(b, error=why)) for n, (c, b) in asked.queries.items()}
+
+    answer = rt.egress.ask(key, ("judge", asked.at.isoformat()), Kind.PROMETHEUS, run, fallback=failed)
+    if isinstance(answer, Pending):
+        return None
+    sides = dict(answer)
+    for metric, why in asked.errors.items():
+        sides[metric] = (judge.Side("", error=why), judge.Side("", error=why))
+    return judge.Look(asked.at, sides)
 
 
 async def _check(provider: PrometheusProvider, queries: Sequence[str]) -> list[str | None]:

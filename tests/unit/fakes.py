@@ -17,6 +17,7 @@ from glideslope.core.model import (
     Observation,
     RestartRevision,
     RevisionState,
+    ScaleBaseline,
     ScaleRevision,
     SetTraffic,
 )
@@ -63,10 +64,13 @@ class FakeCluster:
     events: list[Announce] = field(default_factory=list)
     restarted: dict[str, str] = field(default_factory=dict)
     """Revision -> the restart token on its pod template."""
+    baselines: dict[str, int] = field(default_factory=dict)
+    """The judge's baseline Deployments: revision -> replicas (all Ready at once)."""
 
     def observe(self, commands: dict[str, str] | None = None, generation: int = 1) -> Observation:
         return Observation(generation, {r: RevisionState(p.desired, p.ready, p.pods)
-                                        for r, p in self.revisions.items()}, commands or {})
+                                        for r, p in self.revisions.items()}, commands or {},
+                           baselines={r: RevisionState(n, n, n) for r, n in self.baselines.items()})
 
     def apply(self, decision: Decision) -> None:
         for action in decision.actions:
@@ -83,6 +87,11 @@ class FakeCluster:
             elif isinstance(action, RestartRevision):
                 assert self.revisions[action.revision].desired > 0
                 self.restarted[action.revision] = action.token
+            elif isinstance(action, ScaleBaseline):
+                if action.replicas:
+                    self.baselines[action.revision] = action.replicas
+                else:
+                    self.baselines.pop(action.revision, None)
             else:
                 self.events.append(action)
 

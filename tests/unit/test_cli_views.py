@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from glideslope.cli.live import Snapshot, render
-from glideslope.cli.plugin import render_history
+from glideslope.cli.plugin import render_history, render_status, sparkline
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +61,21 @@ def test_a_template_trigger_shows_its_condition() -> None:
             {"name": "error-rate", "severity": "critical", "query": "x", "failureCondition": "result > 0.001"}]}})
     shown = _text(render(Snapshot(release=body)), 160)
     assert "error-rate" in shown and "result > 0.001" in shown, shown
+
+
+def test_status_shows_the_judge_and_a_chart_of_both_sides() -> None:
+    body = _body("1.0.0", "1.1.0")
+    body["status"]["judge"] = {
+        "verdict": "Fail", "score": 0, "looks": 3, "alphaSpent": 0.012, "metrics": [
+            {"name": "errors", "classification": "High", "pValue": 0.00012, "canaryMedian": 0.3,
+             "baselineMedian": 0.02, "canaryValues": [0.28, 0.3, 0.33], "baselineValues": [0.02, 0.01, 0.03]}]}
+    text = _text(render_status(body), 120)
+    assert "Fail score=0 looks=3" in text
+    assert "High p=0.00012 canary=0.3 baseline=0.02" in text
+    # One scale for both sides: the canary's bars are at the top, the baseline's at the bottom.
+    assert "canary   ▇▇█" in text and "baseline ▁▁▁" in text and "(0.01..0.33)" in text
+
+
+def test_sparkline_scales_and_survives_a_flat_series() -> None:
+    assert sparkline([0.0, 0.5, 1.0], 0.0, 1.0) == "▁▅█"
+    assert sparkline([2.0, 2.0], 2.0, 2.0) == "▁▁"

@@ -58,6 +58,8 @@ class FakePrometheus:
     url: str
     answers: dict[str, Answer] = field(default_factory=dict)
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    ranges: list[dict[str, list[str]]] = field(default_factory=list)
+    """The parameters of each range query."""
 
     def answer(self, query: str, body: Any, status: int = 200, delay: float = 0.0) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -70,7 +72,9 @@ def _serve(fake: FakePrometheus, server: ThreadingHTTPServer) -> Iterator[FakePr
             url = urlparse(self.path)
             query = parse_qs(url.query).get("query", [""])[0]
             fake.seen.append((query, dict(self.headers.items())))
-            found = fake.answers.get(query) if url.path == "/api/v1/query" else None
+            found = fake.answers.get(query) if url.path in ("/api/v1/query", "/api/v1/query_range") else None
+            if url.path == "/api/v1/query_range":
+                fake.ranges.append(parse_qs(url.query))
             answer = found or Answer(404, b"404 page not found\n")
             time.sleep(answer.delay)
             try:
@@ -300,3 +304,29 @@ def test_concurrent_queries(prom: FakePrometheus) -> None:
     results = asyncio.run(main())
     assert time.monotonic() - started < 1.5
     assert [m.value is None for m in results] == [False, True] * 4
+
+
+def test_a_range_query_gives_every_value_of_every_series(prom: FakePrometheus) -> None:
+    """The judge's samples: (time, value) of each series, NaN (a ratio over no requests) left out."""
+    two = {"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"pod": "a"}, "values": [[100, "0.5"], [102, "NaN"], [104, "0.25"]]},
+        {"metric": {"pod": "b"}, "values": [[100, "1"]]}]}}
+    prom.answer("ratio", two)
+    start, end = datetime(2026, 11, 26, 12, tzinfo=UTC), datetime(2026, 11, 26, 12, 1, tzinfo=UTC)
+    side = asyncio.run(PrometheusProvider(prom.url).query_range("ratio", start, end, 2.0))
+    assert side.error is None and side.query == "ratio"
+    assert sorted(side.samples) == [(100.0, 0.5), (100.0, 1.0), (104.0, 0.25)]
+    (params,) = prom.ranges
+    assert params["step"] == ["2s"] and params["start"] == [str(round(start.timestamp()))]
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    (BAD_DATA, 400, "Prometheus refused the query"),
+    (ONE_SAMPLE, 200, "did not return a range of series"),
+])
+def test_a_range_query_that_fails_is_an_error_never_samples(prom: FakePrometheus, body: Any, status: int,
+                                                            error: str) -> None:
+    prom.answer("q", body, status)
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    side = asyncio.run(PrometheusProvider(prom.url).query_range("q", now, now, 1.0))
+    assert side.samples == () and side.error is not None and error in side.error

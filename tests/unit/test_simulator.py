@@ -16,7 +16,9 @@ from glideslope.sandbox.traffic_model import (
     ERROR_RATE_ANNOTATION,
     JITTER,
     LATENCY_ANNOTATION,
+    NOISE_ANNOTATION,
     REVISION_LABEL,
+    ROLE_LABEL,
     SERVICE_NAME_LABEL,
     ClusterView,
     RevisionKey,
@@ -601,11 +603,11 @@ def test_metrics_sink_records_and_drops_series() -> None:
     model = TrafficModel(rng=random.Random(1))
 
     def value(name: str, pod_name: str, code: str) -> float | None:
-        labels = {"namespace": NS, "service": "web", "pod": pod_name, "revision": "r1", "code": code}
+        labels = {"namespace": NS, "service": "web", "pod": pod_name, "revision": "r1", "role": "", "code": code}
         return registry.get_sample_value(name, labels)
 
     def latency(name: str, code: str, revision: str = "r1", **more: str) -> float | None:
-        labels = {"namespace": NS, "service": "web", "revision": revision, "code": code, **more}
+        labels = {"namespace": NS, "service": "web", "revision": revision, "role": "", "code": code, **more}
         return registry.get_sample_value(name, labels)
 
     view = web_view(pod("a", annotations={ERROR_RATE_ANNOTATION: "0.2"}), pod("b"))
@@ -686,3 +688,40 @@ def test_command_line() -> None:
 def test_rate_must_be_sane() -> None:
     with pytest.raises(ValueError):
         TrafficModel(rate=float("nan"))
+
+
+def test_noisy_pods_draw_their_own_rates_from_the_seed() -> None:
+    """Item 4: with `sim.glideslope.dev/noise`, errors are Bernoulli draws around a per-pod rate and
+    latencies lognormal around a per-pod latency; the same seed gives the same pods and draws."""
+    noisy = {ERROR_RATE_ANNOTATION: "0.1", LATENCY_ANNOTATION: "40", NOISE_ANNOTATION: "true"}
+
+    def totals(seed: int) -> tuple[dict[str, tuple[int, int]], list[float]]:
+        model = TrafficModel(rate=400, rng=random.Random(seed), seed=seed)
+        counts: dict[str, tuple[int, int]] = {}
+        durations: list[float] = []
+        for tick in run(model, web_view(pod("a", annotations=noisy), pod("b", annotations=noisy)), seconds=20):
+            for traffic in tick.traffic:
+                done, failed = counts.get(traffic.key.pod, (0, 0))
+                counts[traffic.key.pod] = (done + traffic.requests, failed + traffic.errors)
+                durations += traffic.ok_durations
+        return counts, durations
+
+    first, durations = totals(7)
+    assert first == totals(7)[0]  # seeded: reproducible
+    assert first != totals(8)[0]
+    rates = {p: failed / done for p, (done, failed) in first.items()}
+    # About 4000 requests a pod: each pod's rate is near 10%, but not exactly (noise), and they differ.
+    assert all(0.06 < r < 0.15 for r in rates.values()), rates
+    assert rates["a"] != rates["b"]  # a quiet pod would read exactly 0.1 over whole requests
+    # Lognormal around ~40 ms: spread well beyond the fixed ±10% jitter of quiet pods.
+    assert min(durations) < 0.036 and max(durations) > 0.044
+    assert 0.035 < sorted(durations)[len(durations) // 2] < 0.045
+
+
+def test_series_carry_the_pods_role() -> None:
+    """The judge's baseline pods share the stable revision's label; `role` tells them apart."""
+    baseline = pod("base")
+    baseline["metadata"]["labels"][ROLE_LABEL] = "baseline"
+    model = TrafficModel(rng=random.Random(1))
+    tick = model.tick(web_view(pod("a"), baseline), 1.0)
+    assert set(tick.new_series) == {SeriesKey(NS, "web", "a", "r1", ""), SeriesKey(NS, "web", "base", "r1", "baseline")}

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field
 
 from glideslope.api.base import ApiModel, cel, rules
+from glideslope.api.judge import JudgeSpec
 from glideslope.api.types import (
     DNS_SUBDOMAIN_PATTERN,
     DURATION_PATTERN,
@@ -731,6 +732,9 @@ class AnalysisSpec(ApiModel):
     """Rollback triggers: Prometheus queries judged by CEL conditions, each with a severity that
     says what a failure does (critical: roll back at once; high: after `failureLimit`; medium:
     pause for a person; low: record). Measured during the rollout and the validation window."""
+    judge: JudgeSpec | None = None
+    """The statistical judge: the candidate against a baseline, metric by metric (Mann-Whitney U),
+    at every look of the rollout and the validation window, with alpha spending over the looks."""
 
 
 class ValidationSpec(ApiModel):
@@ -834,6 +838,10 @@ class ReleaseSpec(ApiModel):
         cel("!has(self.strategy.canary) || !has(self.strategy.canary.trafficRouting) || has(self.service)",
             "spec.service is required when spec.strategy.canary.trafficRouting is set",
             field_path=".service", reason="FieldValueRequired"),
+        cel("!has(self.analysis) || !has(self.analysis.judge) || !has(self.analysis.judge.baseline)"
+            " || !self.analysis.judge.baseline || self.strategy.type == 'Canary'",
+            "spec.analysis.judge.baseline is only for spec.strategy.type Canary (other strategies are judged"
+            " against the stable revision's own pods)", field_path=".analysis.judge.baseline"),
     ))
 
     version: str = Field(min_length=1, max_length=128)

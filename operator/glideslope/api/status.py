@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from glideslope.api.base import ApiModel, rules
+from glideslope.api.judge import JudgeStatus
 from glideslope.api.types import (
     AnalysisState,
     ConditionStatus,
@@ -197,6 +198,8 @@ class ReleaseStatus(ApiModel):
     analysis: list[TriggerStatus] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """Each trigger of `spec.analysis.triggers`: its state, last value and counts in the current stage."""
+    judge: JudgeStatus | None = None
+    """`spec.analysis.judge` in the current rollout: its verdict, score and each metric's row."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["type"]))
     """`Ready`, `Progressing` and `Degraded`, as kstatus, Argo CD, Flux and `kubectl wait` read them."""

@@ -26,6 +26,7 @@ from glideslope.api.types import SEVERITY_EFFECTS, TemplateKind
 from glideslope.cli import plugin
 from glideslope.core.analysis import TEMPLATE_VARIABLE_MEANINGS
 from glideslope.core.decide import PHASE_CONDITIONS
+from glideslope.core.judge import JUDGE_VARIABLE_MEANINGS
 from glideslope.core.model import APPROVE, APPROVED_BY, COMMAND_EFFECTS, COMMANDS, RESTART
 from glideslope.core.spec_validation import INVALID_SPEC
 from glideslope.kube.ownership import CONFLICT
@@ -254,6 +255,10 @@ def _vocabulary_sections() -> list[str]:
             " before the query is sent.\n",
             _table(["variable", "stands for"],
                    [[f"`{{{{{n}}}}}`", m] for n, m in TEMPLATE_VARIABLE_MEANINGS.items()]),
+            "A judge metric's query (`spec.analysis.judge.metrics[].query`) is rendered twice, once per side,"
+            " and may also use:\n",
+            _table(["variable", "stands for"],
+                   [[f"`{{{{{n}}}}}`", m] for n, m in JUDGE_VARIABLE_MEANINGS.items()]),
             "## Trigger severities\n",
             f"What a failed measurement of a trigger does, by its `severity` (default `{default}`). A measurement"
             " fails when `failureCondition` holds or `successCondition` does not.\n",

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from glideslope.api import (
     FINAL_PHASES,
@@ -233,7 +234,7 @@ def render_status(body: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
-    rows = [
+    rows: list[tuple[str, Text | str]] = [
         ("release", f"{body['metadata']['namespace']}/{body['metadata']['name']}"),
         ("version", f"{spec.get('version')} (revision {status.revision or '-'})"),
         ("stable", f"{status.stable_version or '-'} (revision {status.stable_revision or '-'})"),
@@ -248,11 +249,48 @@ def render_status(body: dict[str, Any]) -> Table:
     for trig in status.analysis:
         value = "-" if trig.last_value is None else f"{trig.last_value:g}"
         rows.append((f"trigger {trig.name}", f"{trig.state} last={value} failures={trig.failures}"))
+    rows += _judge_rows(status)
     for cond in status.conditions:
         rows.append((f"condition {cond.type}", f"{cond.status} {cond.reason or ''} {cond.message or ''}".strip()))
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, shown in rows:
+        table.add_row(key, shown)
     return table
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], low: float, high: float) -> str:
+    """`values` as one bar each, on the scale `low`..`high` (shared by the two sides of a metric,
+    so the bars compare)."""
+    span = high - low
+    top = len(_BARS) - 1
+    return "".join(_BARS[0 if span <= 0 else min(top, max(0, round((v - low) / span * top)))] for v in values)
+
+
+def _judge_rows(status: ReleaseStatus) -> list[tuple[str, Text | str]]:
+    """The judge's verdict, and per metric its result and a small chart of both sides' values
+    over the window (canary above, baseline below, on one scale)."""
+    judged = status.judge
+    if judged is None:
+        return []
+    score = "-" if judged.score is None else str(judged.score)
+    rows: list[tuple[str, Text | str]] = [
+        ("judge", f"{judged.verdict} score={score} looks={judged.looks} alphaSpent={judged.alpha_spent:.4g}")]
+    for metric in judged.metrics:
+        p = "-" if metric.p_value is None else f"{metric.p_value:.3g}"
+        medians = " ".join(f"{side}={'-' if m is None else f'{m:.4g}'}" for side, m in
+                           (("canary", metric.canary_median), ("baseline", metric.baseline_median)))
+        rows.append((f"judge {metric.name}", f"{metric.classification} p={p} {medians}"))
+        both = [*metric.canary_values, *metric.baseline_values]
+        if both:
+            low, high = min(both), max(both)
+            chart = Text()
+            chart.append(f"canary   {sparkline(metric.canary_values, low, high)}", style="yellow")
+            chart.append(f"\nbaseline {sparkline(metric.baseline_values, low, high)}", style="cyan")
+            chart.append(f"  ({low:.4g}..{high:.4g})")
+            rows.append(("", chart))
+    return rows
 
 
 def render_history(body: dict[str, Any]) -> Table:

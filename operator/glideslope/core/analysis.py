@@ -65,8 +65,9 @@ class QueryTemplateError(ValueError):
     """A query names an unknown variable, lacks a value for one, or is malformed."""
 
 
-def render_query(template: str, variables: Mapping[str, str]) -> str:
-    """Substitute `{{namespace}}`, `{{revision}}`... (spaces inside the braces allowed).
+def render_query(template: str, variables: Mapping[str, str], *, known: frozenset[str] = TEMPLATE_VARIABLES) -> str:
+    """Substitute `{{namespace}}`, `{{revision}}`... (spaces inside the braces allowed); `known`
+    is the names the query may use (a judge's metrics know more).
 
     Raises QueryTemplateError naming the variable that is unknown, has no value, or whose
     value holds a quote, a backslash or a line break.
@@ -74,9 +75,9 @@ def render_query(template: str, variables: Mapping[str, str]) -> str:
 
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1).strip()
-        if name not in TEMPLATE_VARIABLES:
-            known = ", ".join("{{" + v + "}}" for v in sorted(TEMPLATE_VARIABLES))
-            raise QueryTemplateError(f"unknown template variable {{{{{name}}}}}; known: {known}")
+        if name not in known:
+            listed = ", ".join("{{" + v + "}}" for v in sorted(known))
+            raise QueryTemplateError(f"unknown template variable {{{{{name}}}}}; known: {listed}")
         value = variables.get(name)
         if value is None:
             raise QueryTemplateError(f"no value for template variable {{{{{name}}}}}")
@@ -383,8 +384,14 @@ def next_due(status: TriggerStatus | None, interval: timedelta, initial_delay: t
     grid, because `interval` after the last measurement adds each query's own latency to every
     interval (at 1 s, about 2% fewer measurements, and a phase that wanders); a measurement late
     by more than an interval skips the points it missed rather than catching up in a burst."""
+    return next_due_after(status.last_measured_time if status is not None else None, interval, initial_delay,
+                          started_at)
+
+
+def next_due_after(last: datetime | None, interval: timedelta, initial_delay: timedelta,
+                   started_at: datetime) -> datetime:
+    """`next_due` from the time of the last measurement (or look) itself."""
     first = started_at + initial_delay
-    last = status.last_measured_time if status is not None else None
     if last is None or last < first:
         return first
     if interval <= timedelta(0):

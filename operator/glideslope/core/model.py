@@ -14,6 +14,7 @@ from enum import StrEnum
 from glideslope.api import Phase, ReleaseStatus
 from glideslope.core.analysis import Measurement
 from glideslope.core.gates import GateObservation
+from glideslope.core.judge import Look
 
 RELEASE_LABEL = "glideslope.dev/release"
 REVISION_LABEL = "glideslope.dev/revision"
@@ -93,6 +94,10 @@ class Observation:
     this tick (`core.triggers.due_measurements`)."""
     gates: Mapping[str, GateObservation] = field(default_factory=dict)
     """Gate name -> what the shell found for the gates that were due (`checklist.due`)."""
+    judge: Look | None = None
+    """The judge's samples for the look that was due (`core.judge.ask`), once they came back."""
+    baselines: Mapping[str, RevisionState] = field(default_factory=dict)
+    """The judge's baseline Deployments (`<release>-<revision>-baseline`), by the revision they run."""
     zones: Mapping[str, tzinfo] = field(default_factory=dict)
     """The time zones the window gates name (the shell reads the zone database)."""
     name: str = ""
@@ -288,6 +293,15 @@ RESTARTED_AT = "glideslope.dev/restartedAt"
 
 
 @dataclass(frozen=True)
+class ScaleBaseline:
+    """The judge's baseline Deployment of `revision` has exactly this many replicas (created if
+    missing); 0: it is deleted."""
+
+    revision: str
+    replicas: int
+
+
+@dataclass(frozen=True)
 class DeleteRevision:
     """The revision's Deployment is gone (beyond the revision history limit)."""
 
@@ -311,6 +325,8 @@ class Reason(StrEnum):
     SUCCEEDED = "Succeeded"
     TRIGGER_FAILED = "TriggerFailed"
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    JUDGE_FAILED = "JudgeFailed"
+    JUDGE_MARGINAL = "JudgeMarginal"
     ROLLING_BACK = "RollingBack"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
@@ -333,7 +349,7 @@ class Announce:
     """The trigger the Event is about, when one is (a notification shows its value and query)."""
 
 
-Action = ScaleRevision | SetTraffic | DeleteRevision | RestartRevision | Announce
+Action = ScaleRevision | SetTraffic | DeleteRevision | RestartRevision | ScaleBaseline | Announce
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import kubernetes
 
 from glideslope.api import Release
+from glideslope.core.judge import BASELINE_ROLE, ROLE_LABEL
 from glideslope.core.model import RELEASE_LABEL, RESTARTED_AT, REVISION_LABEL, RevisionState
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 
@@ -39,8 +40,33 @@ def owner_reference(release: Release) -> dict[str, Any]:
             "uid": release.metadata.uid, "controller": True, "blockOwnerDeletion": True}
 
 
+BASELINE = "+baseline"
+"""Appended to a revision to key the judge's baseline Deployment and pods apart from the
+revision's own (both carry its revision label)."""
+
+
+def baseline_name(release: str, revision: str) -> str:
+    return f"{release}-{revision}-baseline"
+
+
+def _revision_key(labels: dict[str, str]) -> str:
+    revision = labels.get(REVISION_LABEL, "")
+    return revision + BASELINE if revision and labels.get(ROLE_LABEL) == BASELINE_ROLE else revision
+
+
 def observe(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState]:
-    """Each revision's Deployment, with its pods: Ready ones, and all that still exist."""
+    """Each revision's Deployment, with its pods: Ready ones, and all that still exist (the
+    judge's baselines apart: `observe_baselines`)."""
+    return {r: s for r, s in _observe_all(kube, namespace, release).items() if not r.endswith(BASELINE)}
+
+
+def observe_baselines(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState]:
+    """The judge's baseline Deployments, with their pods, by the revision they run."""
+    return {r.removesuffix(BASELINE): s for r, s in _observe_all(kube, namespace, release).items()
+            if r.endswith(BASELINE)}
+
+
+def _observe_all(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState]:
     cache = _cache
     if cache is not None:
         cached = cache.observe(namespace, release)
@@ -52,7 +78,7 @@ def observe(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState
     ready: dict[str, int] = defaultdict(int)
     count: dict[str, int] = defaultdict(int)
     for pod in pods:
-        revision = (pod.metadata.labels or {}).get(REVISION_LABEL, "")
+        revision = _revision_key(pod.metadata.labels or {})
         count[revision] += 1
         conditions = (pod.status.conditions if pod.status else None) or []
         if pod.metadata.deletion_timestamp is None and any(
@@ -60,7 +86,7 @@ def observe(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState
             ready[revision] += 1
     states: dict[str, RevisionState] = {}
     for deployment in deployments:
-        revision = (deployment.metadata.labels or {}).get(REVISION_LABEL)
+        revision = _revision_key(deployment.metadata.labels or {})
         if revision:
             states[revision] = RevisionState(deployment.spec.replicas or 0, ready[revision], count[revision])
     return states
@@ -92,6 +118,51 @@ def apply_candidate(kube: Kube, release: Release, revision: str, replicas: int) 
                                                 **UNREAD))
     if _cache is not None:
         _cache.wrote(release.metadata.namespace or "", name, revision, replicas)
+
+
+def apply_baseline(kube: Kube, release: Release, revision: str, template: dict[str, Any], replicas: int) -> None:
+    """The judge's baseline: fresh pods of `revision` (the stable one; `template` is its
+    Deployment's pod template), labelled `glideslope.dev/role: baseline`, server-side applied."""
+    name = release.metadata.name or ""
+    labels = {RELEASE_LABEL: name, REVISION_LABEL: revision, ROLE_LABEL: BASELINE_ROLE}
+    template = json.loads(json.dumps(template))
+    template.setdefault("metadata", {})
+    template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
+    body = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": baseline_name(name, revision), "namespace": release.metadata.namespace,
+                     "labels": labels, "ownerReferences": [owner_reference(release)]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {**release.spec.selector.match_labels, **labels}},
+                 "template": template, "revisionHistoryLimit": 0},
+    }
+    drain(kube.apps.patch_namespaced_deployment(baseline_name(name, revision), release.metadata.namespace, body,
+                                                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+                                                **UNREAD))
+    if _cache is not None:
+        _cache.wrote(release.metadata.namespace or "", name, revision + BASELINE, replicas,
+                     deployment=baseline_name(name, revision))
+
+
+def pod_template(kube: Kube, namespace: str, release: str, revision: str) -> dict[str, Any] | None:
+    """The pod template of a revision's Deployment, as the API serves it (None: it is gone)."""
+    try:
+        found = kube.apps.read_namespaced_deployment(deployment_name(release, revision), namespace)
+    except Exception as exc:
+        if not_found(exc):
+            return None
+        raise
+    template: dict[str, Any] = kube.api.sanitize_for_serialization(found.spec.template)
+    return template
+
+
+def delete_baseline(kube: Kube, namespace: str, release: str, revision: str) -> None:
+    try:
+        kube.apps.delete_namespaced_deployment(baseline_name(release, revision), namespace)
+    except Exception as exc:
+        if not not_found(exc):
+            raise
+    if _cache is not None:
+        _cache.wrote(namespace, release, revision + BASELINE, None, deployment=baseline_name(release, revision))
 
 
 def scale(kube: Kube, namespace: str, release: str, revision: str, replicas: int) -> None:
@@ -236,13 +307,15 @@ class WorkloadCache:
         return {revision: RevisionState(replicas, ready[revision], count[revision])
                 for revision, replicas in deployments}
 
-    def wrote(self, namespace: str, release: str, revision: str, replicas: int | None) -> None:
+    def wrote(self, namespace: str, release: str, revision: str, replicas: int | None, *,
+              deployment: str | None = None) -> None:
         """What the operator itself just wrote: seen at once, before its watch event comes."""
+        name = deployment or deployment_name(release, revision)
         with self._lock:
             if replicas is None:
-                self._deployments[(namespace, release)].pop(deployment_name(release, revision), None)
+                self._deployments[(namespace, release)].pop(name, None)
             else:
-                self._deployments[(namespace, release)][deployment_name(release, revision)] = (revision, replicas)
+                self._deployments[(namespace, release)][name] = (revision, replicas)
 
     # -- watches -----------------------------------------------------------------------------
     def _call(self, kind: str, namespace: str | None) -> Callable[..., Any]:
@@ -337,7 +410,7 @@ class WorkloadCache:
     def _entry(kind: str, obj: dict[str, Any]) -> tuple[Key, str, Any] | None:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
-        release, revision = labels.get(RELEASE_LABEL), labels.get(REVISION_LABEL)
+        release, revision = labels.get(RELEASE_LABEL), _revision_key(labels)
         if not release or not revision:
             return None
         key = (meta.get("namespace") or "", release)

@@ -33,6 +33,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
 from glideslope.core.analysis import Measurement
+from glideslope.core.judge import Side
 from glideslope.egress import Egress, EgressPolicy, EgressRefused, Kind, Refusal
 
 DEFAULT_TIMEOUT = 10.0
@@ -140,6 +141,34 @@ class PrometheusProvider:
 
     async def check(self, query: str) -> str | None:
         return (await self._ask(query)).refused
+
+    async def query_range(self, query: str, start: datetime, end: datetime, step: float) -> Side:
+        """Every value of every series `query` gives over [start, end] at `step` seconds (the
+        judge's samples); an error is a `Side` with `error` set, never an exception."""
+        if not self._finalizer.alive:
+            return Side(query, error="the Prometheus provider is closed")
+        loop = self._egress.loop
+
+        async def in_thread() -> Side:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self._range_blocking, query, start, end, step)
+
+        future = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(in_thread(), loop))
+        try:
+            return await asyncio.wait_for(future, self.timeout + _GRACE)
+        except TimeoutError:
+            return Side(query, error=f"no answer from Prometheus at {self.url} within {self.timeout:g}s")
+
+    def _range_blocking(self, query: str, start: datetime, end: datetime, step: float) -> Side:
+        try:
+            result = self._client.custom_query_range(query, start_time=start, end_time=end, step=f"{step:g}s")
+        except PrometheusApiClientException as exc:
+            return Side(query, error=_http_error(str(exc)).error)
+        except EgressRefused as exc:
+            return Side(query, error=f"{self._source + ': ' if self._source else ''}Prometheus: {exc}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return Side(query, error=f"unexpected answer from {self.url}: {type(exc).__name__}")
+        return _series(query, result)
 
     async def is_online(self) -> bool:
         answer = await self._ask(_ONLINE_QUERY)
@@ -274,6 +303,24 @@ def _sample(result: Any) -> _Answer:
         return _Answer(error=f"query returned {_shorten(repr(raw))}, not a number")
     # NaN (0/0: no traffic) and infinities say there was nothing to measure.
     return _Answer(value=value if math.isfinite(value) else None)
+
+
+def _series(query: str, result: Any) -> Side:
+    """The samples of a range query's matrix: (time, value) of every series, NaN and
+    infinities (a rate over no requests) left out."""
+    if not isinstance(result, list) or not all(isinstance(s, dict) and isinstance(s.get("values"), list)
+                                               for s in result):
+        return Side(query, error=f"query did not return a range of series: {_shorten(repr(result))}")
+    samples: list[tuple[float, float]] = []
+    try:
+        for series in result:
+            for at, raw in series["values"]:
+                value = float(raw)
+                if math.isfinite(value):
+                    samples.append((float(at), value))
+    except (TypeError, ValueError) as exc:
+        return Side(query, error=f"unexpected range result: {type(exc).__name__}")
+    return Side(query, tuple(samples))
 
 
 def _shorten(text: str, limit: int = 300) -> str:

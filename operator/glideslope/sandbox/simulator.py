@@ -6,9 +6,10 @@ A background thread lists Services, EndpointSlices, Pods and the routes (HTTPRou
 VirtualServices, Ingresses) in all namespaces about once a second (one list per kind) and
 publishes an immutable `ClusterView`. The main loop turns that view into each tick's requests
 with the pure `TrafficModel` and records them in
-`http_requests_total{namespace,service,pod,revision,code}` and
-`http_request_duration_seconds{namespace,service,revision,code}`, and the header-carrying and
-mirrored requests in `http_header_requests_total` and `http_mirrored_requests_total`
+`http_requests_total{namespace,service,pod,revision,role,code}` and
+`http_request_duration_seconds{namespace,service,revision,role,code}` (`role`: the pod's
+`glideslope.dev/role` label, `baseline` for the judge's baseline pods), and the header-carrying
+and mirrored requests in `http_header_requests_total` and `http_mirrored_requests_total`
 (`{namespace,service,revision}`), served on `http://HOST:PORT/metrics`.
 
 The exposition is kept small enough to be scraped every second with hundreds of Releases: the
@@ -28,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import threading
 import time
@@ -62,8 +64,8 @@ from glideslope.sandbox.traffic_model import (
 
 log = logging.getLogger("glideslope.sandbox.simulator")
 
-LABELS = ("namespace", "service", "pod", "revision", "code")
-HISTOGRAM_LABELS = ("namespace", "service", "revision", "code")
+LABELS = ("namespace", "service", "pod", "revision", "role", "code")
+HISTOGRAM_LABELS = ("namespace", "service", "revision", "role", "code")
 SIDE_LABELS = ("namespace", "service", "revision")
 """A latency quantile is asked per revision, never per pod: without `pod` the histogram has a
 few series per Release instead of a few per pod."""
@@ -118,8 +120,8 @@ class MetricsSink:
             SIDE_LABELS,
             registry=registry,
         )
-        self._pods: dict[tuple[str, str, str], set[str]] = {}
-        """The pods with series, per (namespace, service, revision): its histogram's members."""
+        self._pods: dict[tuple[str, str, str, str], set[str]] = {}
+        """The pods with series, per (namespace, service, revision, role): its histogram's members."""
 
     def apply(self, tick: Tick) -> None:
         for key in tick.removed:
@@ -160,8 +162,8 @@ class MetricsSink:
             log.warning("%s", warning)
 
 
-def _revision(key: SeriesKey) -> tuple[str, str, str]:
-    return key.namespace, key.service, key.revision
+def _revision(key: SeriesKey) -> tuple[str, str, str, str]:
+    return key.namespace, key.service, key.revision, key.role
 
 
 # --------------------------------------------------------------------------- cluster
@@ -410,6 +412,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resync", type=_positive, default=1.0, help="seconds between listings of the cluster (default 1)"
     )
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of noisy pods' draws (sim.glideslope.dev/noise; default 0)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return parser.parse_args(argv)
 
@@ -448,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     watcher = ClusterWatcher(args.kubeconfig, args.resync, stop)
     watcher.start()
     try:
-        run_ticks(TrafficModel(rate=args.rate), sink, watcher, args.tick, stop)
+        model = TrafficModel(rate=args.rate, rng=random.Random(args.seed), seed=args.seed)
+        run_ticks(model, sink, watcher, args.tick, stop)
     finally:
         stop.set()
         server.shutdown()

@@ -32,6 +32,14 @@ Rules:
   answers are thrown away, so they are counted apart (`mirrored`), never as client requests.
 - A pod fails the fraction `sim.glideslope.dev/error-rate` of its requests with code 500 and
   answers in about `sim.glideslope.dev/latency-ms` milliseconds.
+- With `sim.glideslope.dev/noise: "true"` a pod is noisy, as real ones are (so the judge has
+  something honest to judge): its own error rate and latency are the annotated ones times a
+  per-pod factor drawn once from a lognormal distribution (sigma `POD_ERROR_SIGMA`,
+  `POD_LATENCY_SIGMA`), seeded by the model's seed and the pod's name; each request then fails
+  with that probability (a Bernoulli draw, not the carried fraction), and takes a lognormal
+  time around the pod's latency (sigma `REQUEST_LATENCY_SIGMA`).
+- Series carry the pod's `glideslope.dev/role` label as `role` (`baseline` for the judge's
+  baseline pods, which share the stable revision's label), so queries can tell them apart.
 - Fractions carry over between ticks (requests per target, errors per target), so rates and
   error ratios are exact on average and accurate over short windows.
 """
@@ -50,6 +58,14 @@ REVISION_LABEL = "glideslope.dev/revision"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 ERROR_RATE_ANNOTATION = "sim.glideslope.dev/error-rate"
 LATENCY_ANNOTATION = "sim.glideslope.dev/latency-ms"
+NOISE_ANNOTATION = "sim.glideslope.dev/noise"
+ROLE_LABEL = "glideslope.dev/role"
+POD_ERROR_SIGMA = 0.15
+"""A noisy pod's error rate is the annotated one times exp(N(0, this))."""
+POD_LATENCY_SIGMA = 0.05
+"""A noisy pod's latency is the annotated one times exp(N(0, this))."""
+REQUEST_LATENCY_SIGMA = 0.25
+"""A noisy pod's request takes its latency times exp(N(0, this))."""
 DEFAULT_ERROR_RATE = 0.0
 DEFAULT_LATENCY_MS = 20.0
 DEFAULT_RATE = 50.0
@@ -96,6 +112,8 @@ class SeriesKey(NamedTuple):
     service: str
     pod: str
     revision: str
+    role: str = ""
+    """The pod's `glideslope.dev/role` label (`baseline`), empty without one."""
 
 
 # --------------------------------------------------------------------------- cluster view
@@ -108,6 +126,8 @@ class Behaviour:
     error_rate: float = DEFAULT_ERROR_RATE
     latency_ms: float = DEFAULT_LATENCY_MS
     problems: tuple[str, ...] = ()
+    noise: bool = False
+    """Per-pod and per-request noise (`sim.glideslope.dev/noise: "true"`)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +142,10 @@ class Pod:
     @property
     def revision(self) -> str:
         return self.labels.get(REVISION_LABEL, "")
+
+    @property
+    def role(self) -> str:
+        return self.labels.get(ROLE_LABEL, "")
 
 
 @dataclass(frozen=True)
@@ -225,7 +249,8 @@ def parse_behaviour(annotations: Mapping[str, str]) -> Behaviour:
             latency_ms = value
         else:
             problems.append(f"{LATENCY_ANNOTATION}={raw!r} is not a non-negative number")
-    return Behaviour(error_rate=error_rate, latency_ms=latency_ms, problems=tuple(problems))
+    noise = annotations.get(NOISE_ANNOTATION, "").strip().lower() == "true"
+    return Behaviour(error_rate=error_rate, latency_ms=latency_ms, problems=tuple(problems), noise=noise)
 
 
 def parse_pod(obj: Json) -> Pod | None:
@@ -678,11 +703,13 @@ class TrafficModel:
     a member but is not ready keeps its series, which then stop growing.
     """
 
-    def __init__(self, rate: float = DEFAULT_RATE, rng: random.Random | None = None) -> None:
+    def __init__(self, rate: float = DEFAULT_RATE, rng: random.Random | None = None, seed: int = 0) -> None:
         if rate < 0 or not math.isfinite(rate):
             raise ValueError(f"rate must be a non-negative number, not {rate!r}")
         self.rate = rate
+        self.seed = seed
         self._rng = rng if rng is not None else random.Random()
+        self._pod_factors: dict[tuple[str, str], tuple[float, float]] = {}
         self._request_carry: dict[Target, float] = {}
         self._error_carry: dict[Target, float] = {}
         self._series: dict[Target, SeriesKey] = {}
@@ -714,13 +741,18 @@ class TrafficModel:
                 continue
 
             behaviour = pod.behaviour
-            # Start the error carry at one half: the count of errors is then rounded to the
-            # nearest, so over any window it is within one request of the exact fraction.
-            error_carry = self._error_carry.get(target, 0.5) + count * behaviour.error_rate
-            errors = min(count, int(error_carry + _EPSILON))
-            self._error_carry[target] = max(0.0, error_carry - errors)
+            if behaviour.noise:
+                error_factor, latency_factor = self._factors(pod)
+                error_rate = min(1.0, behaviour.error_rate * error_factor)
+                errors = sum(self._rng.random() < error_rate for _ in range(count))
+            else:
+                # Start the error carry at one half: the count of errors is then rounded to the
+                # nearest, so over any window it is within one request of the exact fraction.
+                error_carry = self._error_carry.get(target, 0.5) + count * behaviour.error_rate
+                errors = min(count, int(error_carry + _EPSILON))
+                self._error_carry[target] = max(0.0, error_carry - errors)
 
-            key = SeriesKey(target.namespace, target.service, target.pod, pod.revision)
+            key = SeriesKey(target.namespace, target.service, target.pod, pod.revision, pod.role)
             if self._series.get(target) != key:
                 self._series[target] = key
                 new_series.append(key)
@@ -730,7 +762,12 @@ class TrafficModel:
                     self._warned.add(marker)
                     warnings.append(f"pod {pod.namespace}/{pod.name}: {problem}; using the default")
 
-            durations = sample_durations(behaviour.latency_ms, count, self._rng)
+            if behaviour.noise:
+                median = behaviour.latency_ms * latency_factor / 1000.0
+                durations = tuple(median * math.exp(self._rng.gauss(0.0, REQUEST_LATENCY_SIGMA))
+                                  for _ in range(count))
+            else:
+                durations = sample_durations(behaviour.latency_ms, count, self._rng)
             traffic.append(
                 PodTraffic(key=key, ok_durations=durations[errors:], error_durations=durations[:errors])
             )
@@ -746,6 +783,7 @@ class TrafficModel:
             (member := view.pods.get((g.namespace, name))) is not None and member.revision == g.revision
             for name in view.members.get((g.namespace, g.service), {})))
         self._side_groups.difference_update(retired)
+        self._pod_factors = {k: f for k, f in self._pod_factors.items() if k in view.pods}
         return Tick(
             traffic=tuple(traffic),
             new_series=tuple(new_series),
@@ -773,12 +811,24 @@ class TrafficModel:
             del self._side_carry[stale]
         return tuple(sorted(counts.items()))
 
+    def _factors(self, pod: Pod) -> tuple[float, float]:
+        """A noisy pod's (error rate, latency) factors: drawn once, from a generator seeded by
+        the model's seed and the pod, so the same pod is the same in every run of a seed."""
+        key = (pod.namespace, pod.name)
+        found = self._pod_factors.get(key)
+        if found is None:
+            rng = random.Random(f"{self.seed}/{pod.namespace}/{pod.name}")
+            found = (math.exp(rng.gauss(0.0, POD_ERROR_SIGMA)), math.exp(rng.gauss(0.0, POD_LATENCY_SIGMA)))
+            self._pod_factors[key] = found
+        return found
+
     def _drop_stale_series(self, view: ClusterView) -> list[SeriesKey]:
         removed: list[SeriesKey] = []
         for target, key in list(self._series.items()):
             pod = view.pods.get((target.namespace, target.pod))
             members = view.members.get((target.namespace, target.service))
-            if pod is None or members is None or target.pod not in members or pod.revision != key.revision:
+            if pod is None or members is None or target.pod not in members or pod.revision != key.revision \
+                    or pod.role != key.role:
                 del self._series[target]
                 removed.append(key)
         return removed

@@ -103,6 +103,8 @@ def _all(*mutations: Callable[[Manifest], None]) -> Callable[[Manifest], None]:
 
 
 STEPS = "spec.strategy.canary.steps"
+_JUDGE_METRIC = {"name": "errors", "query": 'sum(rate(x{revision="{{sideRevision}}"}[10s]))'}
+_JUDGE: Manifest = {"baseline": True, "metrics": [_JUDGE_METRIC]}
 WINDOW = "spec.gates.1.window"
 TRIGGER = "spec.analysis.triggers.0"
 
@@ -252,6 +254,28 @@ CASES: list[Case] = [
          "spec.analysis.triggers[0].onNoData: Unsupported value"),
     Case("trigger-failure-limit-zero", _set(f"{TRIGGER}.failureLimit", 0),
          "spec.analysis.triggers[0].failureLimit:"),
+    # The judge
+    Case("judge-marginal-above-pass", _set("spec.analysis.judge", {**_JUDGE, "passScore": 70, "marginalScore": 80}),
+         "spec.analysis.judge.marginalScore"),
+    Case("judge-without-metrics", _set("spec.analysis.judge", {**_JUDGE, "metrics": []}),
+         "spec.analysis.judge.metrics:"),
+    Case("judge-direction-unknown", _set("spec.analysis.judge", {**_JUDGE, "metrics": [
+        {**_JUDGE_METRIC, "direction": "up"}]}), "spec.analysis.judge.metrics[0].direction: Unsupported value"),
+    Case("judge-metric-duplicate-name", _set("spec.analysis.judge", {**_JUDGE, "metrics": [
+        _JUDGE_METRIC, _JUDGE_METRIC]}), "spec.analysis.judge.metrics[1]: Duplicate value"),
+    Case("judge-min-samples-too-few", _set("spec.analysis.judge", {**_JUDGE, "minSamples": 2}),
+         "spec.analysis.judge.minSamples:"),
+    Case("judge-alpha-too-large", _set("spec.analysis.judge", {**_JUDGE, "alpha": 0.9}),
+         "spec.analysis.judge.alpha:"),
+    Case("judge-step-too-short", _set("spec.analysis.judge", {**_JUDGE, "step": "500ms"}),
+         "spec.analysis.judge.step"),
+    Case("judge-horizon-too-short", _set("spec.analysis.judge", {**_JUDGE, "horizon": "5s"}),
+         "spec.analysis.judge.horizon"),
+    Case("judge-baseline-without-canary", _all(
+        _set("spec.analysis.judge", _JUDGE),
+        _set("spec.strategy", {"type": "Rolling", "rolling": {}})), "spec.analysis.judge.baseline"),
+    Case("judge-tolerance-negative", _set("spec.analysis.judge", {**_JUDGE, "metrics": [
+        {**_JUDGE_METRIC, "tolerance": -1}]}), "spec.analysis.judge.metrics[0].tolerance:"),
     Case("validation-window-negative", _set("spec.validation", {"windowSeconds": -5}),
          "spec.validation.windowSeconds:"),
     Case("rollback-automatic-not-bool", _set("spec.rollback", {"automatic": "no"}),

@@ -31,12 +31,14 @@ from glideslope.core.decide.commands import OBEYED_VALUE_LIMIT
 from glideslope.core.decide.history import PHASE_CONDITIONS, REVISION_HISTORY_LIMIT
 from glideslope.core.decide.tick import HANDOVER_SECONDS, Tick
 from glideslope.core.gates import checklist
+from glideslope.core.judge import baseline_replicas, next_look
 from glideslope.core.model import (
     Action,
     Decision,
     DeleteRevision,
     Observation,
     RestartRevision,
+    ScaleBaseline,
     ScaleRevision,
     SetTraffic,
     Step,
@@ -88,6 +90,9 @@ def wake_at(spec: ReleaseSpec, status: ReleaseStatus, now: datetime) -> datetime
             delay = parse_duration(spec.analysis.initial_delay)
             measured = {t.name: t for t in status.analysis}
             deadlines += [next_due(measured.get(t.name), every, delay, analysed[1]) for t in spec.analysis.triggers]
+        looked = next_look(spec, status, revision_of(spec.template))
+        if looked is not None:
+            deadlines.append(looked)
     upcoming = [d for d in deadlines if d > now]
     return min(upcoming) if upcoming else None
 
@@ -183,8 +188,24 @@ def _actions(tick: Tick) -> tuple[Action, ...]:
     if tick.restart is not None:
         actions += [RestartRevision(r, tick.restart) for r, n in scaled if n > 0 and r in observation.revisions]
     actions += [DeleteRevision(r) for r in history.expired(tick.status, tick.candidate, observation, tick.replicas)]
+    actions += _baselines(tick)
     actions += tick.events
     return tuple(actions)
+
+
+def _baselines(tick: Tick) -> list[ScaleBaseline]:
+    """The judge's baseline: as many pods of the stable revision as the candidate has (started
+    with it), while the rollout is judged against it; any other baseline goes."""
+    status, observation = tick.status, tick.observation
+    stable = status.stable_revision
+    wanted = baseline_replicas(tick.spec, status, tick.candidate, tick.replicas.get(tick.candidate, 0))
+    out: list[ScaleBaseline] = []
+    if stable is not None and wanted > 0:
+        seen = observation.baselines.get(stable)
+        if seen is None or seen.replicas != wanted:
+            out.append(ScaleBaseline(stable, wanted))
+    out += [ScaleBaseline(r, 0) for r in sorted(observation.baselines) if r != stable or wanted == 0]
+    return out
 
 
 def _summarise(tick: Tick) -> None:

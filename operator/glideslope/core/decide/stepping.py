@@ -53,6 +53,7 @@ def start(tick: Tick) -> None:
 def reset_analysis(status: ReleaseStatus) -> None:
     """A new rollout (or a retry) is analysed from scratch."""
     status.analysis, status.breach_at, status.promoted_step = [], None, None
+    status.judge = None
 
 
 def step(tick: Tick, stable: str, found: Verdict | None, *, advance: bool = True) -> None:

@@ -1,13 +1,16 @@
-"""The triggers' part of a tick: record what was measured in `status.analysis`, then obey the
-triggers' verdict (the severity table in core/analysis.py): a rollback starts here; any other
-verdict is for the step or the validation window to read."""
+"""The analysis part of a tick: record what was measured in `status.analysis` (the triggers)
+and `status.judge` (the statistical judge's look), then obey their verdict together (the
+severity table in core/analysis.py; the judge's in core/judge.py): a rollback starts here; any
+other verdict is for the step or the validation window to read."""
 
 from __future__ import annotations
 
-from glideslope.api import AnalysisState, Severity, TriggerStatus
+from glideslope.api import AnalysisState, JudgeVerdict, Severity, TriggerStatus
 from glideslope.core.analysis import Order, Stage, Verdict, tally, verdict
 from glideslope.core.decide.rollback import roll_back
 from glideslope.core.decide.tick import Tick
+from glideslope.core.judge import combine, horizon_seconds, look, order
+from glideslope.core.judge import stage as judge_stage
 from glideslope.core.model import Reason
 from glideslope.core.triggers import stage as analysis_stage
 
@@ -15,9 +18,13 @@ from glideslope.core.triggers import stage as analysis_stage
 def judge(tick: Tick) -> Verdict | None:
     """The verdict the rest of the tick obeys; None when there is none, or it rolled back."""
     judged = _analyse(tick)
-    if judged is None:
+    judged_too = _judge(tick)
+    if judged is None and judged_too is None:
         return None
-    stage, found = judged
+    stage = judged[0] if judged is not None else judged_too[0] if judged_too is not None else "rollout"
+    found = combine(judged[1] if judged else None, judged_too[1] if judged_too else None)
+    if found is None:
+        return None
     if found.action != Order.ROLLBACK:
         return found
     status = tick.status
@@ -55,3 +62,30 @@ def _analyse(tick: Tick) -> tuple[Stage, Verdict] | None:
             tick.announce(Reason.ANALYSIS_INCONCLUSIVE, text, warning=True, trigger=trigger.name)
     status.analysis = [by_name[t.name] for t in triggers if t.name in by_name]
     return stage, verdict(triggers, status.analysis, automatic=spec.rollback.automatic, stage=stage)
+
+
+def _judge(tick: Tick) -> tuple[Stage, Verdict] | None:
+    """Record the judge's look, if one came back this tick, in `status.judge`; the judge's order
+    for the current stage (None when it does not judge now)."""
+    spec, status = tick.spec, tick.status
+    judge = spec.analysis.judge
+    current = judge_stage(spec, status, tick.candidate)
+    if judge is None or current is None:
+        return None
+    stage, _ = current
+    taken = tick.observation.judge
+    previous = status.judge
+    last = previous.last_look_time if previous is not None else None
+    if taken is not None and status.started_at is not None and (last is None or taken.at > last):
+        status.judge = look(judge, previous, taken, rollout_started=status.started_at,
+                            horizon=horizon_seconds(spec, sum(s.seconds or 0.0 for s in tick.steps)))
+        new = status.judge
+        was = previous.verdict if previous is not None and previous.last_look_time is not None else None
+        if new.verdict == JudgeVerdict.FAIL:
+            if judge.severity in (Severity.CRITICAL, Severity.HIGH) and status.breach_at is None:
+                status.breach_at = taken.at
+            tick.announce(Reason.JUDGE_FAILED, f"judge: {new.message}", warning=True)
+        elif new.verdict == JudgeVerdict.MARGINAL and was != new.verdict:
+            # Inconclusive is not announced: every rollout starts with too few samples.
+            tick.announce(Reason.JUDGE_MARGINAL, f"judge: {new.message}", warning=True)
+    return stage, order(judge, status.judge, automatic=spec.rollback.automatic, stage=stage)
