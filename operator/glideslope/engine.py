@@ -34,6 +34,7 @@ from glideslope.api import (
     parse_status,
     status_patch,
 )
+from glideslope.core import adoption as adopting
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
 from glideslope.core.gates import GateObservation, checklist
@@ -51,7 +52,7 @@ from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
 from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables
 from glideslope.egress import Kind, Pending
-from glideslope.kube import events, ownership, records, releases, secrets, services, workloads
+from glideslope.kube import adoption, events, ownership, records, releases, secrets, services, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_rollout
@@ -105,6 +106,8 @@ class _Read:
     stored: ReleaseStatus
     """The status as stored."""
     memory: ReleaseMemory
+    adopted: adoption.Adopted | None = None
+    """The Deployment of `spec.workloadRef`, whose template `release.spec.template` is."""
 
 
 def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Release | _Conflict | None:
@@ -123,6 +126,7 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     observation, now = observed
     decision = decide(release.spec, release.status, observation, now)
     announcements = _act(rt.kube, read, observation, decision)
+    _adopting(rt.kube, read, observation, decision)
     return _store(rt, read, observation, decision, announcements, now)
 
 
@@ -145,7 +149,15 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
         release = release.model_copy(update={"status": held[1]})
-    return _Read(key=key, body=body, release=release, stored=stored, memory=memory)
+    adopted = None
+    if release.spec.workload_ref is not None:
+        try:
+            adopted = adoption.read(rt.kube, release)
+        except adoption.Unusable as exc:
+            _invalid(rt.kube, body, release, [str(exc)])
+            return None  # the Deployment's watch wakes the Release when it comes or changes
+        release = adoption.resolved(release, adopted)
+    return _Read(key=key, body=body, release=release, stored=stored, memory=memory, adopted=adopted)
 
 
 def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:
@@ -227,12 +239,26 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
             elif current is not None:
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
-            _traffic(kube, release, action, read.memory)
+            if not adopting.holds_traffic(release.spec, decision.status):
+                _traffic(kube, release, action, read.memory)
         elif isinstance(action, DeleteRevision):
             workloads.delete(kube, namespace, name, action.revision)
         elif isinstance(action, Announce):
             announcements.append(action)
     return announcements
+
+
+def _adopting(kube: Kube, read: _Read, observation: Observation, decision: Decision) -> None:
+    """An adopting Release: its Deployment's replicas, after the actions (the Services move onto
+    the Release's pods first), and what its message says after a rollback."""
+    adopted, release = read.adopted, read.release
+    if adopted is None:
+        return
+    replicas = adopting.deployment_replicas(release.spec, decision.status, observation, adopted.found)
+    if replicas is not None:
+        adoption.scale(kube, read.key[0], adopted, replicas)
+    note = adopting.rolled_back_note(release.spec, decision.status, revision_of(release.spec.template))
+    decision.status.message = adopting.with_note(decision.status.message, note)
 
 
 def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decision,
@@ -299,6 +325,8 @@ def _claim(kube: Kube, release: Release) -> None:
     names = services.names(release)
     for name in names or ():
         ownership.claim(release, "Service", kube.core.read_namespaced_service, name)
+    for name in names or ():  # handed over: recorded as found before the first write
+        adoption.record_service(kube, release, name)
     candidate = workloads.deployment_name(release.metadata.name or "", revision_of(release.spec.template))
     ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment, candidate)
 

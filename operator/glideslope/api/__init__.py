@@ -50,6 +50,7 @@ from glideslope.api.spec import (
     ValueFrom,
     WebhookGate,
     WindowGate,
+    WorkloadRef,
 )
 from glideslope.api.status import (
     ANNOUNCEMENTS_LIMIT,
@@ -79,6 +80,7 @@ from glideslope.api.types import (
     NotificationEvent,
     OnNoData,
     Phase,
+    ScaleDown,
     Severity,
     StrategyType,
     WebhookFormat,
@@ -142,6 +144,7 @@ __all__ = [
     "ReleaseStatus",
     "RollbackSpec",
     "RollingStrategy",
+    "ScaleDown",
     "ServicePort",
     "ServiceSpec",
     "Severity",
@@ -157,6 +160,7 @@ __all__ = [
     "WebhookGate",
     "Weekday",
     "WindowGate",
+    "WorkloadRef",
     "field_problems",
     "gates_display",
     "parse_duration",

@@ -96,6 +96,12 @@ class MetricsSink:
             buckets=BUCKETS,
             registry=registry,
         )
+        self.unserved = Counter(
+            "http_requests_unserved_total",
+            "Simulated requests sent to a Service that had no ready endpoint (a client would see an error).",
+            ("namespace", "service"),
+            registry=registry,
+        )
         self._pods: dict[tuple[str, str, str], set[str]] = {}
         """The pods with series, per (namespace, service, revision): its histogram's members."""
 
@@ -127,6 +133,8 @@ class MetricsSink:
                 histogram = self.duration.labels(*_revision(traffic.key), code)
                 for seconds in durations:
                     histogram.observe(seconds)
+        for (namespace, service), amount in tick.unserved:
+            self.unserved.labels(namespace, service).inc(amount)
         for warning in tick.warnings:
             log.warning("%s", warning)
 

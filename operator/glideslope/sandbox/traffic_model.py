@@ -329,12 +329,16 @@ def build_view(
 # --------------------------------------------------------------------------- traffic split
 
 
-def target_rates(view: ClusterView, rate: float) -> dict[Target, float]:
-    """Requests per second that each ready pod receives through each Service."""
+def target_rates(view: ClusterView, rate: float,
+                 unserved: dict[ObjectKey, float] | None = None) -> dict[Target, float]:
+    """Requests per second that each ready pod receives through each Service; those sent to a
+    Service with no ready endpoint are added to `unserved` (per Service), when given."""
     rates: dict[Target, float] = defaultdict(float)
 
     def spread(svc_key: ObjectKey, amount: float) -> None:
         ready = sorted(name for name, ok in view.members.get(svc_key, {}).items() if ok)
+        if amount > 0.0 and not ready and unserved is not None and svc_key in view.services:
+            unserved[svc_key] = unserved.get(svc_key, 0.0) + amount
         if amount <= 0.0 or not ready:
             return
         share = amount / len(ready)
@@ -396,6 +400,8 @@ class Tick:
     """Series whose pod or Service is gone (or whose pod changed revision): drop them."""
     warnings: tuple[str, ...]
     """Bad annotations, each reported once per pod."""
+    unserved: tuple[tuple[ObjectKey, float], ...] = ()
+    """Requests sent to a Service that had no ready endpoint, per Service: a client's errors."""
 
 
 def sample_durations(latency_ms: float, count: int, rng: random.Random) -> tuple[float, ...]:
@@ -429,7 +435,8 @@ class TrafficModel:
     def tick(self, view: ClusterView, seconds: float) -> Tick:
         """The requests of the `seconds` elapsed since the previous tick."""
         seconds = max(0.0, seconds)
-        rates = target_rates(view, self.rate)
+        lost: dict[ObjectKey, float] = {}
+        rates = target_rates(view, self.rate, lost)
         removed = self._drop_stale_series(view)
 
         traffic: list[PodTraffic] = []
@@ -475,6 +482,7 @@ class TrafficModel:
             new_series=tuple(new_series),
             removed=tuple(removed),
             warnings=tuple(warnings),
+            unserved=tuple((key, amount * seconds) for key, amount in sorted(lost.items()) if seconds > 0),
         )
 
     def _drop_stale_series(self, view: ClusterView) -> list[SeriesKey]:
