@@ -75,7 +75,8 @@ Release changed meanwhile (an HPA writing its scale, a GitOps sync): a person wa
 
 def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) -> Release | None:
     """One tick for one Release; returns the Release with the status it decided, written or
-    held back for a later write (`_worth_writing`); None: it is gone.
+    held back for a later write (`_worth_writing`); None: it is gone. A Release whose
+    `spec.workloadRef` cannot be adopted is returned with no `spec.template` (it is Degraded).
 
     Nothing here waits on an endpoint a tenant names: queries and webhooks are asked through
     the egress layer, and their answers read on a later tick (the layer wakes the Release)."""
@@ -114,8 +115,8 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     """Read, validate, claim, measure, decide, act, write the status, announce: in this order
     (the module's docstring says why)."""
     read = _read(rt, namespace, name)
-    if read is None:
-        return None
+    if read is None or isinstance(read, Release):
+        return read
     release, memory = read.release, read.memory
     if not _valid(rt.kube, read.body, release) or not _claimed(rt.kube, read.body, release, memory):
         return release
@@ -130,8 +131,9 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     return _store(rt, read, observation, decision, announcements, now)
 
 
-def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
-    """The Release, parsed; None: it is gone, or it does not parse (then it is Degraded)."""
+def _read(rt: Runtime, namespace: str, name: str) -> _Read | Release | None:
+    """The Release, parsed; None: it is gone, or it does not parse (then it is Degraded); the
+    Release as read: the Deployment it adopts cannot be (then it is Degraded)."""
     key = (namespace, name)
     body = releases.get(rt.kube, namespace, name)
     if body is None:
@@ -155,7 +157,7 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
             adopted = adoption.read(rt.kube, release)
         except adoption.Unusable as exc:
             _invalid(rt.kube, body, release, [str(exc)])
-            return None  # the Deployment's watch wakes the Release when it comes or changes
+            return release
         release = adoption.resolved(release, adopted)
     return _Read(key=key, body=body, release=release, stored=stored, memory=memory, adopted=adopted)
 

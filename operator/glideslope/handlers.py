@@ -26,7 +26,7 @@ from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
 from glideslope.runtime import Runtime
-from glideslope.scheduler import LATE, next_tick
+from glideslope.scheduler import LATE, ROLLING_RESYNC, next_tick
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ def _tick(runtime: Callable[[], Runtime], lock: threading.Lock, *, metrics: Oper
             before, memory.last_status = memory.last_status, release.status
         metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
                         release.status)
+        if release.spec.template is None:
+            # Its Deployment cannot be adopted: the Deployment's watch wakes it when that
+            # changes; this poll is for what no watch sees (a write of its Degraded status that
+            # lost a race with kopf's finalizer).
+            return max(interval, ROLLING_RESYNC)
         delay = next_tick(release, datetime.now(UTC), interval, before)
         refresh = engine.refresh_due(runtime(), namespace, name)
         # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
