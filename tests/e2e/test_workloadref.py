@@ -273,6 +273,17 @@ def test_what_cannot_be_adopted_is_degraded_naming_the_field(sandbox: Cluster, n
     assert "glideslope.dev/adopt=web" in st
 
 
+def test_the_adopted_deployment_cannot_be_swapped(sandbox: Cluster, namespace: str) -> None:
+    """Another Deployment would leave the first one scaled down: the API server refuses it."""
+    sandbox.apply(adopting(), namespace)
+    change = {"spec": {"workloadRef": {"name": "other"}}}
+    res = sandbox.kubectl("patch", "release", "web", "-n", namespace, "--type=merge", "-p", json.dumps(change),
+                          check=False)
+    assert res.returncode != 0 and "spec.workloadRef.name is immutable" in res.stderr, res.stderr
+    sandbox.kubectl("patch", "release", "web", "-n", namespace, "--type=merge", "-p",
+                    json.dumps({"spec": {"workloadRef": {"scaleDown": "never"}}}))
+
+
 def degraded(sandbox: Cluster, namespace: str) -> str | None:
     for condition in status(sandbox, namespace, "web").get("conditions") or []:
         if condition["type"] == "Degraded" and condition["status"] == "True":

@@ -115,7 +115,9 @@ class WorkloadRef(ApiModel):
     """`apps/v1`."""
     kind: Literal["Deployment"]
     """`Deployment`: the only kind a Release adopts (the API server refuses another)."""
-    name: ObjectName
+    name: ObjectName = Field(json_schema_extra=rules(
+        cel("self == oldSelf", "spec.workloadRef.name is immutable: delete the Release to give its Deployment "
+            "back, then adopt another")))
     """The Deployment, in the Release's namespace. A change of its pod template starts a
     rollout; the operator writes only its `replicas` (and an annotation recording what it
     found there), never its template."""
