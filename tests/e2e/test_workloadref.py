@@ -231,6 +231,14 @@ def test_scale_down_onsuccess_keeps_the_deployment_until_the_first_rollout_succe
     assert sizes <= {4, 0} and 4 in sizes, sizes  # from 4 to 0 at once, not progressively
     wait_until(lambda: adopted(sandbox, namespace)["replicas"] == 0, timeout=30, what="web scaled to 0 on success")
     assert adopted(sandbox, namespace)["recorded"] == "4"
+    # The size to give back is recorded on the Deployment: an operator started again knows it.
+    operator.kill()
+    operator.start()
+    sandbox.kubectl("delete", "release", "web", "-n", namespace, "--wait=false")
+    watch_serving(sandbox, namespace, lambda: not deployments(sandbox, namespace, "web"), timeout=60,
+                  what="web given back by a restarted operator, the Release's revisions gone")
+    assert adopted(sandbox, namespace) == {"replicas": 4, "ready": 4, "recorded": None,
+                                           "image": "registry.example/web:1"}
 
 
 def test_scale_down_never_leaves_the_deployment_alone(sandbox: Cluster, namespace: str, operator: Operator) -> None:
