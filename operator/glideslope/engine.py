@@ -327,7 +327,9 @@ def _claim(kube: Kube, release: Release) -> None:
     names = services.names(release)
     for name in names or ():
         ownership.claim(release, "Service", kube.core.read_namespaced_service, name)
-    for name in names or ():  # handed over: recorded as found before the first write
+    for name in names or () if release.spec.workload_ref is not None else ():
+        # Handed over to an adopting Release: recorded as found before the first write, to be
+        # given back so on deletion, when the adopted Deployment serves again behind it.
         adoption.record_service(kube, release, name)
     candidate = workloads.deployment_name(release.metadata.name or "", revision_of(release.spec.template))
     ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment, candidate)

@@ -245,13 +245,14 @@ def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Ku
         held = _held_for(body)
         try:
             adopted = ((body.get("spec") or {}).get("workloadRef") or {}).get("name")
-            if adopted:
+            size = give_back(kube, body, adopted) if adopted else None
+            if adopted and size is not None:
                 # An adopting Release gives its Deployment back; its own pods go once that serves.
-                size = give_back(kube, body, adopted)
-
                 def wait() -> str | None:
-                    return None if size is None else adoption.deployment_ready(kube, key[0], adopted, size)
+                    return adoption.deployment_ready(kube, key[0], adopted, size)
             else:
+                # A template, or an adopted Deployment someone deleted: the serving revision is
+                # left behind, as for any Release (its pods carry the given-back selector's labels).
                 kept = keep_serving(kube, body)
 
                 def wait() -> str | None:

@@ -281,6 +281,24 @@ def test_what_cannot_be_adopted_is_degraded_naming_the_field(sandbox: Cluster, n
     assert "glideslope.dev/adopt=web" in st
 
 
+def test_with_its_deployment_deleted_a_deleted_release_leaves_its_revision_serving(
+        sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    """Nothing to give back: what serves is left serving, as for a Release with a template."""
+    running(sandbox, namespace)
+    revision = adopt(sandbox, namespace)["revision"]
+    wait_until(lambda: adopted(sandbox, namespace)["replicas"] == 0, timeout=30, what="web scaled to 0")
+    sandbox.kubectl("delete", "deployment", "web", "-n", namespace)
+    sandbox.kubectl("delete", "release", "web", "-n", namespace, "--wait=false")
+    watch_serving(sandbox, namespace,
+                  lambda: sandbox.kubectl("get", "release", "web", "-n", namespace, check=False).returncode != 0,
+                  timeout=60, what="the Release gone")
+    time.sleep(1)
+    assert deployments(sandbox, namespace, "web") == {revision: {"replicas": 4, "ready": 4}}
+    assert serving(sandbox, namespace)[0] == 4
+    given = sandbox.get_json("service", "web", "-n", namespace)
+    assert given["spec"]["selector"] == {"app": "web"} and not given["metadata"].get("ownerReferences")
+
+
 def test_the_adopted_deployment_cannot_be_swapped(sandbox: Cluster, namespace: str) -> None:
     """Another Deployment would leave the first one scaled down: the API server refuses it."""
     sandbox.apply(adopting(), namespace)
