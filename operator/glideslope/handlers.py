@@ -196,6 +196,12 @@ class Adopters:
             else:
                 self._adopted[release] = deployment
 
+    def adopted(self, namespace: str, deployment: str) -> bool:
+        """Whether a Release adopts the Deployment, or did when its template was last seen."""
+        with self._lock:
+            return (namespace, deployment) in self._templates or any(
+                r[0] == namespace and d == deployment for r, d in self._adopted.items())
+
     def changed(self, namespace: str, deployment: str, template: str | None) -> list[tuple[str, str]]:
         """The Releases to wake: those adopting the Deployment, when its template is new to
         this process (None: it is gone)."""
@@ -222,6 +228,8 @@ def _register_adopted(registry: kopf.OperatorRegistry, runtime: Runtime, adopter
 
     @kopf.on.event("apps", "v1", "deployments", id="adopted", registry=registry)
     def adopted(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
+        if not adopters.adopted(namespace or "", name):
+            return  # most Deployments: the revisions' own, other applications'
         gone = kwargs.get("type") == "DELETED"
         template = None if gone else json.dumps((body.get("spec") or {}).get("template"), sort_keys=True,
                                                 separators=(",", ":"), default=dict)

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.unit
 def test_a_new_template_wakes_the_adopting_releases_and_nothing_else_does() -> None:
     index = Adopters()
     assert index.changed("shop", "web", "t1") == []  # adopted by no Release: nobody to wake
+    assert not index.adopted("shop", "web")
     index.set(("shop", "web-release"), "web")
+    assert index.adopted("shop", "web") and not index.adopted("shop", "api")
     index.set(("other", "web-release"), "web")
     assert index.changed("shop", "web", "t1") == [("shop", "web-release")]  # first seen
     assert index.changed("shop", "web", "t1") == []  # replicas scaled: same template
