@@ -37,6 +37,7 @@ from glideslope.api import (
     parse_status,
     status_patch,
 )
+from glideslope.core import adoption as adopting
 from glideslope.core import judge
 from glideslope.core.analysis import Measurement
 from glideslope.core.decide import decide
@@ -62,7 +63,7 @@ from glideslope.core.templates import resolve as resolve_templates
 from glideslope.core.templates import with_added
 from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables, web_urls
 from glideslope.egress import Kind, Pending
-from glideslope.kube import events, ownership, records, releases, secrets, services, templates, workloads
+from glideslope.kube import adoption, events, ownership, records, releases, secrets, services, templates, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_rollout
@@ -86,7 +87,8 @@ Release changed meanwhile (an HPA writing its scale, a GitOps sync): a person wa
 
 def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) -> Release | None:
     """One tick for one Release; returns the Release with the status it decided, written or
-    held back for a later write (`_worth_writing`); None: it is gone.
+    held back for a later write (`_worth_writing`); None: it is gone. A Release whose
+    `spec.workloadRef` cannot be adopted is returned with no `spec.template` (it is Degraded).
 
     Nothing here waits on an endpoint a tenant names: queries and webhooks are asked through
     the egress layer, and their answers read on a later tick (the layer wakes the Release)."""
@@ -117,14 +119,16 @@ class _Read:
     stored: ReleaseStatus
     """The status as stored."""
     memory: ReleaseMemory
+    adopted: adoption.Adopted | None = None
+    """The Deployment of `spec.workloadRef`, whose template `release.spec.template` is."""
 
 
 def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Release | _Conflict | None:
     """Read, validate, claim, measure, decide, act, write the status, announce: in this order
     (the module's docstring says why)."""
     read = _read(rt, namespace, name)
-    if read is None:
-        return None
+    if read is None or isinstance(read, Release):
+        return read
     resolved = _with_templates(rt, read)
     if resolved is None:
         return read.release
@@ -139,11 +143,13 @@ def _tick(rt: Runtime, namespace: str, name: str, now: datetime | None) -> Relea
     observation, now = observed
     decision = decide(release.spec, release.status, observation, now)
     announcements = _act(rt.kube, read, observation, decision)
+    _adopting(rt.kube, read, observation, decision)
     return _store(rt, read, observation, decision, announcements, now)
 
 
-def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
-    """The Release, parsed; None: it is gone, or it does not parse (then it is Degraded)."""
+def _read(rt: Runtime, namespace: str, name: str) -> _Read | Release | None:
+    """The Release, parsed; None: it is gone, or it does not parse (then it is Degraded); the
+    Release as read: the Deployment it adopts cannot be (then it is Degraded)."""
     key = (namespace, name)
     body = releases.get(rt.kube, namespace, name)
     if body is None:
@@ -161,7 +167,15 @@ def _read(rt: Runtime, namespace: str, name: str) -> _Read | None:
     if held is not None and held[0] == body["metadata"]["resourceVersion"]:
         # What the last tick decided and left unwritten (refreshed measurements, pod counts).
         release = release.model_copy(update={"status": held[1]})
-    return _Read(key=key, body=body, release=release, stored=stored, memory=memory)
+    adopted = None
+    if release.spec.workload_ref is not None:
+        try:
+            adopted = adoption.read(rt.kube, release)
+        except adoption.Unusable as exc:
+            _invalid(rt.kube, body, release, [str(exc)])
+            return release
+        release = adoption.resolved(release, adopted)
+    return _Read(key=key, body=body, release=release, stored=stored, memory=memory, adopted=adopted)
 
 
 def _with_templates(rt: Runtime, read: _Read) -> Release | None:
@@ -276,7 +290,8 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
             elif current is not None:
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
-            _traffic(kube, release, action, read.memory)
+            if not adopting.holds_traffic(release.spec, decision.status):
+                _traffic(kube, release, action, read.memory)
         elif isinstance(action, RestartRevision):
             workloads.restart(kube, namespace, name, action.revision, action.token)
         elif isinstance(action, DeleteRevision):
@@ -297,6 +312,19 @@ def _baseline(kube: Kube, release: Release, action: ScaleBaseline) -> None:
     template = workloads.pod_template(kube, namespace, name, action.revision)
     if template is not None:  # the stable revision's Deployment is gone: nothing to copy
         workloads.apply_baseline(kube, release, action.revision, template, action.replicas)
+
+
+def _adopting(kube: Kube, read: _Read, observation: Observation, decision: Decision) -> None:
+    """An adopting Release: its Deployment's replicas, after the actions (the Services move onto
+    the Release's pods first), and what its message says after a rollback."""
+    adopted, release = read.adopted, read.release
+    if adopted is None:
+        return
+    replicas = adopting.deployment_replicas(release.spec, decision.status, observation, adopted.found)
+    if replicas is not None:
+        adoption.scale(kube, read.key[0], adopted, replicas)
+    note = adopting.rolled_back_note(release.spec, decision.status, revision_of(release.spec.template))
+    decision.status.message = adopting.with_note(decision.status.message, note)
 
 
 def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decision,
@@ -363,6 +391,10 @@ def _claim(kube: Kube, release: Release) -> None:
     names = services.names(release)
     for name in names or ():
         ownership.claim(release, "Service", kube.core.read_namespaced_service, name)
+    for name in names or () if release.spec.workload_ref is not None else ():
+        # Handed over to an adopting Release: recorded as found before the first write, to be
+        # given back so on deletion, when the adopted Deployment serves again behind it.
+        adoption.record_service(kube, release, name)
     candidate = workloads.deployment_name(release.metadata.name or "", revision_of(release.spec.template))
     ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment, candidate)
     stable = release.status.stable_revision

@@ -7,6 +7,7 @@ still owns what it is good at: the watch of Releases, the finalizer and the dele
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,13 +22,13 @@ from glideslope.api import GROUP, PLURAL, VERSION, parse_release
 from glideslope.api.templates import PLURALS
 from glideslope.api.types import TemplateKind
 from glideslope.egress import EgressPolicy
-from glideslope.kube import workloads
+from glideslope.kube import adoption, services, workloads
 from glideslope.kube.client import Kube, not_found
 from glideslope.kube.traffic import router_for
 from glideslope.logs import bind_release
 from glideslope.metrics import OperatorMetrics, ReleaseKey
 from glideslope.runtime import Runtime
-from glideslope.scheduler import LATE, next_tick
+from glideslope.scheduler import LATE, ROLLING_RESYNC, next_tick
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ def register(registry: kopf.OperatorRegistry, kube: Kube, *, interval: float, me
     runtime = Runtime(kube, _tick(lambda: made[0], lock, metrics=metrics, interval=interval), metrics=metrics,
                       policy=policy, prometheus_url=prometheus_url, interval=interval, namespaces=namespaces)
     made.append(runtime)
+    adopters = Adopters()
     _register_lifecycle(registry, runtime, on_stop)
-    _register_watch(registry, runtime, lock)
+    _register_watch(registry, runtime, lock, adopters)
     _register_templates(registry, runtime)
     _register_delete(registry, runtime, kube)
+    _register_adopted(registry, runtime, adopters)
     return runtime
 
 
@@ -83,6 +86,11 @@ def _tick(runtime: Callable[[], Runtime], lock: threading.Lock, *, metrics: Oper
             before, memory.last_status = memory.last_status, release.status
         metrics.observe(ReleaseKey(namespace, name, release.spec.strategy.type.value), before or release.status,
                         release.status)
+        if release.spec.template is None:
+            # Its Deployment cannot be adopted: the Deployment's watch wakes it when that
+            # changes; this poll is for what no watch sees (a write of its Degraded status that
+            # lost a race with kopf's finalizer).
+            return max(interval, ROLLING_RESYNC)
         delay = next_tick(release, datetime.now(UTC), interval, before)
         refresh = engine.refresh_due(runtime(), namespace, name)
         # A settled Release is ticked once a minute: its unwritten counts must not wait that long.
@@ -137,7 +145,8 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, runtime: Runtime,
         return "stepping"
 
 
-def _register_watch(registry: kopf.OperatorRegistry, runtime: Runtime, lock: threading.Lock) -> None:
+def _register_watch(registry: kopf.OperatorRegistry, runtime: Runtime, lock: threading.Lock,
+                    adopters: Adopters) -> None:
     """The Releases' watch: keeps their bodies, and wakes a Release's tick when it changed."""
     scheduler = runtime.scheduler
     bodies = runtime.releases
@@ -151,8 +160,10 @@ def _register_watch(registry: kopf.OperatorRegistry, runtime: Runtime, lock: thr
         if kwargs.get("type") == "DELETED":
             bodies.forget(key)
             runtime.forget(*key)
+            adopters.set(key, None)
             return
         bodies.seen(body)
+        adopters.set(key, ((body.get("spec") or {}).get("workloadRef") or {}).get("name"))
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return  # the delete handler holds it
@@ -186,6 +197,65 @@ def _register_templates(registry: kopf.OperatorRegistry, runtime: Runtime) -> No
         kopf.on.event(GROUP, VERSION, PLURALS[kind], id=f"templates.{PLURALS[kind]}", registry=registry)(changed)
 
 
+class Adopters:
+    """Which Releases adopt which Deployment (`spec.workloadRef.name`), from the Releases' watch,
+    and the pod template each adopted Deployment last had: a new template wakes its Releases."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._adopted: dict[tuple[str, str], str] = {}
+        """(namespace, release) -> Deployment"""
+        self._templates: dict[tuple[str, str], str] = {}
+        """(namespace, Deployment) -> its pod template, as compact JSON"""
+
+    def set(self, release: tuple[str, str], deployment: str | None) -> None:
+        with self._lock:
+            if deployment is None:
+                self._adopted.pop(release, None)
+            else:
+                self._adopted[release] = deployment
+
+    def adopted(self, namespace: str, deployment: str) -> bool:
+        """Whether a Release adopts the Deployment, or did when its template was last seen."""
+        with self._lock:
+            return (namespace, deployment) in self._templates or any(
+                r[0] == namespace and d == deployment for r, d in self._adopted.items())
+
+    def changed(self, namespace: str, deployment: str, template: str | None) -> list[tuple[str, str]]:
+        """The Releases to wake: those adopting the Deployment, when its template is new to
+        this process (None: it is gone)."""
+        key = (namespace, deployment)
+        with self._lock:
+            releases = [r for r, d in self._adopted.items() if r[0] == namespace and d == deployment]
+            if not releases:
+                self._templates.pop(key, None)
+                return []
+            if template is not None and self._templates.get(key) == template:
+                return []
+            if template is None:
+                self._templates.pop(key, None)
+            else:
+                self._templates[key] = template
+        return releases
+
+
+def _register_adopted(registry: kopf.OperatorRegistry, runtime: Runtime, adopters: Adopters) -> None:
+    """The Deployments' watch: a Deployment a Release adopts that comes, goes or gets a new pod
+    template wakes the Release (its template is the candidate; its replicas are the operator's
+    own writes, which wake nothing)."""
+    scheduler = runtime.scheduler
+
+    @kopf.on.event("apps", "v1", "deployments", id="adopted", registry=registry)
+    def adopted(body: kopf.Body, name: str, namespace: str | None, **kwargs: Any) -> None:
+        if not adopters.adopted(namespace or "", name):
+            return  # most Deployments: the revisions' own, other applications'
+        gone = kwargs.get("type") == "DELETED"
+        template = None if gone else json.dumps((body.get("spec") or {}).get("template"), sort_keys=True,
+                                                separators=(",", ":"), default=dict)
+        for key in adopters.changed(namespace or "", name, template):
+            scheduler.wake(key)
+
+
 def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Kube) -> None:
     """The delete handler: what serves keeps serving, the rest goes with the Release."""
     scheduler = runtime.scheduler
@@ -201,13 +271,25 @@ def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Ku
         scheduler.hold(key)
         held = _held_for(body)
         try:
-            kept = keep_serving(kube, body)
-            waiting = serving_ready(kube, key[0], name, kept)
+            adopted = ((body.get("spec") or {}).get("workloadRef") or {}).get("name")
+            size = give_back(kube, body, adopted) if adopted else None
+            if adopted and size is not None:
+                # An adopting Release gives its Deployment back; its own pods go once that serves.
+                def wait() -> str | None:
+                    return adoption.deployment_ready(kube, key[0], adopted, size)
+            else:
+                # A template, or an adopted Deployment someone deleted: the serving revision is
+                # left behind, as for any Release (its pods carry the given-back selector's labels).
+                kept = keep_serving(kube, body)
+
+                def wait() -> str | None:
+                    return serving_ready(kube, key[0], name, kept)
+            waiting = wait()
             deadline = time.monotonic() + DELETE_WAIT_SECONDS
             # Most waits end within seconds: waiting here spares a kopf retry, and its Event.
             while waiting is not None and time.monotonic() < deadline:
                 time.sleep(DELETE_POLL_SECONDS)
-                waiting = serving_ready(kube, key[0], name, kept)
+                waiting = wait()
         except Exception as exc:  # retried as a wait is, and as long
             waiting = f"could not keep what serves: {exc}"
         if waiting is not None:
@@ -282,6 +364,35 @@ def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
     if serving and replicas is not None and f"deployment/{workloads.deployment_name(name, serving)}" in kept:
         return serving, replicas
     return None
+
+
+def give_back(kube: Kube, body: kopf.Body, deployment: str) -> int | None:
+    """Give what a deleted adopting Release took back as found: its Services (an adopted one's
+    selector and ports as recorded; one it created selects the Deployment's pods), a route's
+    weight back on the stable Service, and the Deployment at its recorded replicas. Returns
+    those replicas (None: the Deployment is gone)."""
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+    try:
+        release = parse_release(dict(body))
+    except Exception:  # a spec the models refuse never wrote a Service or a route
+        release = None
+    names: tuple[str, ...] = ()
+    selector = None
+    if release is not None:
+        names = services.names(release) or ()
+        selector = dict(release.spec.selector.match_labels)
+        if names:
+            try:
+                router_for(release).set_weight(kube, release, names[0], names[1], 0)
+            except Exception as exc:
+                if not not_found(exc):
+                    raise
+    given = adoption.give_back_services(kube, namespace, name, meta.get("uid") or "", names, selector)
+    size = adoption.give_back_deployment(kube, namespace, deployment)
+    log.info("%s/%s deleted: deployment/%s given back at %s replicas; %s given back", namespace, name, deployment,
+             size, ", ".join(given) or "no Service")
+    return size
 
 
 def serving_ready(kube: Kube, namespace: str, name: str, kept: tuple[str, int] | None) -> str | None:

@@ -224,6 +224,33 @@ def test_service_without_ready_pods_or_selector_gets_no_series() -> None:
     assert model.series == frozenset()
 
 
+def test_requests_to_a_service_without_a_ready_endpoint_are_counted_unserved() -> None:
+    """A client of a Service with no ready endpoint gets an error: the simulator counts those
+    requests per Service (`http_requests_unserved_total`), and only those."""
+    view = build_view(
+        [service("web", {"app": "web"}), service("empty", {"app": "none"}), service("external", None)],
+        [endpoint_slice("web", {"a": True, "b": False}), endpoint_slice("empty", {"b": False})],
+        [pod("a"), pod("b", ready=False)],
+    )
+    ticks = run(TrafficModel(rate=40, rng=random.Random(1)), view, seconds=2)
+    lost: Counter[str] = Counter()
+    for tick in ticks:
+        for (namespace, name), amount in tick.unserved:
+            assert namespace == NS
+            lost[name] += amount
+    assert set(lost) == {"empty"}
+    assert lost["empty"] == pytest.approx(80)
+    assert per_service(ticks) == {"web": 80}
+
+    registry = CollectorRegistry()
+    sink = MetricsSink(registry)
+    for tick in ticks:
+        sink.apply(tick)
+    assert registry.get_sample_value("http_requests_unserved_total",
+                                     {"namespace": NS, "service": "empty"}) == pytest.approx(80)
+    assert registry.get_sample_value("http_requests_unserved_total", {"namespace": NS, "service": "web"}) is None
+
+
 def test_endpoint_naming_a_pod_not_listed_yet_is_ignored() -> None:
     view = web_view(pod("a"), ready={"a": True, "ghost": True})
     assert target_rates(view, 50) == {Target(NS, "web", "a"): 50.0}

@@ -67,6 +67,7 @@ from glideslope.api.spec import (
     ValueFrom,
     WebhookGate,
     WindowGate,
+    WorkloadRef,
 )
 from glideslope.api.status import (
     ANNOUNCEMENTS_LIMIT,
@@ -96,6 +97,7 @@ from glideslope.api.types import (
     NotificationEvent,
     OnNoData,
     Phase,
+    ScaleDown,
     Severity,
     StrategyType,
     WebhookFormat,
@@ -173,6 +175,7 @@ __all__ = [
     "ReleaseStatus",
     "RollbackSpec",
     "RollingStrategy",
+    "ScaleDown",
     "ServicePort",
     "ServiceSpec",
     "Severity",
@@ -189,6 +192,7 @@ __all__ = [
     "WebhookGate",
     "Weekday",
     "WindowGate",
+    "WorkloadRef",
     "field_problems",
     "gates_display",
     "parse_duration",

@@ -7,7 +7,7 @@ see fields without `maxLength`/`maxItems` cheaply, hence the bounds on everythin
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -30,6 +30,7 @@ from glideslope.api.types import (
     ObjectName,
     OnNoData,
     Query,
+    ScaleDown,
     ServiceName,
     ServiceProtocol,
     Severity,
@@ -110,6 +111,25 @@ class LabelSelector(ApiModel):
 
     match_labels: dict[str, LabelValue] = Field(min_length=1, max_length=MAX_LABELS)
     """Labels every pod of the Release carries; a subset of `spec.template.metadata.labels`."""
+
+
+class WorkloadRef(ApiModel):
+    """An existing Deployment the Release adopts: its pod template is the candidate."""
+
+    api_version: Literal["apps/v1"]
+    """`apps/v1`."""
+    kind: Literal["Deployment"]
+    """`Deployment`: the only kind a Release adopts (the API server refuses another)."""
+    name: ObjectName = Field(json_schema_extra=rules(
+        cel("self == oldSelf", "spec.workloadRef.name is immutable: delete the Release to give its Deployment "
+            "back, then adopt another")))
+    """The Deployment, in the Release's namespace. A change of its pod template starts a
+    rollout; the operator writes only its `replicas` (and an annotation recording what it
+    found there), never its template."""
+    scale_down: ScaleDown = ScaleDown.PROGRESSIVELY
+    """`progressively`: scale the Deployment down as the Release's first revision becomes Ready,
+    so serving capacity never drops; `onsuccess`: scale it to 0 when the first rollout
+    succeeds; `never`: leave it alone. Deleting the Release gives it back at the size found."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -827,7 +847,9 @@ class ReleaseSpec(ApiModel):
     """The desired revision of an application and how it must reach production."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        cel("self.selector.matchLabels.all(k, has(self.template.metadata)"
+        cel("has(self.template) != has(self.workloadRef)",
+            "spec.template: exactly one of spec.template and spec.workloadRef must be set", field_path=".template"),
+        cel("!has(self.template) || self.selector.matchLabels.all(k, has(self.template.metadata)"
             " && has(self.template.metadata.labels) && k in self.template.metadata.labels"
             " && self.template.metadata.labels[k] == self.selector.matchLabels[k])",
             "spec.selector.matchLabels must be a subset of spec.template.metadata.labels",
@@ -851,8 +873,10 @@ class ReleaseSpec(ApiModel):
     selector: LabelSelector = Field(json_schema_extra=rules(
         cel("self == oldSelf", "spec.selector is immutable")))
     """Immutable once set."""
-    template: PodTemplateSpec
-    """The pods; a change starts a new rollout."""
+    template: PodTemplateSpec | None = None
+    """The pods; a change starts a new rollout. Exactly one of `template` and `workloadRef`."""
+    workload_ref: WorkloadRef | None = None
+    """Adopt an existing Deployment instead of `template`: its pod template is the candidate."""
     service: ServiceSpec | None = None
     """Services the operator owns; absent: none."""
     paused: bool = False

@@ -24,6 +24,14 @@ class StrategyType(StrEnum):
     BIG_BANG = "BigBang"
 
 
+class ScaleDown(StrEnum):
+    """What happens to a Deployment a Release adopts (`spec.workloadRef.scaleDown`)."""
+
+    PROGRESSIVELY = "progressively"
+    ON_SUCCESS = "onsuccess"
+    NEVER = "never"
+
+
 class GateStage(StrEnum):
     """When a gate is checked: `preDeploy` before anything changes, `prePromotion` before full
     promotion, `postDeploy` after it."""

@@ -43,7 +43,7 @@ from glideslope.api import (
     parse_release,
     parse_status,
 )
-from glideslope.cli import lint
+from glideslope.cli import adopt, lint
 from glideslope.cli.live import Watcher
 from glideslope.core import notes
 from glideslope.core.model import ABORT, APPROVE, APPROVED_BY, PAUSE, PROMOTE, RESTART, RESUME, RETRY, UNDO
@@ -175,6 +175,15 @@ class Releases:
         found: notes.Record | None = self._call(f"record of release {name} (ConfigMap {records.name_for(name)})",
                                                 records.read, kube, self.namespace, name)
         return found
+
+    def adopted(self, deployment: str, service: str | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The Deployment to adopt and the Service to take over, as the API returns them."""
+        apps = client.AppsV1Api(self.api_client)
+        found = self._call(f"deployment {deployment}", apps.read_namespaced_deployment, deployment, self.namespace)
+        taken = None if service is None else self._call(f"service {service}", self.core.read_namespaced_service,
+                                                        service, self.namespace)
+        plain: Any = self.api_client.sanitize_for_serialization
+        return plain(found), None if taken is None else plain(taken)
 
     def patch_spec(self, name: str, patch: dict[str, Any]) -> None:
         self._call(f"release {name}", self.api.patch_namespaced_custom_object,
@@ -389,6 +398,11 @@ def parser() -> argparse.ArgumentParser:
     add("lint", parents=[li], help="check Release manifests offline, as the operator would (exit 0 valid, "
         "1 invalid, 2 unreadable): for CI, before `kubectl apply`")
     _set_command(sub, common)
+    ad = sub.add_parser("adopt", help="print a Release that adopts an existing Deployment (spec.workloadRef), "
+                        "ready to kubectl apply")
+    ad.add_argument("target", metavar="deployment/NAME")
+    ad.add_argument("--strategy", choices=list(adopt.STRATEGIES), default="Canary")
+    ad.add_argument("--service", metavar="NAME", help="an existing Service for the Release to take over")
     _action_commands(sub)
     _notes_command(sub)
     return p
@@ -483,6 +497,14 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
                 found = (found.get("status") or {}).get("history") or []
         text = json.dumps(found, indent=2) if args.output == "json" else yaml.safe_dump(found, sort_keys=False)
         out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        return 0
+    if args.command == "adopt":
+        try:
+            deployment, service = releases.adopted(adopt.target(args.target), args.service)
+            text = adopt.manifest(deployment, args.strategy, service)
+        except adopt.AdoptError as exc:
+            raise PluginError(str(exc)) from exc
+        out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
         return 0
     if args.command == "status" and args.timeout is not None:
         return wait(releases, args.name, _seconds(args.timeout), out)

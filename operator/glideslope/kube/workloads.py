@@ -96,6 +96,8 @@ def apply_candidate(kube: Kube, release: Release, revision: str, replicas: int) 
     """The candidate's whole Deployment, server-side applied: its template comes from the spec."""
     name = release.metadata.name or ""
     labels = {RELEASE_LABEL: name, REVISION_LABEL: revision}
+    if release.spec.template is None:  # resolved from spec.workloadRef before any tick acts
+        raise ValueError("spec.template is unset: spec.workloadRef was not resolved")
     template = release.spec.template.to_dict()
     template.setdefault("metadata", {})
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}

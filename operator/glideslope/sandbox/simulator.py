@@ -122,6 +122,12 @@ class MetricsSink:
         )
         self._pods: dict[tuple[str, str, str, str], set[str]] = {}
         """The pods with series, per (namespace, service, revision, role): its histogram's members."""
+        self.unserved = Counter(
+            "http_requests_unserved_total",
+            "Simulated requests sent to a Service that had no ready endpoint (a client would see an error).",
+            ("namespace", "service"),
+            registry=registry,
+        )
 
     def apply(self, tick: Tick) -> None:
         for key in tick.removed:
@@ -158,6 +164,8 @@ class MetricsSink:
             for counter in (self.header, self.mirrored):
                 with contextlib.suppress(KeyError):
                     counter.remove(*group)
+        for (namespace, service), amount in tick.unserved:
+            self.unserved.labels(namespace, service).inc(amount)
         for warning in tick.warnings:
             log.warning("%s", warning)
 

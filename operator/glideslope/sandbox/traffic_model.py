@@ -598,6 +598,9 @@ class Split:
     """Of those, the ones carrying a route's header."""
     mirrored: dict[Target, float]
     """Copies of requests whose answers are thrown away (not in `client`)."""
+    unserved: dict[ObjectKey, float]
+    """Clients' requests sent to a Service that had no ready endpoint, per Service: errors a
+    client would see."""
 
 
 def split(view: ClusterView, rate: float) -> Split:
@@ -605,9 +608,12 @@ def split(view: ClusterView, rate: float) -> Split:
     client: dict[Target, float] = defaultdict(float)
     header_rates: dict[Target, float] = defaultdict(float)
     mirrored: dict[Target, float] = defaultdict(float)
+    unserved: dict[ObjectKey, float] = defaultdict(float)
 
     def spread(svc_key: ObjectKey, amount: float, *into: dict[Target, float]) -> None:
         ready = sorted(name for name, ok in view.members.get(svc_key, {}).items() if ok)
+        if amount > 0.0 and not ready and any(rates is client for rates in into) and svc_key in view.services:
+            unserved[svc_key] += amount  # a mirror's copy finding nobody is no client's error
         if amount <= 0.0 or not ready:
             return
         share = amount / len(ready)
@@ -638,7 +644,7 @@ def split(view: ClusterView, rate: float) -> Split:
     for svc_key in view.services:
         if svc_key not in routed:
             spread(svc_key, rate, client)
-    return Split(dict(client), dict(header_rates), dict(mirrored))
+    return Split(dict(client), dict(header_rates), dict(mirrored), dict(unserved))
 
 
 def target_rates(view: ClusterView, rate: float) -> dict[Target, float]:
@@ -687,6 +693,8 @@ class Tick:
     """Mirrored copies (not in `traffic`), per Service and revision."""
     retired: tuple[RevisionKey, ...] = ()
     """Revisions of a Service whose header and mirror counts go: no pod of it is a member."""
+    unserved: tuple[tuple[ObjectKey, float], ...] = ()
+    """Requests sent to a Service that had no ready endpoint, per Service: a client's errors."""
 
 
 def sample_durations(latency_ms: float, count: int, rng: random.Random) -> tuple[float, ...]:
@@ -727,6 +735,7 @@ class TrafficModel:
         seconds = max(0.0, seconds)
         routed = split(view, self.rate)
         rates = routed.client
+        lost = routed.unserved
         removed = self._drop_stale_series(view)
 
         traffic: list[PodTraffic] = []
@@ -792,6 +801,7 @@ class TrafficModel:
             header=header,
             mirrored=mirrored,
             retired=tuple(retired),
+            unserved=tuple((key, amount * seconds) for key, amount in sorted(lost.items()) if seconds > 0),
         )
 
     def _side(self, kind: str, rates: Mapping[Target, float], view: ClusterView,

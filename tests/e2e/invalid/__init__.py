@@ -313,4 +313,23 @@ CASES: list[Case] = [
          "spec.service.previewName:"),
     Case("service-target-port-invalid", _set("spec.service.ports.0.targetPort", "HTTP_PORT"),
          "spec.service.ports[0].targetPort:"),
+    # workloadRef
+    Case("workload-ref-and-template",
+         _set("spec.workloadRef", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout"}),
+         "spec.template: exactly one of spec.template and spec.workloadRef"),
+    Case("neither-template-nor-workload-ref", _del("spec.template"),
+         "spec.template: exactly one of spec.template and spec.workloadRef"),
+    Case("workload-ref-kind", _all(_del("spec.template"), _set(
+        "spec.workloadRef", {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "checkout"})),
+         "spec.workloadRef.kind:"),
+    Case("workload-ref-api-version", _all(_del("spec.template"), _set(
+        "spec.workloadRef", {"apiVersion": "apps/v1beta1", "kind": "Deployment", "name": "checkout"})),
+         "spec.workloadRef.apiVersion:"),
+    Case("workload-ref-scale-down", _all(_del("spec.template"), _set(
+        "spec.workloadRef", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "checkout",
+                             "scaleDown": "later"})),
+         "spec.workloadRef.scaleDown: Unsupported value"),
+    Case("workload-ref-name-invalid", _all(_del("spec.template"), _set(
+        "spec.workloadRef", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "Checkout_1"})),
+         "spec.workloadRef.name:"),
 ]
