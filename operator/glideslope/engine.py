@@ -61,7 +61,7 @@ from glideslope.core.templates import record as record_triggers
 from glideslope.core.templates import recorded as recorded_triggers
 from glideslope.core.templates import resolve as resolve_templates
 from glideslope.core.templates import with_added
-from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables, web_urls
+from glideslope.core.triggers import Due, due_measurements, gate_queries, rendered_queries, variables, web_urls
 from glideslope.egress import Kind, Pending
 from glideslope.kube import adoption, events, ownership, records, releases, secrets, services, templates, workloads
 from glideslope.kube.client import Kube
@@ -515,30 +515,46 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         if prometheus is None:
             return None
     if checked is None:
-        queries, problems = rendered_queries(spec, values)
-        urls, url_problems = web_urls(spec, values)
-        problems += url_problems
-        problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
-        problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
-        judged, judge_problems = judge.queries(spec, values)
-        queries, problems = queries + judged, problems + judge_problems
-        if not problems and queries and prometheus is not None:
-            checker: PrometheusProvider = prometheus
-            sent = [q for _, q in queries]
-
-            def unasked(_: str) -> list[str | None]:
-                return [None] * len(sent)  # not refused: the measurements will say what went wrong
-
-            refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(checker, sent),
-                                     fallback=unasked)
-            if isinstance(refusals, Pending):
-                return None
-            problems = [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
-                        for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+        problems = _checked(rt, key, spec, values, generation, prometheus)
+        if problems is None:
+            return None
         memory.checked = (*generation, problems)
         if problems:
             _invalid(rt.kube, body, release, problems)
             return None
+    return _collected(rt, key, release, due, prometheus, now)
+
+
+def _checked(rt: Runtime, key: Key, spec: ReleaseSpec, values: Mapping[str, str], generation: tuple[str, int],
+             prometheus: PrometheusProvider | None) -> list[str] | None:
+    """What is wrong with a generation's queries, web URLs and JSONPaths, each naming its field,
+    Prometheus asked about every query; None until Prometheus has answered."""
+    queries, problems = rendered_queries(spec, values)
+    urls, url_problems = web_urls(spec, values)
+    problems += url_problems
+    problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
+    problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
+    judged, judge_problems = judge.queries(spec, values)
+    queries, problems = queries + judged, problems + judge_problems
+    if problems or not queries or prometheus is None:
+        return problems
+    checker: PrometheusProvider = prometheus
+    sent = [q for _, q in queries]
+
+    def unasked(_: str) -> list[str | None]:
+        return [None] * len(sent)  # not refused: the measurements will say what went wrong
+
+    refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(checker, sent),
+                             fallback=unasked)
+    if isinstance(refusals, Pending):
+        return None
+    return [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
+            for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+
+
+def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due],
+               prometheus: PrometheusProvider | None, now: datetime) -> dict[str, tuple[str, Measurement]]:
+    """The measurements of the triggers due now that have come back, none older than the last."""
     last = {t.name: t.last_measured_time for t in release.status.analysis}
     out: dict[str, tuple[str, Measurement]] = {}
     for item in due:
