@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import logging
 import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
@@ -61,19 +60,19 @@ from glideslope.core.templates import record as record_triggers
 from glideslope.core.templates import recorded as recorded_triggers
 from glideslope.core.templates import resolve as resolve_templates
 from glideslope.core.templates import with_added
-from glideslope.core.triggers import due_measurements, gate_queries, rendered_queries, variables, web_urls
+from glideslope.core.triggers import Due, due_measurements, gate_queries, rendered_queries, variables, web_urls
 from glideslope.egress import Kind, Pending
 from glideslope.kube import adoption, events, ownership, records, releases, secrets, services, templates, workloads
 from glideslope.kube.client import Kube
 from glideslope.kube.traffic import router_for
-from glideslope.logs import bind_rollout
+from glideslope.logs import bind_rollout, get_logger
 from glideslope.notify.publish import publish
 from glideslope.prom import MetricProvider, PrometheusProvider
 from glideslope.prom.web import json_path_problems
 from glideslope.runtime import ReleaseMemory, Runtime
 from glideslope.scheduler import Key
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 SPEC_LIMIT = 1_000_000
@@ -97,7 +96,7 @@ def step(rt: Runtime, namespace: str, name: str, now: datetime | None = None) ->
         if attempt == COMMAND_ATTEMPTS:
             return release.release  # the Release's next change wakes it again
         attempt += 1
-        log.info("%s/%s changed before a command could be recorded; deciding again", namespace, name)
+        log.info("changed before a command could be recorded; deciding again")
     return release
 
 
@@ -359,7 +358,7 @@ def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decisio
         # stay on the Release until a status that obeys them is stored.
         if commands:
             return _Conflict(release)
-        log.info("%s/%s changed during the step; deciding again next tick", namespace, name)
+        log.info("changed during the step; deciding again next tick")
         return release
     memory.status_written = time.monotonic()
     if commands:
@@ -372,10 +371,10 @@ def _store(rt: Runtime, read: _Read, observation: Observation, decision: Decisio
 
 def _announce(rt: Runtime, read: _Read, written: Release, announcements: list[Announce], now: datetime) -> None:
     """Once the status is stored: its Events, the closing record, the notifications."""
-    namespace, name = read.key
+    _namespace, _name = read.key
     status = written.status
     for announcement in status.announcements if announcements else []:
-        log.info("%s/%s: %s: %s", namespace, name, announcement.reason, announcement.message)
+        log.info("announced", reason=announcement.reason, message=announcement.message)
         events.announce(rt.kube, written, announcement)
     read.memory.announced = _fingerprint(status.announcements)
     # The closing record (one write per tick that announced something) and the notifications
@@ -470,15 +469,13 @@ def _redeliver(kube: Kube, release: Release, memory: ReleaseMemory) -> None:
     """Record the announcements of the last transition if this process has not: an operator
     that died between writing a status and its Events records them now (their names make a
     second recording a no-op)."""
-    key = (release.metadata.namespace or "", release.metadata.name or "")
     pending = release.status.announcements
     if not pending or memory.announced == _fingerprint(pending):
         return
     recent = datetime.now(UTC) - REDELIVERY_WINDOW
     for announcement in pending:
         if announcement.at >= recent and events.announce(kube, release, announcement):
-            log.info("%s/%s: %s (recorded after a restart): %s", key[0], key[1], announcement.reason,
-                     announcement.message)
+            log.info("announced after a restart", reason=announcement.reason, message=announcement.message)
     memory.announced = _fingerprint(pending)
 
 
@@ -515,30 +512,46 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         if prometheus is None:
             return None
     if checked is None:
-        queries, problems = rendered_queries(spec, values)
-        urls, url_problems = web_urls(spec, values)
-        problems += url_problems
-        problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
-        problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
-        judged, judge_problems = judge.queries(spec, values)
-        queries, problems = queries + judged, problems + judge_problems
-        if not problems and queries and prometheus is not None:
-            checker: PrometheusProvider = prometheus
-            sent = [q for _, q in queries]
-
-            def unasked(_: str) -> list[str | None]:
-                return [None] * len(sent)  # not refused: the measurements will say what went wrong
-
-            refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(checker, sent),
-                                     fallback=unasked)
-            if isinstance(refusals, Pending):
-                return None
-            problems = [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
-                        for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+        problems = _checked(rt, key, spec, values, generation, prometheus)
+        if problems is None:
+            return None
         memory.checked = (*generation, problems)
         if problems:
             _invalid(rt.kube, body, release, problems)
             return None
+    return _collected(rt, key, release, due, prometheus, now)
+
+
+def _checked(rt: Runtime, key: Key, spec: ReleaseSpec, values: Mapping[str, str], generation: tuple[str, int],
+             prometheus: PrometheusProvider | None) -> list[str] | None:
+    """What is wrong with a generation's queries, web URLs and JSONPaths, each naming its field,
+    Prometheus asked about every query; None until Prometheus has answered."""
+    queries, problems = rendered_queries(spec, values)
+    urls, url_problems = web_urls(spec, values)
+    problems += url_problems
+    problems += [f"{path}: {why}" for path, url in urls if (why := rt.egress.refusal(url)) is not None]
+    problems += json_path_problems(spec.analysis.triggers, "spec.analysis.triggers")
+    judged, judge_problems = judge.queries(spec, values)
+    queries, problems = queries + judged, problems + judge_problems
+    if problems or not queries or prometheus is None:
+        return problems
+    checker: PrometheusProvider = prometheus
+    sent = [q for _, q in queries]
+
+    def unasked(_: str) -> list[str | None]:
+        return [None] * len(sent)  # not refused: the measurements will say what went wrong
+
+    refusals = rt.egress.ask(key, ("check", *generation), Kind.PROMETHEUS, lambda: _check(checker, sent),
+                             fallback=unasked)
+    if isinstance(refusals, Pending):
+        return None
+    return [f"{path}: Prometheus refuses {' '.join(query.split())!r}: {why}"
+            for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
+
+
+def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due],
+               prometheus: PrometheusProvider | None, now: datetime) -> dict[str, tuple[str, Measurement]]:
+    """The measurements of the triggers due now that have come back, none older than the last."""
     last = {t.name: t.last_measured_time for t in release.status.analysis}
     out: dict[str, tuple[str, Measurement]] = {}
     for item in due:
@@ -692,8 +705,8 @@ def _invalid(kube: Kube, body: Mapping[str, Any], release: Release | None, probl
                                      meta["resourceVersion"]):
             return  # changed meanwhile (kopf's finalizer, an edit): the next tick says it, once
     except releases.TooLarge:
-        log.warning("%s/%s: even a Degraded status is too large to store", meta["namespace"], meta["name"])
-    log.warning("%s/%s: %s", meta["namespace"], meta["name"], status.message)
+        log.warning("even a Degraded status is too large to store")
+    log.warning("cannot act on the spec", message=status.message)
     events.emit_for(kube, body, reason, status.message or "", warning=True)
 
 

@@ -25,12 +25,12 @@ from glideslope.egress import EgressPolicy
 from glideslope.kube import adoption, services, workloads
 from glideslope.kube.client import Kube, not_found
 from glideslope.kube.traffic import router_for
-from glideslope.logs import bind_release
+from glideslope.logs import bind_release, get_logger
 from glideslope.metrics import OperatorMetrics, ReleaseKey
 from glideslope.runtime import Runtime
 from glideslope.scheduler import LATE, ROLLING_RESYNC, next_tick
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CACHE_SYNC_SECONDS = 60.0
 """How long startup waits for the workload cache's first listing (until then ticks list)."""
@@ -295,7 +295,7 @@ def _register_delete(registry: kopf.OperatorRegistry, runtime: Runtime, kube: Ku
         if waiting is not None:
             if held < DELETE_HOLD_SECONDS:
                 raise kopf.TemporaryError(waiting, delay=DELETE_RETRY_SECONDS)
-            log.warning("%s/%s deleted: %s after %.0f s; letting it go", key[0], name, waiting, held)
+            log.warning("deleted: letting it go", namespace=key[0], release=name, waiting=waiting, seconds=round(held))
         runtime.forget(*key, held=True)
 
 
@@ -360,7 +360,8 @@ def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
                 if not not_found(exc):
                     raise
     kept = workloads.orphan_serving(kube, namespace, name, meta.get("uid") or "", serving, replicas)
-    log.info("%s/%s deleted: %s kept serving, without it as owner", namespace, name, ", ".join(kept) or "nothing")
+    log.info("deleted: kept serving, without it as owner", namespace=namespace, release=name,
+             kept=", ".join(kept) or "nothing")
     if serving and replicas is not None and f"deployment/{workloads.deployment_name(name, serving)}" in kept:
         return serving, replicas
     return None
@@ -390,8 +391,8 @@ def give_back(kube: Kube, body: kopf.Body, deployment: str) -> int | None:
                     raise
     given = adoption.give_back_services(kube, namespace, name, meta.get("uid") or "", names, selector)
     size = adoption.give_back_deployment(kube, namespace, deployment)
-    log.info("%s/%s deleted: deployment/%s given back at %s replicas; %s given back", namespace, name, deployment,
-             size, ", ".join(given) or "no Service")
+    log.info("deleted: the adopted Deployment given back", namespace=namespace, release=name, deployment=deployment,
+             replicas=size, services=", ".join(given) or "none")
     return size
 
 

@@ -65,4 +65,28 @@ def bind_rollout(revision: str | None, step: int | None) -> None:
 
 
 def get_logger(name: str = "glideslope") -> Any:
+    """The operator's loggers: an event and its fields (`log.info("announced", reason=...)`),
+    bound to the Release being reconciled."""
     return structlog.get_logger(name)
+
+
+def _to_stdlib_until_configured() -> None:
+    """Before `configure` (tests, the plugin), structlog's loggers still hand their lines to the
+    standard library's, rendered as `event key=value`, instead of printing them to stdout."""
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[structlog.contextvars.merge_contextvars,
+                        structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True)],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
+
+
+def reset() -> None:
+    """Back to how the loggers are before `configure` (for tests that configure)."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    _to_stdlib_until_configured()
+
+
+_to_stdlib_until_configured()

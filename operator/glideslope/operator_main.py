@@ -19,10 +19,11 @@ from glideslope import handlers, logs
 from glideslope.egress import EgressPolicy
 from glideslope.kube.client import Kube, connect
 from glideslope.kube.leader import LeaderElector, LeaseConfig, elector_for
+from glideslope.logs import get_logger
 from glideslope.metrics import OperatorMetrics
 from glideslope.runtime import Runtime
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def run(*, namespaces: list[str], all_namespaces: bool, prometheus_url: str | None, metrics_port: int,
@@ -110,7 +111,7 @@ def _on_lost(lease: LeaseConfig, runtime: Runtime, lost: threading.Event,
         # stop and fence the steppers in that margin, then stop kopf.
         margin = lease.lease_seconds - lease.renew_deadline
         if not runtime.fence(wait=margin):
-            log.error("lost the lease with ticks still running after %.1fs: their calls were fenced", margin)
+            log.error("lost the lease with ticks still running: their calls were fenced", seconds=round(margin, 1))
         # kopf's shutdown may itself wait on the unreachable API server: exit regardless.
         exit_anyway = threading.Timer(EXIT_SECONDS, _exit_now)
         exit_anyway.daemon = True
@@ -126,7 +127,7 @@ EXIT_SECONDS = 20.0
 
 
 def _exit_now() -> None:
-    log.error("lost the lease: kopf did not stop in %.0fs, exiting", EXIT_SECONDS)
+    log.error("lost the lease: kopf did not stop in time, exiting", seconds=EXIT_SECONDS)
     logging.shutdown()
     os._exit(1)
 

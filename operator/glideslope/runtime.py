@@ -8,7 +8,6 @@ so a test builds a runtime of its own and two never share state.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +22,6 @@ from glideslope.metrics import OperatorMetrics
 from glideslope.notify.publish import Publisher
 from glideslope.prom import PrometheusAuth, PrometheusProvider, WebProvider
 from glideslope.scheduler import STEPPERS, Key, Scheduler
-
-log = logging.getLogger(__name__)
 
 ANALYSIS_TIMEOUT = 3.0
 """Seconds a Prometheus query may take in all (connection, headers, body): a tenant's slow

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +27,9 @@ from datetime import datetime
 from glideslope.api import FINAL_PHASES, Phase, Release, ReleaseStatus
 from glideslope.core.decide import wake_at
 from glideslope.core.revision import revision_of
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
@@ -116,8 +116,8 @@ class Scheduler:
             while self._running and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
             if self._running and wait > 0:
-                log.warning("stopped with %d tick(s) still running: %s", len(self._running),
-                            ", ".join(f"{ns}/{name}" for ns, name in sorted(self._running)))
+                log.warning("stopped with ticks still running",
+                            running=[f"{ns}/{name}" for ns, name in sorted(self._running)])
             return not self._running
 
     def wake(self, key: Key, delay: float = 0.0) -> None:
@@ -223,7 +223,7 @@ class Scheduler:
             try:
                 delay = self._step(*key)
             except Exception:
-                log.exception("stepping %s/%s failed; retrying in %gs", key[0], key[1], self._retry)
+                log.exception("stepping failed; retrying", namespace=key[0], release=key[1], seconds=self._retry)
                 delay, failed = self._retry, True
             if self._observe is not None:
                 self._observe(waited, time.monotonic() - started)

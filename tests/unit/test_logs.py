@@ -8,9 +8,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
-from glideslope.logs import bind_release, bind_rollout, configure, get_logger
+from glideslope.logs import bind_release, bind_rollout, configure, get_logger, reset
 
 pytestmark = pytest.mark.unit
 
@@ -22,8 +21,7 @@ def _restore_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
+    reset()
 
 
 def test_json_lines_carry_the_release() -> None:

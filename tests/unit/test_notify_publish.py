@@ -301,7 +301,7 @@ def test_too_much_waiting_in_a_namespace_is_refused_and_logged(
             assert pub.drain(10)
         assert sorted(p for p, _ in slow.bodies) == ["/0", "/1"]
         refused = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
-        assert len(refused) == 2 and all("namespace shop" in m for m in refused)
+        assert len(refused) == 2 and all("namespace='shop'" in m for m in refused)
     finally:
         slow.shutdown()
         egress.close()

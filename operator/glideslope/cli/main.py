@@ -102,22 +102,8 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="glideslope", description="Safe production releases on Kubernetes.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    sb = sub.add_parser("sandbox", help="a real local control plane, Prometheus and a traffic simulator")
-    sb.add_argument("action", choices=["up", "down", "status"])
-    sb.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
-    sb.add_argument("--purge", action="store_true", help="with down: also delete etcd and Prometheus data")
-    sb.set_defaults(func=_sandbox)
-
-    bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd, kwok and helm binaries")
-    bd.add_argument("--force", action="store_true", help="rebuild even when cached")
-    bd.add_argument("--anchors", action="store_true",
-                    help="instead, build the benchmark's anchors: Argo Rollouts' and Flagger's controllers")
-    bd.set_defaults(func=_build)
-
+def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`glideslope operator`: what the chart's Deployment runs, and its flags."""
     op = sub.add_parser("operator", help="run the operator against the current kubeconfig (or in-cluster)")
     scope = op.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
@@ -148,6 +134,25 @@ def parser() -> argparse.ArgumentParser:
                     help="how long a silent leader keeps the Lease")
     op.add_argument("--interval", type=float, default=2.0, help="seconds between steps of each Release")
     op.set_defaults(func=_operator)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glideslope", description="Safe production releases on Kubernetes.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="a real local control plane, Prometheus and a traffic simulator")
+    sb.add_argument("action", choices=["up", "down", "status"])
+    sb.add_argument("--dir", default=".sandbox", help="sandbox folder (default: .sandbox)")
+    sb.add_argument("--purge", action="store_true", help="with down: also delete etcd and Prometheus data")
+    sb.set_defaults(func=_sandbox)
+
+    bd = sub.add_parser("build", help="build (or find) the sandbox's Kubernetes, etcd, kwok, helm and krew binaries")
+    bd.add_argument("--force", action="store_true", help="rebuild even when cached")
+    bd.add_argument("--anchors", action="store_true",
+                    help="instead, build the benchmark's anchors: Argo Rollouts' and Flagger's controllers")
+    bd.set_defaults(func=_build)
+
+    _operator_parser(sub)
 
     st = sub.add_parser("selftest", help="check an installation (the chart's `helm test`): the CRD is "
                         "Established and the operator's Deployment is Ready")

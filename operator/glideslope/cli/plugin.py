@@ -488,15 +488,7 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         return lint.run(args.files, lambda line: out.print(line, markup=False, highlight=False, soft_wrap=True))
     releases = Releases(args.kubeconfig, args.context, args.namespace, args.as_user, args.as_groups or ())
     if getattr(args, "output", None):
-        found: Any
-        if args.command == "list":
-            found = {"apiVersion": "v1", "kind": "List", "items": releases.list(args.all_namespaces)}
-        else:
-            found = releases.get(args.name)
-            if args.command == "history":
-                found = (found.get("status") or {}).get("history") or []
-        text = json.dumps(found, indent=2) if args.output == "json" else yaml.safe_dump(found, sort_keys=False)
-        out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        _print_as(releases, args, out)
         return 0
     if args.command == "adopt":
         try:
@@ -543,6 +535,19 @@ def run(argv: Sequence[str] | None = None, console: Console | None = None) -> in
         out.print(f"release {releases.namespace}/{args.name}: {args.command} requested "
                   f"({', '.join(f'{k}={v}' for k, v in annotations.items())})")
     return 0
+
+
+def _print_as(releases: Releases, args: argparse.Namespace, out: Console) -> None:
+    """`list`, `status` or `history` with `-o json|yaml`: the objects as the API server has them."""
+    found: Any
+    if args.command == "list":
+        found = {"apiVersion": "v1", "kind": "List", "items": releases.list(args.all_namespaces)}
+    else:
+        found = releases.get(args.name)
+        if args.command == "history":
+            found = (found.get("status") or {}).get("history") or []
+    text = json.dumps(found, indent=2) if args.output == "json" else yaml.safe_dump(found, sort_keys=False)
+    out.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
 
 def wait(releases: Releases, name: str, timeout: float, out: Console) -> int:

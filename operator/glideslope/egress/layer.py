@@ -16,7 +16,6 @@ thread of its own, never on a stepper:
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import threading
 import time
@@ -31,8 +30,9 @@ import aiohttp
 from glideslope.egress import http
 from glideslope.egress.http import EgressRefused, Reply
 from glideslope.egress.policy import EgressPolicy
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 Key = tuple[str, str]
@@ -167,7 +167,7 @@ class Egress:
         except _Full as exc:
             value = fallback(str(exc))
         except Exception as exc:  # the request's own code failed: the Release still gets an answer
-            log.exception("%s/%s: %s request failed", key[0], key[1], kind.value)
+            log.exception("request failed", namespace=key[0], release=key[1], kind=kind.value)
             value = fallback(f"{kind.value} request failed ({type(exc).__name__})")
         with self._lock:
             flying = self._in_flight.get(key)
@@ -221,7 +221,7 @@ class Egress:
 
     async def _posting(self, namespace: str, order: Hashable, make: Callable[[], Awaitable[None]]) -> None:
         if self._posts.get(namespace, 0) >= self.per_namespace + MAX_WAITING:
-            log.warning("notification not sent: too many notifications waiting in namespace %s", namespace)
+            log.warning("notification not sent: too many notifications waiting in its namespace", namespace=namespace)
             return
         self._posts[namespace] = self._posts.get(namespace, 0) + 1
         task = asyncio.current_task()
@@ -235,7 +235,7 @@ class Egress:
             async with lock:
                 await self._limited(namespace, Kind.NOTIFICATION, make)
         except _Full as exc:
-            log.warning("notification not sent: %s", exc)
+            log.warning("notification not sent", error=str(exc))
         except Exception:
             log.exception("notification delivery failed")
         finally:

@@ -15,7 +15,6 @@ Release's own status being rewritten, and go away with the objects.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,9 @@ from glideslope.api import PodTemplateSpec, Release
 from glideslope.core.model import ADOPT_ANNOTATION, RELEASE_LABEL, REVISION_LABEL
 from glideslope.kube.client import UNREAD, Kube, conflict, drain, not_found
 from glideslope.kube.workloads import kube_owner
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ADOPTED_REPLICAS = "glideslope.dev/adopted-replicas"
 """On an adopted Deployment: its replicas when the Release adopted it, given back on deletion."""
@@ -117,8 +117,8 @@ def scale(kube: Kube, namespace: str, adopted: Adopted, replicas: int) -> None:
         if not (conflict(exc) or not_found(exc)):
             raise
         return
-    log.info("%s/%s: adopted Deployment scaled to %d (found at %d)", namespace, adopted.name, replicas,
-             adopted.found)
+    log.info("adopted Deployment scaled", namespace=namespace, deployment=adopted.name, replicas=replicas,
+             found=adopted.found)
 
 
 def give_back_deployment(kube: Kube, namespace: str, name: str) -> int | None:
@@ -138,7 +138,7 @@ def give_back_deployment(kube: Kube, namespace: str, name: str) -> int | None:
              "spec": {"replicas": recorded}}
     drain(kube.apps.patch_namespaced_deployment(name, namespace, patch, field_manager=FIELD_MANAGER,
                                                 _content_type=MERGE, **UNREAD))
-    log.info("%s/%s: adopted Deployment given back at %d replicas", namespace, name, recorded)
+    log.info("adopted Deployment given back", namespace=namespace, deployment=name, replicas=recorded)
     return recorded
 
 
@@ -182,7 +182,7 @@ def record_service(kube: Kube, release: Release, name: str) -> None:
                           "annotations": {ADOPTED_FROM: json.dumps(record, separators=(",", ":"))}}}
     drain(kube.core.patch_namespaced_service(name, namespace, patch, field_manager=FIELD_MANAGER,
                                              _content_type=MERGE, **UNREAD))
-    log.info("%s/%s: Service adopted by Release %s, recorded as found", namespace, name, release.metadata.name)
+    log.info("Service adopted, recorded as found", namespace=namespace, service=name, release=release.metadata.name)
 
 
 def give_back_services(kube: Kube, namespace: str, release: str, uid: str, names: Iterable[str],

@@ -12,7 +12,6 @@ counts as a failed renewal, and every lease call has its own request timeout.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from typing import Any
 import kubernetes
 
 from glideslope.kube.client import Kube, TimedApiClient
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,12 +140,14 @@ class LeaderElector:
             try:
                 if self.try_acquire():
                     self._renewed = started
-                    log.info("leading: lease %s/%s held by %s", self.cfg.namespace, self.cfg.name, self.cfg.identity)
+                    log.info("leading: the lease is held", lease=f"{self.cfg.namespace}/{self.cfg.name}",
+                             identity=self.cfg.identity)
                     return True
             except Exception as exc:  # any failure is one more wait: a standby never dies of it
-                log.warning("leader election: %s", _describe(exc))
+                log.warning("leader election failed", error=_describe(exc))
             if not waiting_logged:
-                log.info("standing by: lease %s/%s is held by another replica", self.cfg.namespace, self.cfg.name)
+                log.info("standing by: the lease is held by another replica",
+                         lease=f"{self.cfg.namespace}/{self.cfg.name}")
                 waiting_logged = True
             (stop or self._stop).wait(self.cfg.retry_seconds)
         return False
@@ -168,10 +170,10 @@ class LeaderElector:
         thread.start()
         thread.join(budget)
         if thread.is_alive():
-            log.warning("leader election: renewal got no answer within %.1fs", budget)
+            log.warning("leader election: renewal got no answer in time", seconds=round(budget, 1))
             return None
         if failure:
-            log.warning("leader election: renewal failed: %s", _describe(failure[0]))
+            log.warning("leader election: renewal failed", error=_describe(failure[0]))
             return None
         return outcome[0] if outcome else None
 
@@ -191,7 +193,7 @@ class LeaderElector:
                 started = time.monotonic()
                 remaining = deadline - started
                 if remaining <= 0:
-                    log.error("leader election: lease not renewed within %.1fs", cfg.renew_deadline)
+                    log.error("leader election: lease not renewed within its deadline", seconds=cfg.renew_deadline)
                     break
                 renewed = self._attempt(remaining)
                 if self._stop.is_set():
@@ -222,9 +224,9 @@ class LeaderElector:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
                 self.api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, lease, _request_timeout=timeout)
-                log.info("released lease %s/%s", self.cfg.namespace, self.cfg.name)
+                log.info("released lease", lease=f"{self.cfg.namespace}/{self.cfg.name}")
         except Exception as exc:  # the lease then expires on its own
-            log.warning("leader election: release failed: %s", _describe(exc))
+            log.warning("leader election: release failed", error=_describe(exc))
 
 
 def _describe(exc: Exception) -> str:

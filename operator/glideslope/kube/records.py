@@ -11,7 +11,6 @@ read. Writing a record never fails a tick: a problem is logged and the entries w
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -24,8 +23,9 @@ from glideslope.core import notes
 from glideslope.core.model import RELEASE_LABEL, Announce
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.workloads import owner_reference
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 KEY = "record.json"
 """The ConfigMap's data key holding the record."""
@@ -85,8 +85,8 @@ def write(kube: Kube, release: Release, status: ReleaseStatus, announcements: Se
     except Exception as exc:  # the record is for people; a rollout must never wait on it
         with _lock:
             _written.pop(key, None)  # read it again next time: someone may have changed it
-        log.warning("%s/%s: release record not written (will retry with the next event): %s",
-                    key[0], key[1], _why(exc))
+        log.warning("release record not written (will retry with the next event)", namespace=key[0], release=key[1],
+                    error=_why(exc))
 
 
 def read(kube: Kube, namespace: str, name: str) -> notes.Record | None:
@@ -124,7 +124,7 @@ def _parse(text: str | None) -> notes.Record | None:
     try:
         return notes.Record.from_dict(json.loads(text))
     except (ValueError, ValidationError) as exc:
-        log.warning("unreadable release record, starting a new one: %s", exc)
+        log.warning("unreadable release record, starting a new one", error=str(exc))
         return None
 
 

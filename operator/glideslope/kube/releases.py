@@ -8,7 +8,6 @@ every tick: at 1,000 Releases those GETs were a sixth of all API requests.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -16,8 +15,9 @@ from typing import Any
 
 from glideslope.api import GROUP, PLURAL, VERSION
 from glideslope.kube.client import FIELD_MANAGER, Kube, conflict, invalid, not_found, too_large
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Key = tuple[str, str]
 """(namespace, name) of a Release."""
@@ -56,8 +56,9 @@ def _note_dropped(patch: Mapping[str, Any], written: Mapping[str, Any]) -> None:
     missing = {key for key, value in patch.items() if value not in (None, [], {}) and key not in kept} - _dropped
     if missing:
         _dropped.update(missing)
-        log.warning("the API server did not store status.%s: its Release CRD is older than this operator; "
-                    "apply this version's CRD (crds/, or the chart's crds/)", ", status.".join(sorted(missing)))
+        log.warning("the API server did not store some status fields: its Release CRD is older than this operator; "
+                    "apply this version's CRD (crds/, or the chart's crds/)",
+                    fields=[f"status.{key}" for key in sorted(missing)])
 
 
 class TooLarge(Exception):

@@ -9,7 +9,6 @@ into the cache at once, so the next tick sees its own writes.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections import defaultdict
@@ -22,8 +21,9 @@ from glideslope.api import Release
 from glideslope.core.judge import BASELINE_ROLE, ROLE_LABEL
 from glideslope.core.model import RELEASE_LABEL, RESTARTED_AT, REVISION_LABEL, RevisionState
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
+from glideslope.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 SURGE_FIRST = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
@@ -341,7 +341,8 @@ class WorkloadCache:
             except Exception as exc:  # an expired version, a dropped connection: list again
                 version = None
                 if not (isinstance(exc, kubernetes.client.ApiException) and exc.status == 410):
-                    log.warning("watching %s in %s: %s; listing again", kind, namespace or "all namespaces", exc)
+                    log.warning("watch ended; listing again", kind=kind, namespace=namespace or "all namespaces",
+                                error=str(exc))
                     time.sleep(1.0)
 
     def _list(self, kind: str, namespace: str | None) -> str:

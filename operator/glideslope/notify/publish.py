@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,10 +41,11 @@ from glideslope.core.template import TemplateError, compile_template, render_tem
 from glideslope.egress import Egress, Kind
 from glideslope.kube import events, secrets
 from glideslope.kube.client import Kube
+from glideslope.logs import get_logger
 from glideslope.notify.message import PAGERDUTY_EVENTS, ReleaseEvent, render, template_variables, wants
 from glideslope.notify.webhook import JSON_CONTENT_TYPE, TEXT_CONTENT_TYPE, WebhookNotifier, redact_url
 
-log = logging.getLogger("glideslope.notify")
+log = get_logger("glideslope.notify")
 
 NOTIFICATION_FAILED = "NotificationFailed"
 EXIT_GRACE = 5.0
@@ -124,8 +124,8 @@ class Publisher:
             self._egress.post(namespace, (namespace, meta.name or "", delivery.notification.name),
                               lambda: self._one(delivery))
         except Exception as exc:  # the layer's loop is gone (the operator is stopping)
-            log.warning("%s/%s: %s not sent to %s: %s", namespace, meta.name, delivery.event.event,
-                        delivery.notification.name, exc)
+            log.warning("notification not sent", namespace=namespace, release=meta.name, about=delivery.event.event,
+                        notification=delivery.notification.name, error=str(exc))
             return False
         return True
 
@@ -230,11 +230,12 @@ def _index(release: Release, notification: Notification) -> int:
 
 
 def _failed(delivery: Delivery, message: str) -> None:
-    log.warning("%s/%s: %s", delivery.release.metadata.namespace, delivery.release.metadata.name, message)
+    log.warning("notification failed", namespace=delivery.release.metadata.namespace,
+                release=delivery.release.metadata.name, message=message)
     try:
         events.emit(delivery.kube, delivery.release, NOTIFICATION_FAILED, message, warning=True)
     except Exception as exc:  # nothing more to tell anyone; the log line above says it
-        log.warning("cannot record %s: %s", NOTIFICATION_FAILED, exc)
+        log.warning("cannot record the failed notification", reason=NOTIFICATION_FAILED, error=str(exc))
 
 
 def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: Sequence[Announce], *,
@@ -255,4 +256,4 @@ def publish(kube: Kube, release: Release, status: ReleaseStatus, announcements: 
                 for notification in chosen:
                     publisher.submit(Delivery(kube, release, said, notification))
     except Exception:  # notifications are for people; a rollout must never wait on them
-        log.exception("%s/%s: notifications not queued", release.metadata.namespace, release.metadata.name)
+        log.exception("notifications not queued", namespace=release.metadata.namespace, release=release.metadata.name)

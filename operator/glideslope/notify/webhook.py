@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,8 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from glideslope.egress import Egress, EgressRefused, Kind, Refusal, where
+from glideslope.logs import get_logger
 
-log = logging.getLogger("glideslope.notify")
+log = get_logger("glideslope.notify")
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds one attempt may take, connection included."""
@@ -127,13 +127,13 @@ class WebhookNotifier:
         for attempt in range(1, self.attempts + 1):
             result, retry, retry_after = await self._attempt(url, where, body, attempt, timeout, headers)
             if result.ok:
-                log.info("%s delivered to %s (HTTP %s, attempt %d)", self._what, where, result.status, attempt)
+                log.info("delivered", what=self._what, to=where, status=result.status, attempt=attempt)
                 return result
             if not retry or attempt == self.attempts:
                 break
             delay = self._delay(attempt, retry_after)
-            log.info("%s to %s failed (%s); attempt %d of %d in %.1fs", self._what,
-                     where, result.error, attempt + 1, self.attempts, delay)
+            log.info("delivery failed; trying again", what=self._what, to=where, error=result.error,
+                     attempt=attempt + 1, attempts=self.attempts, seconds=round(delay, 1))
             await self._sleep(delay)
         return self._give_up(where, result)
 
@@ -163,8 +163,7 @@ class WebhookNotifier:
         return base * (0.5 + self._rng())
 
     def _give_up(self, where: str, result: DeliveryResult) -> DeliveryResult:
-        log.warning("%s to %s not delivered after %d attempt(s): %s", self._what, where, result.attempts,
-                    result.error)
+        log.warning("not delivered", what=self._what, to=where, attempts=result.attempts, error=result.error)
         return result
 
     @property

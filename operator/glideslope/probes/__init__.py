@@ -8,7 +8,6 @@ left out: the gate keeps waiting (and its timeout, if any, still runs).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
@@ -17,9 +16,10 @@ from glideslope.core.analysis import Measurement
 from glideslope.core.gates import GateObservation
 from glideslope.egress import Egress
 from glideslope.kube.client import Kube
+from glideslope.logs import get_logger
 from glideslope.probes import job, release, webhook
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 Measure = Callable[[Mapping[str, str]], Mapping[str, Measurement]]
 """Gate name -> resolved query, to gate name -> measurement."""
@@ -47,6 +47,5 @@ def observe(kube: Kube, subject: Release, due: Sequence[Gate], now: datetime, *,
                     out[gate.name] = answer
         except Exception:
             # The next tick looks again; a broken gate must not stop the reconcile of the rest.
-            log.exception("%s/%s: gate %s: could not look", subject.metadata.namespace, subject.metadata.name,
-                          gate.name)
+            log.exception("gate: could not look", gate=gate.name)
     return out
