@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from glideslope import probes
 from glideslope.api import (
     ANNOUNCEMENTS_LIMIT,
+    ROLLING_OUT_PHASES,
     Announcement,
     ConditionType,
     Release,
@@ -37,8 +38,9 @@ from glideslope.api import (
     parse_status,
     status_patch,
 )
-from glideslope.core.analysis import Measurement
+from glideslope.core.analysis import Measurement, QueryTemplateError, render_query
 from glideslope.core.decide import decide
+from glideslope.core.decide.convergence import verify_of
 from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
@@ -50,6 +52,7 @@ from glideslope.core.model import (
     RestartRevision,
     ScaleRevision,
     SetTraffic,
+    TrafficSample,
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
@@ -233,7 +236,11 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     gate_observations = _gates(rt, key, body, release, now)
     if gate_observations is None:
         return None
-    if given is None and measurements:
+    shared = _traffic_share(rt, key, body, release, now)
+    if shared is False:
+        return None
+    sample = shared if isinstance(shared, TrafficSample) else None
+    if given is None and (measurements or sample is not None):
         # Decide after the measurements were taken, so that nothing is timed before its cause.
         now = datetime.now(UTC)
     annotations = release.metadata.annotations
@@ -243,6 +250,7 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
         commands={k: annotations[k] for k in (*COMMANDS, APPROVED_BY) if k in annotations},
         measurements=measurements,
         gates=gate_observations,
+        traffic=sample,
         zones={g.window.timezone: zoneinfo.ZoneInfo(g.window.timezone)
                for g in release.spec.gates if g.window is not None},
         name=name,
@@ -396,7 +404,8 @@ def _significant(status: ReleaseStatus) -> ReleaseStatus:
     """`status` without the figures a refresh changes."""
     triggers = [t.model_copy(update={"last_value": None, "successes": 0, "message": None, "last_measured_time": None})
                 for t in status.analysis]
-    return status.model_copy(update={"replicas": None, "ready_replicas": None, "analysis": triggers})
+    return status.model_copy(update={"replicas": None, "ready_replicas": None, "analysis": triggers,
+                                     "measured_weight": None, "weight_display": None})
 
 
 # Events that survive a crash ---------------------------------------------------------------------
@@ -536,6 +545,52 @@ def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release
     return rt.provider(key, address, auth, own=bool(own))
 
 
+VERIFY_PATH = "spec.strategy.canary.trafficRouting.verify.query"
+
+
+def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
+                   now: datetime) -> TrafficSample | bool:
+    """The candidate's and stable revision's request rates (`trafficRouting.verify`) once a
+    measurement has come back, asking for the next one `VERIFY_EVERY` seconds after it;
+    True: none this tick; False: the Release cannot be measured (then it is Degraded)."""
+    spec, status = release.spec, release.status
+    verify = verify_of(spec)
+    candidate = revision_of(spec.template)
+    stable = status.stable_revision
+    if verify is None or status.phase not in ROLLING_OUT_PHASES or stable in (None, candidate):
+        return True
+    service_names = services.names(release)
+    values = variables(spec, status, candidate, namespace=key[0], release=key[1],
+                       service=service_names[0] if service_names else key[1])
+    try:
+        queries = (render_query(verify.query, values), render_query(verify.query, {**values, "revision": stable or ""}))
+    except QueryTemplateError as exc:
+        _invalid(rt.kube, body, release, [f"{VERIFY_PATH}: {exc}"])
+        return False
+    memory = rt.memory(key)
+    tag = ("verify", *queries)
+    if time.monotonic() - memory.verify_answered < VERIFY_EVERY:
+        return True  # none in flight: the last answer was read since
+    prometheus = _prometheus(rt, key, body, release)
+    if prometheus is None:
+        return False
+    provider: PrometheusProvider = prometheus
+
+    async def rates() -> TrafficSample:
+        on_candidate, on_stable = await asyncio.gather(*(provider.query(q) for q in queries))
+        error = on_candidate.error or on_stable.error
+        # An empty result is no requests at all (a revision that gets none has no series).
+        return TrafficSample(on_candidate.value or 0.0, on_stable.value or 0.0, on_candidate.at,
+                             f"{VERIFY_PATH}: {error}" if error else None)
+
+    answer = rt.egress.ask(key, tag, Kind.PROMETHEUS, rates,
+                           fallback=lambda why: TrafficSample(None, None, now, f"{VERIFY_PATH}: {why}"))
+    if isinstance(answer, Pending):
+        return True
+    memory.verify_answered = time.monotonic()
+    return answer
+
+
 def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
            now: datetime) -> dict[str, GateObservation] | None:
     """What the gates due now say (None: the Release cannot be acted on this tick)."""
@@ -619,6 +674,9 @@ def _timezones() -> frozenset[str]:
     # The zone database on disk; read once, it does not change while the operator runs.
     return frozenset(zoneinfo.available_timezones())
 
+
+VERIFY_EVERY = 1.0
+"""Seconds between measurements of a Release's traffic share (`trafficRouting.verify`)."""
 
 _REASSERT_EVERY = 30
 """Ticks a steady Release's Services and route go unwritten; then they are re-asserted, in

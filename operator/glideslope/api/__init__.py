@@ -50,6 +50,7 @@ from glideslope.api.spec import (
     ServiceSpec,
     Strategy,
     TrafficRouting,
+    TrafficVerify,
     Trigger,
     ValidationSpec,
     ValueFrom,
@@ -68,6 +69,7 @@ from glideslope.api.status import (
     TriggerStatus,
     gates_display,
     step_display,
+    weight_display,
 )
 from glideslope.api.types import (
     FINAL_PHASES,
@@ -159,6 +161,7 @@ __all__ = [
     "Strategy",
     "StrategyType",
     "TrafficRouting",
+    "TrafficVerify",
     "Trigger",
     "TriggerStatus",
     "ValidationSpec",
@@ -176,4 +179,5 @@ __all__ = [
     "scaled_value",
     "status_patch",
     "step_display",
+    "weight_display",
 ]

@@ -64,6 +64,7 @@ log = logging.getLogger("glideslope.sandbox.simulator")
 
 LABELS = ("namespace", "service", "pod", "revision", "code")
 HISTOGRAM_LABELS = ("namespace", "service", "revision", "code")
+UNSERVED_LABELS = ("namespace", "service")
 SIDE_LABELS = ("namespace", "service", "revision")
 """A latency quantile is asked per revision, never per pod: without `pod` the histogram has a
 few series per Release instead of a few per pod."""
@@ -118,6 +119,12 @@ class MetricsSink:
             SIDE_LABELS,
             registry=registry,
         )
+        self.unserved = Counter(
+            "http_unserved_requests_total",
+            "Simulated requests a route sent to a Service with no ready endpoint (a client would get a 503).",
+            UNSERVED_LABELS,
+            registry=registry,
+        )
         self._pods: dict[tuple[str, str, str], set[str]] = {}
         """The pods with series, per (namespace, service, revision): its histogram's members."""
 
@@ -152,6 +159,8 @@ class MetricsSink:
         for counter, counts in ((self.header, tick.header), (self.mirrored, tick.mirrored)):
             for group, count in counts:
                 counter.labels(*group).inc(count)
+        for service, count in tick.unserved:
+            self.unserved.labels(*service).inc(count)
         for group in tick.retired:
             for counter in (self.header, self.mirrored):
                 with contextlib.suppress(KeyError):
