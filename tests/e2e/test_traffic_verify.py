@@ -138,3 +138,22 @@ def test_a_frozen_route_rolls_back_with_traffic_not_converged(
     assert "did not converge" in st["history"][-1]["reason"], st["history"][-1]
     assert "weight of 60%" in st["history"][-1]["reason"]
     assert took <= timeout + 10, f"the stable revision served alone {took:.1f}s after the weight changed"
+
+
+def test_the_replica_ratio_is_measured_too(sandbox: Cluster, namespace: str, operator: Operator) -> None:
+    # No router: the stable Service selects every revision, and the expected share is the
+    # candidate's share of Ready pods. (The simulator sends the preview Service traffic of its
+    # own, so the query counts the stable Service's requests only.)
+    strategy = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}], "trafficRouting": {
+        "verify": {"query": QUERY.replace("revision=", 'service="{{service}}",revision='), "tolerance": 8,
+                   "timeoutSeconds": 60}}}}
+    sandbox.apply(release("web", "1", strategy, replicas=2), namespace)
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
+    sandbox.apply(release("web", "2", strategy, replicas=2), namespace)
+    st = wait_phase(sandbox, namespace, "web", "Paused", version="2", timeout=60)
+    # Step 1 ended only once half of the requests were measured on the candidate's pod.
+    assert st["weight"] == 50 and abs(st["measuredWeight"] - 50) <= 8, st
+    assert st["weightDisplay"] == f"50 ({st['measuredWeight']})"
+    annotate(sandbox, namespace, "web", "glideslope.dev/promote", "step")
+    st = wait_phase(sandbox, namespace, "web", "Succeeded", version="2", timeout=60)
+    assert "TrafficNotConverged" not in events(sandbox, namespace)

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from glideslope.cli.live import Snapshot, render
-from glideslope.cli.plugin import render_history
+from glideslope.cli.plugin import render_history, render_status
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +61,12 @@ def test_a_template_trigger_shows_its_condition() -> None:
             {"name": "error-rate", "severity": "critical", "query": "x", "failureCondition": "result > 0.001"}]}})
     shown = _text(render(Snapshot(release=body)), 160)
     assert "error-rate" in shown and "result > 0.001" in shown, shown
+
+
+def test_the_weight_shows_the_measured_share_beside_it() -> None:
+    body = _body("1.0.0", "1.1.0")
+    body["status"].update({"phase": "Progressing", "weight": 20, "measuredWeight": 19})
+    assert "20% (measured 19%)" in _text(render_status(body), 120)
+    assert "20% to the candidate (19% measured)" in _text(render(Snapshot(release=body)), 160)
+    del body["status"]["measuredWeight"]
+    assert "measured" not in _text(render_status(body), 120)

@@ -213,3 +213,25 @@ def test_the_crd_model_bounds_verify() -> None:
     verify = convergence.verify_of(parse_spec(body))
     assert verify is not None and verify.tolerance == 5 and verify.timeout_seconds == 120
     assert 'revision="{{revision}}"' in verify.query and "http_requests_total" in verify.query
+
+
+def test_without_automatic_rollback_it_pauses_and_a_paused_rollout_does_not_time_out() -> None:
+    strategy = verified(STEPS, timeout=10)
+    run = stable_run(strategy)
+    run.spec = parse_spec({**run.spec.to_dict(), "rollback": {"automatic": False}})
+    router = Lagging(run, 0, frozen_at=0)  # the route never moves
+    for _ in range(30):
+        router.tick()
+        if run.status.paused_by is not None:
+            break
+    assert run.status.phase == Phase.PAUSED and "did not converge" in (run.status.paused_by or "")
+    assert Reason.TRAFFIC_NOT_CONVERGED in [e.reason for e in run.cluster.events]
+    assert run.status.weight_set_at is not None and run.status.current_step == 1
+    for _ in range(30):  # paused: no rollback, however long
+        router.tick()
+    assert run.status.phase == Phase.PAUSED and run.status.history[-1].outcome != "RolledBack"
+    router.frozen_at = None  # the route is fixed; a person resumes
+    router.tick({"glideslope.dev/resume": "route fixed"})
+    for _ in range(20):
+        router.tick()
+    assert run.status.current_step is not None and run.status.current_step > 1, run.status.message

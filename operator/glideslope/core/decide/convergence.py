@@ -16,7 +16,9 @@ Decisions recorded here:
   `status.weightSetAt` is cleared: the weight is reached, and later measurements only show.
 - `timeoutSeconds` after the weight was set without a match, the rollout rolls back with reason
   `TrafficNotConverged`; the rollback moves both Services to the stable revision, so it serves
-  every request even through a route that ignores its weights.
+  every request even through a route that ignores its weights. With `rollback.automatic: false`
+  it pauses instead (`status.pausedBy`), as a failed trigger would. A paused rollout does not time
+  out; the timeout starts again at the pause.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def measure(tick: Tick) -> None:
     if measured is not None:
         status.measured_weight = round(measured)
     if status.phase not in ROLLING_OUT_PHASES or status.stable_revision in (None, tick.candidate):
-        status.weight_set_at = None
+        # Measured only while a rollout moves traffic: what a finished one measured is past.
+        status.measured_weight = status.weight_set_at = None
         return
     since = status.weight_set_at
     if since is None:
@@ -92,13 +95,20 @@ def measure(tick: Tick) -> None:
             measured, wanted, verify.tolerance):
         status.weight_set_at = None
         return
-    if now - since > timedelta(seconds=verify.timeout_seconds):
+    paused = tick.spec.paused or status.paused_by is not None
+    if now - since > timedelta(seconds=verify.timeout_seconds) and not paused:
         seen = "no measurement with enough requests" if status.measured_weight is None else \
             f"{status.measured_weight}% measured"
         why = (f"traffic did not converge: {seen} on the candidate, for a weight of {wanted:g}% "
                f"(tolerance {verify.tolerance} points), within {verify.timeout_seconds}s")
         if sample is not None and sample.error is not None:
             why += f"; last measurement: {sample.error}"
+        if not tick.spec.rollback.automatic:
+            # A person decides; after `resume` the weight gets `timeoutSeconds` again.
+            status.paused_by, status.weight_set_at = why[:256], now
+            tick.announce(Reason.TRAFFIC_NOT_CONVERGED, f"rollout of {status.version} ({status.revision}) "
+                          f"paused (rollback.automatic is false): {why}", warning=True)
+            return
         roll_back(tick, status.revision, why)
         status.weight_set_at = None
         tick.announce(Reason.TRAFFIC_NOT_CONVERGED, f"rolling back {status.version} ({status.revision}): {why}",
