@@ -229,7 +229,8 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     key, body, release = read.key, read.body, read.release
     namespace, name = key
     now = given or datetime.now(UTC)
-    measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates)
+    measured = bool(release.spec.analysis.triggers) or any(g.metric is not None for g in release.spec.gates) \
+        or verify_of(release.spec) is not None  # its query is checked against Prometheus like the others
     measurements = _analysis(rt, key, body, release, now) if measured else {}
     if measurements is None:
         return None
@@ -461,7 +462,8 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         return {}
     # Prometheus is needed only by queries: a Release measured by web triggers alone needs none.
     prometheus = None
-    if any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates):
+    if any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates) \
+            or verify_of(spec) is not None:
         prometheus = _prometheus(rt, key, body, release)
         if prometheus is None:
             return None
