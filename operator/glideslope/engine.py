@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from glideslope import probes
 from glideslope.api import (
     ANNOUNCEMENTS_LIMIT,
+    ROLLING_OUT_PHASES,
     Announcement,
     ConditionType,
     Release,
@@ -38,8 +39,9 @@ from glideslope.api import (
 )
 from glideslope.core import adoption as adopting
 from glideslope.core import judge
-from glideslope.core.analysis import Measurement
+from glideslope.core.analysis import Measurement, QueryTemplateError, render_query
 from glideslope.core.decide import decide
+from glideslope.core.decide.convergence import verify_of
 from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
@@ -52,6 +54,7 @@ from glideslope.core.model import (
     ScaleBaseline,
     ScaleRevision,
     SetTraffic,
+    TrafficSample,
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
@@ -242,8 +245,9 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     namespace, name = key
     now = given or datetime.now(UTC)
     spec = release.spec
+    # A verify query is checked against Prometheus like the others.
     measured = bool(spec.analysis.triggers) or spec.analysis.judge is not None or any(
-        g.metric is not None for g in spec.gates)
+        g.metric is not None for g in spec.gates) or verify_of(spec) is not None
     measurements = _analysis(rt, key, body, release, now) if measured else {}
     if measurements is None:
         return None
@@ -251,7 +255,11 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
     gate_observations = _gates(rt, key, body, release, now)
     if gate_observations is None:
         return None
-    if given is None and (measurements or looked):
+    shared = _traffic_share(rt, key, body, release, now)
+    if shared is False:
+        return None
+    sample = shared if isinstance(shared, TrafficSample) else None
+    if given is None and (measurements or looked or sample is not None):
         # Decide after the measurements were taken, so that nothing is timed before its cause.
         now = datetime.now(UTC)
     annotations = release.metadata.annotations
@@ -264,6 +272,7 @@ def _observe(rt: Runtime, read: _Read, given: datetime | None) -> tuple[Observat
         commands={k: annotations[k] for k in (*COMMANDS, APPROVED_BY) if k in annotations},
         measurements=measurements,
         gates=gate_observations,
+        traffic=sample,
         zones={g.window.timezone: zoneinfo.ZoneInfo(g.window.timezone)
                for g in release.spec.gates if g.window is not None},
         name=name,
@@ -452,7 +461,8 @@ def _significant(status: ReleaseStatus) -> ReleaseStatus:
     """`status` without the figures a refresh changes."""
     triggers = [t.model_copy(update={"last_value": None, "successes": 0, "message": None, "last_measured_time": None})
                 for t in status.analysis]
-    return status.model_copy(update={"replicas": None, "ready_replicas": None, "analysis": triggers})
+    return status.model_copy(update={"replicas": None, "ready_replicas": None, "analysis": triggers,
+                                     "measured_weight": None, "weight_display": None})
 
 
 # Events that survive a crash ---------------------------------------------------------------------
@@ -507,7 +517,7 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     # Prometheus is needed only by queries: a Release measured by web triggers alone needs none.
     prometheus = None
     if (any(t.query is not None for t in spec.analysis.triggers) or any(g.metric is not None for g in spec.gates)
-            or spec.analysis.judge is not None):
+            or spec.analysis.judge is not None or verify_of(spec) is not None):
         prometheus = _prometheus(rt, key, body, release)
         if prometheus is None:
             return None
@@ -607,6 +617,52 @@ def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release
             _invalid(rt.kube, body, release, [str(exc)], reason=secrets.SECRET_UNREADABLE)
             return None
     return rt.provider(key, address, auth, own=bool(own))
+
+
+VERIFY_PATH = "spec.strategy.canary.trafficRouting.verify.query"
+
+
+def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
+                   now: datetime) -> TrafficSample | bool:
+    """The candidate's and stable revision's request rates (`trafficRouting.verify`) once a
+    measurement has come back, asking for the next one `VERIFY_EVERY` seconds after it;
+    True: none this tick; False: the Release cannot be measured (then it is Degraded)."""
+    spec, status = release.spec, release.status
+    verify = verify_of(spec)
+    candidate = revision_of(spec.template)
+    stable = status.stable_revision
+    if verify is None or status.phase not in ROLLING_OUT_PHASES or stable in (None, candidate):
+        return True
+    service_names = services.names(release)
+    values = variables(spec, status, candidate, namespace=key[0], release=key[1],
+                       service=service_names[0] if service_names else key[1])
+    try:
+        queries = (render_query(verify.query, values), render_query(verify.query, {**values, "revision": stable or ""}))
+    except QueryTemplateError as exc:
+        _invalid(rt.kube, body, release, [f"{VERIFY_PATH}: {exc}"])
+        return False
+    memory = rt.memory(key)
+    tag = ("verify", *queries)
+    if time.monotonic() - memory.verify_answered < VERIFY_EVERY:
+        return True  # none in flight: the last answer was read since
+    prometheus = _prometheus(rt, key, body, release)
+    if prometheus is None:
+        return False
+    provider: PrometheusProvider = prometheus
+
+    async def rates() -> TrafficSample:
+        on_candidate, on_stable = await asyncio.gather(*(provider.query(q) for q in queries))
+        error = on_candidate.error or on_stable.error
+        # An empty result is no requests at all (a revision that gets none has no series).
+        return TrafficSample(on_candidate.value or 0.0, on_stable.value or 0.0, on_candidate.at,
+                             f"{VERIFY_PATH}: {error}" if error else None)
+
+    answer = rt.egress.ask(key, tag, Kind.PROMETHEUS, rates,
+                           fallback=lambda why: TrafficSample(None, None, now, f"{VERIFY_PATH}: {why}"))
+    if isinstance(answer, Pending):
+        return True
+    memory.verify_answered = time.monotonic()
+    return answer
 
 
 def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
@@ -715,6 +771,9 @@ def _timezones() -> frozenset[str]:
     # The zone database on disk; read once, it does not change while the operator runs.
     return frozenset(zoneinfo.available_timezones())
 
+
+VERIFY_EVERY = 1.0
+"""Seconds between measurements of a Release's traffic share (`trafficRouting.verify`)."""
 
 _REASSERT_EVERY = 30
 """Ticks a steady Release's Services and route go unwritten; then they are re-asserted, in

@@ -64,6 +64,8 @@ class ReleaseMemory:
     """The status of its previous tick, so metrics count a finished rollout once."""
     seen: tuple[Any, ...] | None = None
     """What of it last woke a tick: its uid, generation and annotations."""
+    verify_answered: float = float("-inf")
+    """When this process last read a measurement of the Release's traffic share (monotonic seconds)."""
     claimed: tuple[str | None, int | None] | None = None
     """(uid, generation) whose Services and Deployment were found to be its own
     (`engine._claim`)."""

@@ -149,6 +149,14 @@ def test_invalid_manifest_is_rejected_naming_the_field(case: Case) -> None:
     assert any(case.expected in e for e in errors), f"{case.id}: {case.expected!r} not in {errors}"
 
 
+@pytest.mark.parametrize("routing", [{"verify": {}}, {"gatewayAPI": {"httpRoute": "web"}, "verify": {"tolerance": 0}},
+                                     {"istio": {"virtualService": "web", "routes": ["primary"]}}])
+def test_verify_alone_measures_the_replica_ratio_and_goes_with_any_router(routing: dict[str, Any]) -> None:
+    manifest = base()
+    manifest["spec"]["strategy"]["canary"]["trafficRouting"] = routing
+    assert validate(manifest) == []
+
+
 def test_defaults_fill_nested_objects() -> None:
     doc = apply_defaults(SCHEMA, base())
     spec = doc["spec"]

@@ -42,7 +42,7 @@ def test_identity() -> None:
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"] if "priority" not in c}
     assert columns == {
         "Version": ".spec.version", "Strategy": ".spec.strategy.type", "Phase": ".status.phase",
-        "Step": ".status.stepDisplay", "Weight": ".status.weight", "Gates": ".status.gatesDisplay",
+        "Step": ".status.stepDisplay", "Weight": ".status.weightDisplay", "Gates": ".status.gatesDisplay",
         "Age": ".metadata.creationTimestamp"}
 
 

@@ -79,3 +79,12 @@ def test_status_shows_the_judge_and_a_chart_of_both_sides() -> None:
 def test_sparkline_scales_and_survives_a_flat_series() -> None:
     assert sparkline([0.0, 0.5, 1.0], 0.0, 1.0) == "▁▅█"
     assert sparkline([2.0, 2.0], 2.0, 2.0) == "▁▁"
+
+
+def test_the_weight_shows_the_measured_share_beside_it() -> None:
+    body = _body("1.0.0", "1.1.0")
+    body["status"].update({"phase": "Progressing", "weight": 20, "measuredWeight": 19})
+    assert "20% (measured 19%)" in _text(render_status(body), 120)
+    assert "20% to the candidate (19% measured)" in _text(render(Snapshot(release=body)), 160)
+    del body["status"]["measuredWeight"]
+    assert "measured" not in _text(render_status(body), 120)

@@ -290,3 +290,11 @@ def test_no_data_never_succeeds_whatever_the_severity(severity: str, outcomes: l
 def test_with_image_keeps_analysis() -> None:
     # the shared helper keeps the analysis block, so strategies tests can reuse it
     assert with_image(spec_with(CANARY), "app:2").analysis.triggers[0].name == "errors"
+
+
+def test_the_verify_query_is_checked_with_the_others_naming_its_field() -> None:
+    data = spec_with(CANARY).to_dict()
+    data["strategy"]["canary"]["trafficRouting"] = {"verify": {}}
+    queries, problems = rendered_queries(parse_spec(data), {"namespace": "ns", "revision": "cand"})
+    assert ("spec.strategy.canary.trafficRouting.verify.query",
+            'sum(rate(http_requests_total{namespace="ns",revision="cand"}[10s]))') in queries and not problems

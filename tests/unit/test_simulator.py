@@ -752,3 +752,85 @@ def test_series_carry_the_pods_role() -> None:
     model = TrafficModel(rng=random.Random(1))
     tick = model.tick(web_view(pod("a"), baseline), 1.0)
     assert set(tick.new_series) == {SeriesKey(NS, "web", "a", "r1", ""), SeriesKey(NS, "web", "base", "r1", "baseline")}
+
+
+# --------------------------------------------------------------------------- propagation delay, freeze, unserved
+
+
+def lagging_route(weights: tuple[int, int], annotations: dict[str, str]) -> dict[str, Any]:
+    route = http_route("web", [{"name": "web-stable", "weight": weights[0]},
+                               {"name": "web-canary", "weight": weights[1]}])
+    route["metadata"]["annotations"] = annotations
+    return route
+
+
+def canary_share(ticks: list[Tick]) -> float:
+    counts = per_service(ticks)
+    return counts["web-canary"] / (counts["web-canary"] + counts["web-stable"])
+
+
+def test_new_route_weights_apply_only_after_the_propagation_delay() -> None:
+    delay = {"sim.glideslope.dev/propagation-delay": "10s"}
+    model = TrafficModel(rng=random.Random(1))
+    run(model, canary_view(lagging_route((80, 20), delay)), seconds=5)
+    moved = canary_view(lagging_route((40, 60), delay))
+    assert canary_share(run(model, moved, seconds=9.5)) == pytest.approx(0.2, abs=0.01)  # not yet
+    run(model, moved, seconds=0.5)
+    assert canary_share(run(model, moved, seconds=5)) == pytest.approx(0.6, abs=0.01)  # 10 s after it was seen
+
+
+def test_a_route_seen_first_applies_at_once_and_each_version_keeps_its_delay() -> None:
+    delay = {"sim.glideslope.dev/propagation-delay": "2000ms"}
+    model = TrafficModel(rng=random.Random(1))
+    assert canary_share(run(model, canary_view(lagging_route((80, 20), delay)), seconds=1)) == pytest.approx(0.2)
+    run(model, canary_view(lagging_route((50, 50), delay)), seconds=1)
+    # a third version seen 1 s after the second: the second applies first, at its own time
+    third = canary_view(lagging_route((0, 100), delay))
+    assert canary_share(run(model, third, seconds=1)) == pytest.approx(0.2, abs=0.02)
+    assert canary_share(run(model, third, seconds=1)) == pytest.approx(0.5, abs=0.02)
+    assert canary_share(run(model, third, seconds=1)) == pytest.approx(1.0)
+
+
+def test_a_frozen_route_keeps_its_weights_until_thawed() -> None:
+    model = TrafficModel(rng=random.Random(1))
+    run(model, canary_view(lagging_route((80, 20), {})), seconds=1)
+    run(model, canary_view(lagging_route((80, 20), {"sim.glideslope.dev/frozen": "true"})), seconds=1)
+    frozen = canary_view(lagging_route((0, 100), {"sim.glideslope.dev/frozen": "true"}))
+    assert canary_share(run(model, frozen, seconds=5)) == pytest.approx(0.2, abs=0.01)
+    assert canary_share(run(model, canary_view(lagging_route((0, 100), {})), seconds=1)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad", ["soon", "-5s", "1h", ""])
+def test_a_malformed_delay_is_none(bad: str) -> None:
+    model = TrafficModel(rng=random.Random(1))
+    run(model, canary_view(lagging_route((80, 20), {"sim.glideslope.dev/propagation-delay": bad})), seconds=1)
+    moved = canary_view(lagging_route((50, 50), {"sim.glideslope.dev/propagation-delay": bad}))
+    assert canary_share(run(model, moved, seconds=1)) == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_backend_named_only_by_rules_still_propagating_gets_no_traffic_of_its_own() -> None:
+    delay = {"sim.glideslope.dev/propagation-delay": "10s"}
+    model = TrafficModel(rng=random.Random(1))
+    only_stable = http_route("web", [{"name": "web-stable"}])
+    only_stable["metadata"]["annotations"] = delay
+    run(model, canary_view(only_stable), seconds=1)
+    ticks = run(model, canary_view(lagging_route((80, 20), delay)), seconds=2)
+    assert per_service(ticks) == {"web-stable": 100}  # the canary Service is the route's, not its own
+
+
+def test_requests_a_route_sends_to_a_service_without_ready_endpoints_are_unserved() -> None:
+    view = build_view(
+        [service("web-stable", {"app": "web", REVISION_LABEL: "r1"}),
+         service("web-canary", {"app": "web", REVISION_LABEL: "r2"}), service("idle", {"app": "idle"})],
+        [endpoint_slice("web-stable", {"s1": True}), endpoint_slice("web-canary", {"c1": False})],
+        [pod("s1"), pod("c1", revision="r2", ready=False)],
+        [http_route("web", [{"name": "web-stable", "weight": 90}, {"name": "web-canary", "weight": 10}])],
+    )  # fmt: skip
+    # `idle` has no endpoint either: its own requests (a client's, not a route's) are unserved too.
+    assert split(view, 50).unserved == {(NS, "web-canary"): pytest.approx(5), (NS, "idle"): pytest.approx(50)}
+    ticks = run(TrafficModel(rng=random.Random(1)), view, seconds=10)
+    assert sum(n for t in ticks for key, n in t.unserved if key == (NS, "web-canary")) == 50
+    sink = MetricsSink(CollectorRegistry())
+    for tick in ticks:
+        sink.apply(tick)
+    assert sink.unserved.labels(NS, "web-canary")._value.get() == 50

@@ -62,6 +62,7 @@ from glideslope.api.spec import (
     ServiceSpec,
     Strategy,
     TrafficRouting,
+    TrafficVerify,
     Trigger,
     ValidationSpec,
     ValueFrom,
@@ -81,6 +82,7 @@ from glideslope.api.status import (
     TriggerStatus,
     gates_display,
     step_display,
+    weight_display,
 )
 from glideslope.api.types import (
     FINAL_PHASES,
@@ -184,6 +186,7 @@ __all__ = [
     "Strategy",
     "StrategyType",
     "TrafficRouting",
+    "TrafficVerify",
     "Trigger",
     "TriggerStatus",
     "ValidationSpec",
@@ -202,4 +205,5 @@ __all__ = [
     "scaled_value",
     "status_patch",
     "step_display",
+    "weight_display",
 ]

@@ -172,7 +172,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy.type"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Step", "type": "string", "jsonPath": ".status.stepDisplay"},
-    {"name": "Weight", "type": "integer", "jsonPath": ".status.weight"},
+    {"name": "Weight", "type": "string", "jsonPath": ".status.weightDisplay"},
     {"name": "Gates", "type": "string", "jsonPath": ".status.gatesDisplay"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Revision", "type": "string", "jsonPath": ".status.revision", "priority": 1},

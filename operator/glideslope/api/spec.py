@@ -300,19 +300,47 @@ class IstioRouting(ApiModel):
 
 
 _ROUTERS = ("gatewayAPI", "nginx", "istio")
+_ROUTER_COUNT = "(" + " + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _ROUTERS) + ")"
+
+DEFAULT_VERIFY_QUERY = 'sum(rate(http_requests_total{namespace="{{namespace}}",revision="{{revision}}"}[10s]))'
+"""One revision's request rate, for `http_requests_total` with a `revision` label."""
+
+
+class TrafficVerify(ApiModel):
+    """Measure the candidate's share of requests after each weight change, before going on."""
+
+    query: Query = DEFAULT_VERIFY_QUERY
+    """PromQL giving one revision's request rate; `{{revision}}` is rendered once for the
+    candidate and once for the stable revision (the other template variables of triggers too).
+    With the replica ratio, narrow it to the stable Service (`service="{{service}}"`) if other
+    Services select the candidate."""
+    tolerance: int = Field(default=5, ge=0, le=50)
+    """Percentage points the measured share may differ from the weight."""
+    timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    """Past this long after a weight change without the share matching it, the rollout rolls
+    back (reason `TrafficNotConverged`)."""
 
 
 class TrafficRouting(ApiModel):
-    """How traffic is split; exactly one router."""
+    """How traffic is split: one router; or none with `verify` (the replica ratio, measured)."""
 
     model_config = ConfigDict(json_schema_extra=rules(
-        cel(" + ".join(f"(has(self.{k}) ? 1 : 0)" for k in _ROUTERS) + " == 1",
-            "spec.strategy.canary.trafficRouting must set exactly one of " + ", ".join(_ROUTERS)),
+        cel(f"{_ROUTER_COUNT} == 1 || ({_ROUTER_COUNT} == 0 && has(self.verify))",
+            "spec.strategy.canary.trafficRouting must set exactly one of " + ", ".join(_ROUTERS)
+            + " (or none, with verify: the replica ratio, measured)"),
     ))
 
     gateway_api: GatewayAPIRouting | None = Field(default=None, alias="gatewayAPI")
     nginx: NginxRouting | None = None
     istio: IstioRouting | None = None
+    verify: TrafficVerify | None = None
+    """Measured convergence: a step that changed the weight ends, and pods that traffic left
+    go, only once the candidate's measured share of requests is within `tolerance` of it."""
+
+    @property
+    def router(self) -> bool:
+        """Whether a router (not the replica ratio) splits the traffic."""
+        return bool(self.gateway_api or self.nginx or self.istio)
 
 
 class CanaryStrategy(ApiModel):

@@ -179,6 +179,13 @@ class ReleaseStatus(ApiModel):
     """`currentStep/totalSteps`, e.g. `3/7`, for `kubectl get` (columns cannot compute)."""
     weight: int | None = Field(default=None, ge=0, le=100)
     """Percent of traffic (or replicas) on the candidate."""
+    measured_weight: int | None = Field(default=None, ge=0, le=100)
+    """The candidate's measured share of requests, in percent (`trafficRouting.verify`)."""
+    weight_display: str | None = None
+    """`weight (measuredWeight)`, e.g. `20 (19)`, for `kubectl get`."""
+    weight_set_at: Timestamp | None = None
+    """When the current weight was set, while its measured share has not matched it yet
+    (`trafficRouting.verify`): the step does not end, and times out from this."""
     replicas: int | None = Field(default=None, ge=0)
     """Pods of the Release, all revisions (the scale subresource reads it)."""
     ready_replicas: int | None = Field(default=None, ge=0)
@@ -250,6 +257,13 @@ def step_display(current_step: int | None, total_steps: int | None) -> str | Non
     if current_step is None or not total_steps:
         return None
     return f"{current_step}/{total_steps}"
+
+
+def weight_display(weight: int | None, measured: int | None) -> str | None:
+    """The `Weight` column: `20`, or `20 (19)` with the measured share."""
+    if weight is None:
+        return None
+    return str(weight) if measured is None else f"{weight} ({measured})"
 
 
 def gates_display(gates: list[GateStatus]) -> str | None:

@@ -86,7 +86,8 @@ def _weight(status: ReleaseStatus) -> Table:
     """The candidate's share of the traffic, as a bar."""
     weight = status.weight or 0
     bar = Table.grid(padding=(0, 1))
-    bar.add_row("weight", ProgressBar(total=100, completed=weight, width=40), f"{weight}% to the candidate")
+    measured = "" if status.measured_weight is None else f" ({status.measured_weight}% measured)"
+    bar.add_row("weight", ProgressBar(total=100, completed=weight, width=40), f"{weight}% to the candidate{measured}")
     return bar
 
 

@@ -251,7 +251,8 @@ def render_status(body: dict[str, Any]) -> Table:
         ("phase", str(status.phase or Phase.PENDING)),
         ("message", status.message or ""),
         ("step", status.step_display or "-"),
-        ("weight", "-" if status.weight is None else f"{status.weight}%"),
+        ("weight", "-" if status.weight is None else f"{status.weight}%" + (
+            "" if status.measured_weight is None else f" (measured {status.measured_weight}%)")),
     ]
     for gate in status.gates:
         rows.append((f"gate {gate.name}", f"{gate.state} {gate.message or ''}".strip()))

@@ -82,6 +82,17 @@ class RevisionState:
 
 
 @dataclass(frozen=True)
+class TrafficSample:
+    """The request rates of the candidate and the stable revision, as measured at `at`
+    (`trafficRouting.verify`); a rate is None when its query failed (`error` says why)."""
+
+    candidate: float | None
+    stable: float | None
+    at: datetime
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the shell saw of the cluster for one Release."""
 
@@ -100,6 +111,9 @@ class Observation:
     """The judge's baseline Deployments (`<release>-<revision>-baseline`), by the revision they run."""
     zones: Mapping[str, tzinfo] = field(default_factory=dict)
     """The time zones the window gates name (the shell reads the zone database)."""
+    traffic: TrafficSample | None = None
+    """The candidate's and the stable revision's request rates, when a measurement came back
+    this tick (`trafficRouting.verify`)."""
     name: str = ""
     """The Release's name and namespace, for messages and a release gate's default namespace."""
     namespace: str = ""
@@ -336,6 +350,7 @@ class Reason(StrEnum):
     RESTARTED = "Restarted"
     SUPERSEDED = "Superseded"
     COMMAND_IGNORED = "CommandIgnored"
+    TRAFFIC_NOT_CONVERGED = "TrafficNotConverged"
 
 
 @dataclass(frozen=True)

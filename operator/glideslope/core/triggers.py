@@ -103,15 +103,18 @@ def web_urls(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[s
 
 
 def rendered_queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """Every Prometheus query (of the triggers and metric gates) as it would be sent, with its
-    field path, to check against Prometheus before a rollout starts; and the problems found
-    rendering them."""
+    """Every Prometheus query (of the triggers, the metric gates and `trafficRouting.verify`, this
+    one for the candidate) as it would be sent, with its field path, to check against Prometheus
+    before a rollout starts; and the problems found rendering them."""
     queries: list[tuple[str, str]] = []
     problems: list[str] = []
     sources = [(f"spec.analysis.triggers[{i}].query", t.query) for i, t in enumerate(spec.analysis.triggers)
                if t.query is not None]
     sources += [(f"spec.gates[{i}].metric.query", g.metric.query) for i, g in enumerate(spec.gates)
                 if g.metric is not None]
+    canary = spec.strategy.canary
+    if canary and canary.traffic_routing and canary.traffic_routing.verify:
+        sources.append(("spec.strategy.canary.trafficRouting.verify.query", canary.traffic_routing.verify.query))
     for path, template in sources:
         try:
             queries.append((path, render_query(template, values)))

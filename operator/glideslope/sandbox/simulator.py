@@ -160,12 +160,12 @@ class MetricsSink:
         for counter, counts in ((self.header, tick.header), (self.mirrored, tick.mirrored)):
             for group, count in counts:
                 counter.labels(*group).inc(count)
+        for service, count in tick.unserved:
+            self.unserved.labels(*service).inc(count)
         for group in tick.retired:
             for counter in (self.header, self.mirrored):
                 with contextlib.suppress(KeyError):
                     counter.remove(*group)
-        for (namespace, service), amount in tick.unserved:
-            self.unserved.labels(namespace, service).inc(amount)
         for warning in tick.warnings:
             log.warning("%s", warning)
 

@@ -30,6 +30,14 @@ Rules:
 - Mirrors (an HTTPRoute's `RequestMirror` filter, a VirtualService's `mirror` with
   `mirrorPercentage`) copy that share of a rule's requests to another Service; the copies'
   answers are thrown away, so they are counted apart (`mirrored`), never as client requests.
+- A route's new rules take effect `sim.glideslope.dev/propagation-delay` (a duration: `10s`,
+  `500ms`, `1m`; default none) after the simulator first sees them, as a lagging router would
+  apply them; `sim.glideslope.dev/frozen: "true"` keeps the rules in effect when it was set,
+  whatever the route says, until it is removed. A Service the route names is never given
+  traffic of its own meanwhile.
+- Requests sent to a Service with no ready endpoint, by a route or to the Service itself, find
+  none (a client would get an error): they are counted apart (`unserved`, per Service), never as
+  served requests; a mirror's copies are not counted.
 - A pod fails the fraction `sim.glideslope.dev/error-rate` of its requests with code 500 and
   answers in about `sim.glideslope.dev/latency-ms` milliseconds.
 - With `sim.glideslope.dev/noise: "true"` a pod is noisy, as real ones are (so the judge has
@@ -71,6 +79,10 @@ DEFAULT_LATENCY_MS = 20.0
 DEFAULT_RATE = 50.0
 HEADER_ANNOTATION = "sim.glideslope.dev/header"
 HEADER_SHARE_ANNOTATION = "sim.glideslope.dev/header-share"
+DELAY_ANNOTATION = "sim.glideslope.dev/propagation-delay"
+FROZEN_ANNOTATION = "sim.glideslope.dev/frozen"
+MAX_DELAY = 3600.0
+"""A longer propagation delay is taken as this long (the route's history is kept in memory)."""
 NGINX = "nginx.ingress.kubernetes.io/"
 MAX_REGEX = 1024
 """A longer header regex on a route matches nothing: the simulator compiles what tenants wrote."""
@@ -189,6 +201,10 @@ class Route:
     header: tuple[str, str] | None = None
     """(lower-case name, value) of the header a share of its requests carries."""
     header_share: float = 0.0
+    delay: float = 0.0
+    """Seconds its new rules take to apply (`sim.glideslope.dev/propagation-delay`)."""
+    frozen: bool = False
+    """Its rules stay as they were when it was frozen (`sim.glideslope.dev/frozen`)."""
 
 
 @dataclass(frozen=True)
@@ -329,6 +345,19 @@ def _header_of(obj: Json) -> tuple[tuple[str, str] | None, float]:
     return (name.strip().lower(), value.strip()), fraction
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
+
+
+def _propagation_of(obj: Json) -> tuple[float, bool]:
+    """(delay in seconds, frozen) from a route's annotations; a malformed delay is none."""
+    annotations = _str_map(_dig(obj, "metadata", "annotations"))
+    found = _DURATION.match(annotations.get(DELAY_ANNOTATION, ""))
+    delay = 0.0
+    if found is not None:
+        delay = float(found.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[found.group(2)]
+    return min(delay, MAX_DELAY), annotations.get(FROZEN_ANNOTATION, "").strip().lower() == "true"
+
+
 def _gateway_rule(rule: Any, namespace: str) -> Rule:
     refs = _dig(rule, "backendRefs")
     backends: list[BackendRef] = []
@@ -375,7 +404,9 @@ def parse_route(obj: Json) -> Route | None:
     raw_rules = _dig(obj, "spec", "rules")
     rules = tuple(_gateway_rule(rule, key[0]) for rule in (raw_rules if isinstance(raw_rules, list) else []))
     header, share = _header_of(obj)
-    return Route(namespace=key[0], name=key[1], rules=rules, header=header, header_share=share)
+    delay, frozen = _propagation_of(obj)
+    return Route(namespace=key[0], name=key[1], rules=rules, header=header, header_share=share, delay=delay,
+                 frozen=frozen)
 
 
 def _host_service(host: Any, namespace: str) -> ObjectKey | None:
@@ -424,8 +455,9 @@ def parse_virtual_service(obj: Json) -> Route | None:
             mirrors.append((mirror, float(percent) if isinstance(percent, int | float) else 100.0))
         rules.append(Rule(backends=tuple(backends), matches=tuple(alternatives) or ((),), mirrors=tuple(mirrors)))
     header, share = _header_of(obj)
+    delay, frozen = _propagation_of(obj)
     return Route(namespace=key[0], name=key[1], rules=tuple(rules), first_match=True, header=header,
-                 header_share=share)
+                 header_share=share, delay=delay, frozen=frozen)
 
 
 def _ingress_paths(obj: Json) -> list[tuple[tuple[str, str], str]]:
@@ -485,7 +517,9 @@ def parse_ingresses(objs: Iterable[Json]) -> list[Route]:
             rules.append(Rule(backends=(BackendRef(key[0], service, total - weight, True),
                                         BackendRef(key[0], canary, weight, True))))
         header_, share = _header_of(obj)
-        routes.append(Route(namespace=key[0], name=key[1], rules=tuple(rules), header=header_, header_share=share))
+        delay, frozen = _propagation_of(obj)  # the stable Ingress's: the route people own
+        routes.append(Route(namespace=key[0], name=key[1], rules=tuple(rules), header=header_, header_share=share,
+                            delay=delay, frozen=frozen))
     return routes
 
 
@@ -603,8 +637,9 @@ class Split:
     client would see."""
 
 
-def split(view: ClusterView, rate: float) -> Split:
-    """Where every request goes, by Service and pod."""
+def split(view: ClusterView, rate: float, named: frozenset[ObjectKey] = frozenset()) -> Split:
+    """Where every request goes, by Service and pod. `named`: Services routes name besides
+    those of their rules in effect (rules still propagating), which get no traffic of their own."""
     client: dict[Target, float] = defaultdict(float)
     header_rates: dict[Target, float] = defaultdict(float)
     mirrored: dict[Target, float] = defaultdict(float)
@@ -621,7 +656,7 @@ def split(view: ClusterView, rate: float) -> Split:
             for rates in into:
                 rates[Target(svc_key[0], svc_key[1], name)] += share
 
-    routed: set[ObjectKey] = set()
+    routed: set[ObjectKey] = set(named)
     for route in view.routes:
         for rule in route.rules:
             routed.update((b.namespace, b.name) for b in rule.backends if b.is_service)
@@ -693,8 +728,8 @@ class Tick:
     """Mirrored copies (not in `traffic`), per Service and revision."""
     retired: tuple[RevisionKey, ...] = ()
     """Revisions of a Service whose header and mirror counts go: no pod of it is a member."""
-    unserved: tuple[tuple[ObjectKey, float], ...] = ()
-    """Requests sent to a Service that had no ready endpoint, per Service: a client's errors."""
+    unserved: tuple[tuple[ObjectKey, int], ...] = ()
+    """Requests a route sent to a Service with no ready endpoint, per Service."""
 
 
 def sample_durations(latency_ms: float, count: int, rng: random.Random) -> tuple[float, ...]:
@@ -725,6 +760,12 @@ class TrafficModel:
         self._side_carry: dict[tuple[str, Target], float] = {}
         """Fractions of header-carrying and mirrored requests, per kind and target."""
         self._side_groups: set[RevisionKey] = set()
+        self._elapsed = 0.0
+        """Seconds of ticks so far: the clock of route propagation."""
+        self._versions: dict[ObjectKey, list[tuple[float, tuple[Rule, ...]]]] = {}
+        """Per route: its rules as first seen at each time, from the one in effect on."""
+        self._frozen: dict[ObjectKey, tuple[Rule, ...]] = {}
+        self._unserved_carry: dict[ObjectKey, float] = {}
 
     @property
     def series(self) -> frozenset[SeriesKey]:
@@ -733,9 +774,12 @@ class TrafficModel:
     def tick(self, view: ClusterView, seconds: float) -> Tick:
         """The requests of the `seconds` elapsed since the previous tick."""
         seconds = max(0.0, seconds)
-        routed = split(view, self.rate)
+        self._elapsed += seconds
+        named = frozenset((b.namespace, b.name) for route in view.routes for rule in route.rules
+                          for b in rule.backends if b.is_service)
+        view = self._propagated(view)
+        routed = split(view, self.rate, named)
         rates = routed.client
-        lost = routed.unserved
         removed = self._drop_stale_series(view)
 
         traffic: list[PodTraffic] = []
@@ -793,7 +837,17 @@ class TrafficModel:
             for name in view.members.get((g.namespace, g.service), {})))
         self._side_groups.difference_update(retired)
         self._pod_factors = {k: f for k, f in self._pod_factors.items() if k in view.pods}
+        unserved: list[tuple[ObjectKey, int]] = []
+        for svc_key in sorted(set(routed.unserved) | set(self._unserved_carry)):
+            carry = self._unserved_carry.get(svc_key, 0.0) + routed.unserved.get(svc_key, 0.0) * seconds
+            count = int(carry + _EPSILON)
+            self._unserved_carry[svc_key] = max(0.0, carry - count)
+            if count:
+                unserved.append((svc_key, count))
+            if svc_key not in routed.unserved:
+                del self._unserved_carry[svc_key]
         return Tick(
+            unserved=tuple(unserved),
             traffic=tuple(traffic),
             new_series=tuple(new_series),
             removed=tuple(removed),
@@ -801,8 +855,32 @@ class TrafficModel:
             header=header,
             mirrored=mirrored,
             retired=tuple(retired),
-            unserved=tuple((key, amount * seconds) for key, amount in sorted(lost.items()) if seconds > 0),
         )
+
+    def _propagated(self, view: ClusterView) -> ClusterView:
+        """`view` with each route's rules as they are in effect now: a new version of them
+        applies `delay` seconds after it was first seen; a frozen route keeps what it had."""
+        routes: list[Route] = []
+        for route in view.routes:
+            key = (route.namespace, route.name)
+            versions = self._versions.setdefault(key, [])
+            if not versions or versions[-1][1] != route.rules:
+                versions.append((self._elapsed, route.rules))
+            ripe = [i for i, (seen, _) in enumerate(versions) if self._elapsed - seen >= route.delay]
+            del versions[:ripe[-1] if ripe else 0]  # older than the one in effect: never again
+            in_effect = versions[0][1]
+            if route.frozen:
+                in_effect = self._frozen.setdefault(key, in_effect)
+            else:
+                self._frozen.pop(key, None)
+            routes.append(route if in_effect == route.rules else
+                          Route(route.namespace, route.name, in_effect, route.first_match, route.header,
+                                route.header_share, route.delay, route.frozen))
+        present = {(r.namespace, r.name) for r in view.routes}
+        for gone in [k for k in self._versions if k not in present]:
+            del self._versions[gone]
+            self._frozen.pop(gone, None)
+        return ClusterView(services=view.services, pods=view.pods, members=view.members, routes=tuple(routes))
 
     def _side(self, kind: str, rates: Mapping[Target, float], view: ClusterView,
               seconds: float) -> tuple[tuple[RevisionKey, int], ...]:

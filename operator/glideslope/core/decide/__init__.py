@@ -24,9 +24,10 @@ from glideslope.api import (
     gates_display,
     parse_duration,
     step_display,
+    weight_display,
 )
 from glideslope.core.analysis import Verdict, next_due
-from glideslope.core.decide import commands, gates, history, rollback, stepping, verdicts
+from glideslope.core.decide import commands, convergence, gates, history, rollback, stepping, verdicts
 from glideslope.core.decide.commands import OBEYED_VALUE_LIMIT
 from glideslope.core.decide.history import PHASE_CONDITIONS, REVISION_HISTORY_LIMIT
 from glideslope.core.decide.tick import HANDOVER_SECONDS, Tick
@@ -93,6 +94,11 @@ def wake_at(spec: ReleaseSpec, status: ReleaseStatus, now: datetime) -> datetime
         looked = next_look(spec, status, revision_of(spec.template))
         if looked is not None:
             deadlines.append(looked)
+    verify = convergence.verify_of(spec)
+    if verify is not None and status.weight_set_at is not None and status.phase in ROLLING_OUT_PHASES:
+        # The next measurement of a weight waiting for its share, and when it times out.
+        deadlines += [now + timedelta(seconds=convergence.MEASURE_EVERY),
+                      status.weight_set_at + timedelta(seconds=verify.timeout_seconds)]
     upcoming = [d for d in deadlines if d > now]
     return min(upcoming) if upcoming else None
 
@@ -106,7 +112,9 @@ def decide(spec: ReleaseSpec, status: ReleaseStatus, observation: Observation, n
     consumed = commands.obey(tick)
     found = verdicts.judge(tick)
     gates.run(tick)
+    convergence.measure(tick)
     _serve(tick, found, advance=not starting)
+    convergence.note_change(tick)
     _older(tick)
     actions = _actions(tick)
     _summarise(tick)
@@ -215,6 +223,7 @@ def _summarise(tick: Tick) -> None:
     status.total_steps = len(tick.steps)
     status.step_display = step_display(status.current_step, status.total_steps)
     status.gates_display = gates_display(status.gates)
+    status.weight_display = weight_display(status.weight, status.measured_weight)
     status.replicas = sum(s.pods for s in observation.revisions.values())
     status.ready_replicas = sum(s.ready for s in observation.revisions.values())
     status.selector = ",".join(f"{k}={v}" for k, v in sorted(spec.selector.match_labels.items()))

@@ -15,7 +15,7 @@ from glideslope.api import (
     ReleaseStatus,
 )
 from glideslope.core.analysis import Order, Verdict
-from glideslope.core.decide import history
+from glideslope.core.decide import convergence, history
 from glideslope.core.decide.gates import gate_deploy
 from glideslope.core.decide.tick import Tick
 from glideslope.core.gates import checklist
@@ -118,6 +118,9 @@ def _conclude(tick: Tick, stable: str, index: int, target: Target, found: Verdic
         status.phase, status.message = Phase.PROGRESSING, prefix + target.message
     elif found is not None and found.action == Order.PAUSE and not waived:
         status.phase, status.message = Phase.PAUSED, prefix + f"paused by analysis: {found.message}"
+    elif target.done and (waiting := convergence.pending(tick)) is not None:
+        # The weight this step set is not measured yet: its traffic may not have moved.
+        status.phase, status.message = target.phase, prefix + f"{target.message}; {waiting}"
     elif target.done and hold:
         assert found is not None
         status.phase, status.message = target.phase, prefix + f"{target.message}; waiting for analysis: {found.message}"

@@ -49,7 +49,8 @@ def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
 
 def routed(spec: ReleaseSpec) -> bool:
     canary = spec.strategy.canary
-    return bool(canary and canary.traffic_routing)
+    # trafficRouting with `verify` alone measures the replica ratio: no router.
+    return bool(canary and canary.traffic_routing and canary.traffic_routing.router)
 
 
 def pins_active(spec: ReleaseSpec) -> bool:
