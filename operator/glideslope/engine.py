@@ -196,14 +196,14 @@ def _with_templates(rt: Runtime, read: _Read) -> Release | None:
     candidate = revision_of(spec.template)
     kept = recorded_triggers(spec, status, candidate)
     if kept is not None:
-        resolution = with_added(spec, kept)
+        resolution = with_added(spec, *kept)
     else:
         resolution = resolve_templates(spec, namespace, templates.read(rt.kube, rt.templates, wanted))
     if resolution.problems:
         _invalid(rt.kube, read.body, release, resolution.problems)
         return None
     if kept is None:
-        status = status.model_copy(update={"template_triggers": record_triggers(spec, candidate, resolution.added)})
+        status = status.model_copy(update={"template_triggers": record_triggers(spec, candidate, resolution)})
     return release.model_copy(update={"spec": resolution.spec, "status": status})
 
 

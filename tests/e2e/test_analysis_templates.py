@@ -226,3 +226,35 @@ def test_a_template_change_shows_in_the_next_rollout_not_the_running_one(
     bad = wait_phase(sandbox, namespace, "web", "RolledBack", version="3", timeout=60)
     assert bad["templateTriggers"]["triggers"][0]["failureCondition"] == "result >= 0"
     assert "result >= 0" in bad["history"][-1]["reason"]
+
+
+def test_a_templates_judge_rolls_back_a_worse_candidate(sandbox: Cluster, namespace: str,
+                                                        operator: Operator) -> None:
+    """An AnalysisTemplate holding only a judge, its metric named by an arg: the Release that
+    names it is judged against a baseline, and its clearly worse candidate rolled back."""
+    side = 'namespace="{{namespace}}",service="{{service}}",revision="{{sideRevision}}",role="{{sideRole}}"'
+    query = (f'sum by (pod) (rate({{{{args.requests}}}}{{{side},code="500"}}[2s]))'
+             f' / sum by (pod) (rate({{{{args.requests}}}}{{{side}}}[2s]))')
+    sandbox.apply({"apiVersion": "glideslope.dev/v1alpha1", "kind": "AnalysisTemplate",
+                   "metadata": {"name": "judged"},
+                   "spec": {"args": [{"name": "requests"}], "judge": {
+                       "baseline": True, "minSamples": 8, "step": "2s",
+                       "metrics": [{"name": "errors", "query": query, "direction": "increase",
+                                    "tolerance": 0.01}]}}}, namespace)
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "10s"}}]}}
+    analysis = {"interval": "2s", "initialDelay": "2s", "templates": [
+        {"name": "judged", "kind": "AnalysisTemplate", "args": {"requests": "http_requests_total"}}]}
+
+    def noisy(version: str, error_rate: float) -> dict[str, Any]:
+        body = release("web", version, steps, error_rate=error_rate, analysis=analysis)
+        body["spec"]["template"]["metadata"]["annotations"]["sim.glideslope.dev/noise"] = "true"
+        return body
+
+    sandbox.apply(noisy("1", 0.02), namespace)
+    v1 = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+    sandbox.apply(noisy("2", 0.3), namespace)
+    rolled = wait_phase(sandbox, namespace, "web", "RolledBack", version="2", timeout=120)
+    assert rolled["stableRevision"] == v1 and "judge: Fail" in rolled["history"][-1]["reason"], rolled["history"]
+    assert rolled["judge"]["verdict"] == "Fail", rolled["judge"]
+    kept = rolled["templateTriggers"]["judge"]["metrics"][0]["query"]
+    assert "rate(http_requests_total{" in kept and "{{args." not in kept  # the arg substituted, recorded

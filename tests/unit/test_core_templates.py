@@ -193,6 +193,12 @@ def test_the_chart_ships_the_seed_checks() -> None:
     assert resolution.problems == []
     first = resolution.spec.analysis.triggers[0].query
     assert first is not None and "http_requests_total{" in first and "[10s]" in first
+    # And the judge against a baseline, with the same metric names as args.
+    judged = resolve(spec([{"name": "canary-vs-baseline", "kind": "ClusterAnalysisTemplate"}]), "shop",
+                     found(**by_name))
+    assert judged.problems == [] and judged.spec.analysis.judge is not None
+    assert [m.name for m in judged.spec.analysis.judge.metrics] == ["errors", "latency-p95"]
+    assert "http_requests_total{" in judged.spec.analysis.judge.metrics[0].query
 
 
 # -- a rollout keeps the triggers it started with -------------------------------------------------
@@ -205,10 +211,10 @@ def test_a_rollout_keeps_the_triggers_it_started_with() -> None:
     s = spec([{"name": "errors", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}}],
              [{"name": "own", "query": "up", "failureCondition": "result < 1"}])
     started = resolve(s, "shop", found(errors=ERRORS))
-    status = ReleaseStatus(template_triggers=record(s, "rev1", started.added))
+    status = ReleaseStatus(template_triggers=record(s, "rev1", started))
     kept = recorded(s, status, "rev1")
-    assert kept is not None and [t.query for t in kept] == [t.query for t in started.added]
-    assert with_added(s, kept).spec == started.spec
+    assert kept is not None and [t.query for t in kept[0]] == [t.query for t in started.added] and kept[1] is None
+    assert with_added(s, *kept).spec == started.spec
     # A new candidate, or other templates or args, resolve again.
     assert recorded(s, status, "rev2") is None
     other = spec([{"name": "errors", "kind": "ClusterAnalysisTemplate", "args": {"metric": "n"}}])
@@ -216,7 +222,7 @@ def test_a_rollout_keeps_the_triggers_it_started_with() -> None:
     # The Release's own triggers stay its spec's: a new one clashing with a kept one is refused.
     clashing = spec(s.analysis.model_dump(by_alias=True)["templates"],
                     [{"name": "error-rate", "query": "up", "failureCondition": "result < 1"}])
-    assert with_added(clashing, kept).problems == [
+    assert with_added(clashing, *kept).problems == [
         "spec.analysis.triggers[0]: trigger 'error-rate' has the same name as one of the triggers of "
         "spec.analysis.templates"]
 
@@ -228,3 +234,59 @@ def test_args_may_not_grow_a_query_past_its_bound() -> None:
     assert resolve(s, "shop", found(errors=big)).problems == [
         "spec.analysis.templates[0]: ClusterAnalysisTemplate 'errors', spec.triggers[0]: query: 9216 characters "
         "with its args; at most 8192"]
+
+
+# -- a template's judge ---------------------------------------------------------------------------
+
+JUDGE = {"baseline": True, "metrics": [
+    {"name": "errors", "direction": "increase",
+     "query": 'sum(rate({{args.metric}}{revision="{{sideRevision}}",role="{{sideRole}}",code=~"5.."}[1m]))'}]}
+
+
+def judged(**extra: Any) -> AnalysisTemplateSpec:
+    return AnalysisTemplateSpec.model_validate({"args": [{"name": "metric"}], "judge": {**JUDGE, **extra}})
+
+
+def test_a_templates_judge_judges_the_release_with_its_args_and_is_kept_by_the_rollout() -> None:
+    from glideslope.api import ReleaseStatus
+    from glideslope.core.templates import record, recorded, with_added
+
+    s = spec([{"name": "judged", "kind": "ClusterAnalysisTemplate", "args": {"metric": "http_requests_total"}}])
+    resolution = resolve(s, "shop", found(judged=judged()))
+    assert resolution.problems == []
+    judge = resolution.spec.analysis.judge
+    assert judge is not None and judge.baseline
+    assert judge.metrics[0].query.startswith('sum(rate(http_requests_total{revision="{{sideRevision}}"')
+    # The rollout keeps it, even if the template changes or goes.
+    status = ReleaseStatus(template_triggers=record(s, "rev1", resolution))
+    kept = recorded(s, status, "rev1")
+    assert kept is not None and with_added(s, *kept).spec == resolution.spec
+
+
+def test_a_release_has_at_most_one_judge() -> None:
+    own = spec([{"name": "judged", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}}])
+    own = own.model_copy(update={"analysis": own.analysis.model_copy(update={
+        "judge": judged().judge})})
+    assert resolve(own, "shop", found(judged=judged())).problems == [
+        "spec.analysis.templates[0]: ClusterAnalysisTemplate 'judged' has a judge, and so does "
+        "spec.analysis.judge; a Release has at most one"]
+    two = spec([{"name": "a", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}},
+                {"name": "b", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}}])
+    problems = resolve(two, "shop", found(a=judged(), b=judged())).problems
+    assert problems == ["spec.analysis.templates[1]: ClusterAnalysisTemplate 'b' has a judge, and so does "
+                        "ClusterAnalysisTemplate 'a' (spec.analysis.templates[0]); a Release has at most one"]
+
+
+def test_a_templates_judge_is_checked_like_its_triggers() -> None:
+    from glideslope.core.templates import template_problems
+
+    undeclared = AnalysisTemplateSpec.model_validate({"judge": JUDGE})
+    assert template_problems(undeclared) == ["spec.judge: {{args.metric}}: the template declares no arg 'metric'"]
+    bluegreen = spec([{"name": "judged", "kind": "ClusterAnalysisTemplate", "args": {"metric": "m"}}])
+    bluegreen = bluegreen.model_copy(update={"strategy": parse_spec({
+        "version": "1", "selector": {"matchLabels": {"app": "a"}},
+        "template": {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "a", "image": "a"}]}},
+        "strategy": {"type": "BlueGreen"}}).strategy})
+    assert resolve(bluegreen, "shop", found(judged=judged())).problems == [
+        "spec.analysis.templates: a template's judge has baseline: true, which is only for "
+        "spec.strategy.type Canary"]

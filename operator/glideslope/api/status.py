@@ -153,6 +153,8 @@ class TemplateTriggers(ApiModel):
     """A digest of `spec.analysis.templates` (names, kinds, args) they were resolved from."""
     triggers: list[dict[str, Any]] = Field(default_factory=list)
     """The templates' triggers, args substituted, as the operator measures them."""
+    judge: dict[str, Any] | None = None
+    """A template's judge, args substituted, when the Release has none of its own."""
 
 
 class ReleaseStatus(ApiModel):

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field
 
 from glideslope.api.base import ApiModel, plain, rules
+from glideslope.api.judge import JudgeSpec
 from glideslope.api.release import GROUP, VERSION, ObjectMeta
 from glideslope.api.spec import ARG_NAME_PATTERN, ARG_VALUE_MAX_LENGTH, MAX_TEMPLATE_ARGS, MAX_TRIGGERS, Trigger
 from glideslope.api.types import TemplateKind
@@ -30,7 +31,8 @@ class TemplateArg(ApiModel):
 
 
 class AnalysisTemplateSpec(ApiModel):
-    """Triggers with named args, added to the triggers of each Release that uses the template."""
+    """Triggers (and a judge) with named args, added to the analysis of each Release that uses
+    the template."""
 
     args: list[TemplateArg] = Field(default_factory=list, max_length=MAX_TEMPLATE_ARGS, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
@@ -41,7 +43,10 @@ class AnalysisTemplateSpec(ApiModel):
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """Rollback triggers, as in a Release's `spec.analysis.triggers`; each name must be unique
     among all the triggers of a Release that uses the template."""
-    # The statistical judge (`judge`, issue 21) joins here, typed by its own model, once it exists.
+    judge: JudgeSpec | None = None
+    """A statistical judge, as a Release's `spec.analysis.judge`, its metrics' queries with
+    `{{args.NAME}}` too; it judges the Releases that use the template and have no judge of
+    their own (at most one judge per Release: its own or one template's)."""
 
 
 PLURALS: Mapping[TemplateKind, str] = {

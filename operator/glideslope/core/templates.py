@@ -12,7 +12,10 @@ Decisions recorded here:
   not declare are each an invalid spec naming the field.
 - Args are substituted when resolving; the template variables (`{{revision}}`...) are left for
   each measurement (`core.triggers`), exactly as in the Release's own triggers.
-- A rollout keeps the templates' triggers it started with (`status.templateTriggers`, for its
+- A template may hold a judge. A Release has at most one: its own, or one template's (two
+  judges would be two verdicts on one comparison); a template's judge gets the args in its
+  metrics' queries like the triggers.
+- A rollout keeps the templates' triggers (and judge) it started with (`status.templateTriggers`, for its
   candidate revision and the `spec.analysis.templates` it was resolved from): a template's
   change shows in the next rollout, never in a running one, and a template deleted meanwhile
   does not stop it. The Release's own triggers are always its spec's.
@@ -27,7 +30,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from glideslope.api import ReleaseSpec, ReleaseStatus, Trigger
+from glideslope.api import ReleaseSpec, ReleaseStatus, StrategyType, Trigger
+from glideslope.api.judge import JudgeSpec
 from glideslope.api.spec import JSON_PATH_MAX_LENGTH, MAX_TRIGGERS, TemplateRef
 from glideslope.api.status import TemplateTriggers
 from glideslope.api.templates import AnalysisTemplateSpec
@@ -63,6 +67,8 @@ class Resolution:
     problems: list[str]
     added: list[Trigger] = field(default_factory=list)
     """The templates' triggers, args substituted (in `spec` after the Release's own)."""
+    judge: JudgeSpec | None = None
+    """A template's judge, args substituted (`spec.analysis.judge`), if one gave it."""
 
 
 def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found]) -> Resolution:
@@ -73,6 +79,8 @@ def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found
     problems: list[str] = []
     owners: dict[str, str] = {t.name: f"spec.analysis.triggers[{i}]" for i, t in enumerate(spec.analysis.triggers)}
     added: list[Trigger] = []
+    judge: JudgeSpec | None = None
+    judged_by = "spec.analysis.judge" if spec.analysis.judge is not None else None
     for i, ref in enumerate(refs):
         path = f"spec.analysis.templates[{i}]"
         what = f"{ref.kind.value} {ref.name!r}"
@@ -100,14 +108,25 @@ def resolve(spec: ReleaseSpec, namespace: str, found: Mapping[TemplateKey, Found
                 added.append(_with_args(trigger, values))
             except QueryTemplateError as exc:
                 problems.append(f"{path}: {what}, spec.triggers[{j}]: {exc}")
+        if template.judge is None:
+            continue
+        if judged_by is not None:
+            problems.append(f"{path}: {what} has a judge, and so does {judged_by}; a Release has at most one")
+            continue
+        judged_by = f"{what} ({path})"
+        try:
+            judge = _judge_with_args(template.judge, values)
+        except QueryTemplateError as exc:
+            problems.append(f"{path}: {what}, spec.judge: {exc}")
     if problems:
         return Resolution(spec, problems)
-    return with_added(spec, added)
+    return with_added(spec, added, judge)
 
 
-def with_added(spec: ReleaseSpec, added: Sequence[Trigger]) -> Resolution:
+def with_added(spec: ReleaseSpec, added: Sequence[Trigger], judge: JudgeSpec | None = None) -> Resolution:
     """The spec with triggers resolved from its templates (now, or when the rollout started)
-    after its own; a name used twice, or too many in all, is a problem."""
+    after its own, and a template's judge; a name used twice, too many in all, or a baseline for
+    another strategy than Canary is a problem."""
     own = {t.name: i for i, t in enumerate(spec.analysis.triggers)}
     problems = [f"spec.analysis.triggers[{own[t.name]}]: trigger {t.name!r} has the same name as one of the "
                 "triggers of spec.analysis.templates" for t in added if t.name in own]
@@ -115,10 +134,17 @@ def with_added(spec: ReleaseSpec, added: Sequence[Trigger]) -> Resolution:
     if total > MAX_TRIGGERS:
         problems.append(f"spec.analysis.templates: {total} triggers with the templates'; at most "
                         f"{MAX_TRIGGERS} in all")
+    if judge is not None and judge.baseline and spec.strategy.type != StrategyType.CANARY:
+        # The CRD says so of a Release's own judge; a template's is met only here.
+        problems.append("spec.analysis.templates: a template's judge has baseline: true, which is only for "
+                        "spec.strategy.type Canary")
     if problems:
         return Resolution(spec, problems)
-    analysis = spec.analysis.model_copy(update={"triggers": [*spec.analysis.triggers, *added]})
-    return Resolution(spec.model_copy(update={"analysis": analysis}), [], list(added))
+    update: dict[str, object] = {"triggers": [*spec.analysis.triggers, *added]}
+    if judge is not None:
+        update["judge"] = judge
+    analysis = spec.analysis.model_copy(update=update)
+    return Resolution(spec.model_copy(update={"analysis": analysis}), [], list(added), judge)
 
 
 def digest(spec: ReleaseSpec) -> str:
@@ -127,21 +153,23 @@ def digest(spec: ReleaseSpec) -> str:
     return hashlib.sha256(refs.encode()).hexdigest()[:16]
 
 
-def recorded(spec: ReleaseSpec, status: ReleaseStatus, candidate: str) -> list[Trigger] | None:
-    """The templates' triggers this rollout started with (`status.templateTriggers`), or None:
-    none recorded for this candidate and these templates (or unreadable), resolve them now."""
+def recorded(spec: ReleaseSpec, status: ReleaseStatus, candidate: str) -> tuple[list[Trigger], JudgeSpec | None] | None:
+    """The templates' triggers and judge this rollout started with (`status.templateTriggers`),
+    or None: none recorded for this candidate and these templates (or unreadable), resolve them now."""
     kept = status.template_triggers
     if kept is None or kept.revision != candidate or kept.digest != digest(spec):
         return None
     try:
-        return [Trigger.model_validate(t) for t in kept.triggers]
+        judge = JudgeSpec.model_validate(kept.judge) if kept.judge is not None else None
+        return [Trigger.model_validate(t) for t in kept.triggers], judge
     except ValidationError:
         return None
 
 
-def record(spec: ReleaseSpec, candidate: str, added: Sequence[Trigger]) -> TemplateTriggers:
+def record(spec: ReleaseSpec, candidate: str, resolution: Resolution) -> TemplateTriggers:
     """What `status.templateTriggers` keeps of a resolution for the rollout of `candidate`."""
-    return TemplateTriggers(revision=candidate, digest=digest(spec), triggers=[t.to_dict() for t in added])
+    return TemplateTriggers(revision=candidate, digest=digest(spec), triggers=[t.to_dict() for t in resolution.added],
+                            judge=resolution.judge.to_dict() if resolution.judge is not None else None)
 
 
 def template_problems(template: AnalysisTemplateSpec) -> list[str]:
@@ -150,6 +178,11 @@ def template_problems(template: AnalysisTemplateSpec) -> list[str]:
     problems: list[str] = []
     # Every declared arg stands in with a harmless value: what is left unknown is undeclared.
     stand_in = {a.name: "x" for a in template.args}
+    if template.judge is not None:
+        try:
+            _judge_with_args(template.judge, stand_in)
+        except QueryTemplateError as exc:
+            problems.append(f"spec.judge: {exc}")
     for j, trigger in enumerate(template.triggers):
         try:
             _with_args(trigger, stand_in)
@@ -194,6 +227,14 @@ def _with_args(trigger: Trigger, values: Mapping[str, str]) -> Trigger:
                                   JSON_PATH_MAX_LENGTH)})
         return trigger.model_copy(update={"provider": trigger.provider.model_copy(update={"web": rendered})})
     return trigger
+
+
+def _judge_with_args(judge: JudgeSpec, values: Mapping[str, str]) -> JudgeSpec:
+    """The judge with `{{args.NAME}}` substituted in each metric's query, each within its bound."""
+    metrics = [m.model_copy(update={"query": _bounded(f"metrics[{i}].query", render_args(m.query, values),
+                                                      QUERY_MAX_LENGTH)})
+               for i, m in enumerate(judge.metrics)]
+    return judge.model_copy(update={"metrics": metrics})
 
 
 def _bounded(field_name: str, rendered: str, limit: int) -> str:
