@@ -121,15 +121,22 @@ def scale(kube: Kube, namespace: str, adopted: Adopted, replicas: int) -> None:
              found=adopted.found)
 
 
-def give_back_deployment(kube: Kube, namespace: str, name: str) -> int | None:
-    """Scale the adopted Deployment back to its recorded replicas and drop the record; returns
-    the replicas it should serve with (None: it is gone)."""
+def _deployment(kube: Kube, namespace: str, name: str) -> Any:
+    """The Deployment as it is now; None: it is gone."""
     try:
-        found = kube.apps.read_namespaced_deployment(name, namespace)
+        return kube.apps.read_namespaced_deployment(name, namespace)
     except Exception as exc:
         if not_found(exc):
             return None
         raise
+
+
+def give_back_deployment(kube: Kube, namespace: str, name: str) -> int | None:
+    """Scale the adopted Deployment back to its recorded replicas and drop the record; returns
+    the replicas it should serve with (None: it is gone)."""
+    found = _deployment(kube, namespace, name)
+    if found is None:
+        return None
     recorded = _count((found.metadata.annotations or {}).get(ADOPTED_REPLICAS))
     if recorded is None:
         return int(found.spec.replicas if found.spec.replicas is not None else 1)
@@ -144,12 +151,9 @@ def give_back_deployment(kube: Kube, namespace: str, name: str) -> int | None:
 
 def deployment_ready(kube: Kube, namespace: str, name: str, replicas: int) -> str | None:
     """Why the given-back Deployment is not serving at `replicas` yet (None: it is, or is gone)."""
-    try:
-        found = kube.apps.read_namespaced_deployment(name, namespace)
-    except Exception as exc:
-        if not_found(exc):
-            return None
-        raise
+    found = _deployment(kube, namespace, name)
+    if found is None:
+        return None
     status = found.status
     ready = (status.ready_replicas or 0) if status else 0
     observed = (status.observed_generation or 0) if status else 0
