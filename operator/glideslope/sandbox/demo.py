@@ -53,7 +53,8 @@ def release(version: str, error_rate: float, notes: str) -> dict[str, Any]:
                 {"setWeight": 20}, {"analysis": {"duration": "15s"}},
                 {"setWeight": 60}, {"analysis": {"duration": "10s"}},
             ]}},
-            "analysis": {"interval": "1s", "triggers": [{
+            # The candidate's first samples need a scrape or two before a 10 s rate has a value.
+            "analysis": {"interval": "1s", "initialDelay": "3s", "triggers": [{
                 "name": "error-rate", "severity": "critical", "query": ERROR_RATE,
                 "failureCondition": "result > 0.05", "onNoData": "Inconclusive",
             }]},
