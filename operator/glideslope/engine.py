@@ -500,11 +500,8 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     query is checked against Prometheus."""
     spec = release.spec
     meta = release.metadata
-    namespace, name = key
     candidate = revision_of(spec.template)
-    service_names = services.names(release)
-    values = variables(spec, release.status, candidate, namespace=namespace, release=name,
-                       service=service_names[0] if service_names else name)
+    values = _variables(key, release)
     memory = rt.memory(key)
     generation = (_checked_as(meta.uid or "", spec), meta.generation or 0)
     checked = memory.checked[2] if memory.checked is not None and memory.checked[:2] == generation else None
@@ -619,6 +616,13 @@ def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release
     return rt.provider(key, address, auth, own=bool(own))
 
 
+def _variables(key: Key, release: Release) -> dict[str, str]:
+    """The template variables of the Release's queries (triggers, gates, the judge, verify) now."""
+    service_names = services.names(release)
+    return variables(release.spec, release.status, revision_of(release.spec.template), namespace=key[0],
+                     release=key[1], service=service_names[0] if service_names else key[1])
+
+
 VERIFY_PATH = "spec.strategy.canary.trafficRouting.verify.query"
 
 
@@ -633,9 +637,7 @@ def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Rele
     stable = status.stable_revision
     if verify is None or status.phase not in ROLLING_OUT_PHASES or stable in (None, candidate):
         return True
-    service_names = services.names(release)
-    values = variables(spec, status, candidate, namespace=key[0], release=key[1],
-                       service=service_names[0] if service_names else key[1])
+    values = _variables(key, release)
     try:
         queries = (render_query(verify.query, values), render_query(verify.query, {**values, "revision": stable or ""}))
     except QueryTemplateError as exc:
@@ -672,14 +674,10 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
     due = checklist.due(spec, release.status, parse_duration(spec.analysis.interval), now)
     if not due:
         return {}
-    meta = release.metadata
     queries: dict[str, str] = {}
     problems: list[str] = []
     if any(g.metric is not None for g in due):
-        service_names = services.names(release)
-        values = variables(spec, release.status, revision_of(spec.template), namespace=meta.namespace or "",
-                           release=meta.name or "", service=service_names[0] if service_names else meta.name or "")
-        queries, problems = gate_queries(spec, values)
+        queries, problems = gate_queries(spec, _variables(key, release))
     if problems:
         _invalid(rt.kube, body, release, problems)
         return None
@@ -709,11 +707,7 @@ def _judge(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release, now
     spec = release.spec
     if spec.analysis.judge is None:
         return None
-    namespace, name = key
-    service_names = services.names(release)
-    values = variables(spec, release.status, revision_of(spec.template), namespace=namespace, release=name,
-                       service=service_names[0] if service_names else name)
-    asked = judge.ask(spec, release.status, revision_of(spec.template), values, now)
+    asked = judge.ask(spec, release.status, revision_of(spec.template), _variables(key, release), now)
     if asked is None:
         return None
     provider = _prometheus(rt, key, body, release)
