@@ -41,7 +41,7 @@ from glideslope.core import adoption as adopting
 from glideslope.core import judge
 from glideslope.core.analysis import Measurement, QueryTemplateError, render_query
 from glideslope.core.decide import decide
-from glideslope.core.decide.convergence import verify_of
+from glideslope.core.decide.convergence import MEASURE_EVERY, verify_of
 from glideslope.core.gates import GateObservation, checklist
 from glideslope.core.model import (
     APPROVED_BY,
@@ -629,7 +629,7 @@ VERIFY_PATH = "spec.strategy.canary.trafficRouting.verify.query"
 def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
                    now: datetime) -> TrafficSample | bool:
     """The candidate's and stable revision's request rates (`trafficRouting.verify`) once a
-    measurement has come back, asking for the next one `VERIFY_EVERY` seconds after it;
+    measurement has come back, asking for the next one `MEASURE_EVERY` seconds after it (when the core wakes it);
     True: none this tick; False: the Release cannot be measured (then it is Degraded)."""
     spec, status = release.spec, release.status
     verify = verify_of(spec)
@@ -645,7 +645,7 @@ def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Rele
         return False
     memory = rt.memory(key)
     tag = ("verify", *queries)
-    if time.monotonic() - memory.verify_answered < VERIFY_EVERY:
+    if time.monotonic() - memory.verify_answered < MEASURE_EVERY:
         return True  # none in flight: the last answer was read since
     prometheus = _prometheus(rt, key, body, release)
     if prometheus is None:
@@ -765,9 +765,6 @@ def _timezones() -> frozenset[str]:
     # The zone database on disk; read once, it does not change while the operator runs.
     return frozenset(zoneinfo.available_timezones())
 
-
-VERIFY_EVERY = 1.0
-"""Seconds between measurements of a Release's traffic share (`trafficRouting.verify`)."""
 
 _REASSERT_EVERY = 30
 """Ticks a steady Release's Services and route go unwritten; then they are re-asserted, in

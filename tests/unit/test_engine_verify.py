@@ -73,7 +73,7 @@ def test_both_revisions_are_measured_in_one_answer_and_no_more_than_once_a_secon
     sample = measure(rt, rel)
     assert sample == TrafficSample(10.0, 0.0, T0, None)
     assert sorted(prometheus.asked) == sorted([f'rate(x{{rev="{candidate}"}}[5s])', 'rate(x{rev="stable1"}[5s])'])
-    # Read just now: the next one waits for VERIFY_EVERY.
+    # Read just now: the next one waits for MEASURE_EVERY.
     assert engine._traffic_share(rt, KEY, {"metadata": {}}, rel, T0) is True
     assert len(prometheus.asked) == 2
 
