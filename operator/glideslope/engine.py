@@ -618,9 +618,8 @@ def _prometheus(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release
 
 def _variables(key: Key, release: Release) -> dict[str, str]:
     """The template variables of the Release's queries (triggers, gates, the judge, verify) now."""
-    service_names = services.names(release)
     return variables(release.spec, release.status, revision_of(release.spec.template), namespace=key[0],
-                     release=key[1], service=service_names[0] if service_names else key[1])
+                     release=key[1], service=services.stable_name(release))
 
 
 VERIFY_PATH = "spec.strategy.canary.trafficRouting.verify.query"

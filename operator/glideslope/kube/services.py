@@ -19,6 +19,12 @@ def names(release: Release) -> tuple[str, str] | None:
     return stable, service.preview_name or f"{stable}-preview"
 
 
+def stable_name(release: Release) -> str:
+    """The stable Service's name: `spec.service.name`, else the Release's (routes name it so)."""
+    found = names(release)
+    return found[0] if found else release.metadata.name or ""
+
+
 def manifest(release: Release, name: str, revision: str | None) -> dict[str, Any]:
     """A Service selecting the Release's pods of one revision, or of every revision (None)."""
     service = release.spec.service

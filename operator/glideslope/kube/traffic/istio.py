@@ -20,6 +20,7 @@ from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import HeaderRoute, Routes, StepKind
+from glideslope.kube import services
 from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
 from glideslope.kube.traffic.routes import NO_ROUTES, clash, unsupported, written, written_patch
 
@@ -132,8 +133,7 @@ class IstioRouter:
                 return (f"{FIELD}.virtualService: VirtualService {namespace}/{name} not found "
                         "(or Istio's CRDs are not installed)")
             raise
-        service = release.spec.service
-        stable = (service.name if service else None) or release.metadata.name or ""
+        stable = services.stable_name(release)
         return problem(release, found, stable) or unsupported(release, self.supports, "trafficRouting.istio")
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,

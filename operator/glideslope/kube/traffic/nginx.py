@@ -19,6 +19,7 @@ from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import ADOPT_ANNOTATION, RELEASE_LABEL, Routes, StepKind
+from glideslope.kube import services
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.traffic.routes import NO_ROUTES, as_regex, unsupported
 from glideslope.kube.workloads import owner_reference
@@ -149,8 +150,7 @@ class NginxRouter:
         stable_ingress = _get(kube, namespace, name)
         if stable_ingress is None:
             return f"{FIELD}: Ingress {namespace}/{name} not found"
-        service = release.spec.service
-        stable = (service.name if service else None) or release.metadata.name or ""
+        stable = services.stable_name(release)
         if canary_spec(stable_ingress.get("spec") or {}, stable, "-") is None:
             return f"{FIELD}: no path of Ingress {namespace}/{name} has the stable Service {stable} as its backend"
         copy_ = _get(kube, namespace, canary_name(name))
