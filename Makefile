@@ -26,7 +26,8 @@ help:
 	@echo "make anchors   build Argo Rollouts' and Flagger's controllers (bench anchors) into the cache"
 	@echo "make bench     benchmarks on the sandbox (breach-to-rollback time, scale)"
 	@echo "make bench-compare  breach to rollback beside Argo Rollouts, same sandbox, same run"
-	@echo "make bench-judge  the statistical judge beside a static threshold, 30 seeded runs per case (offline)"
+	@echo "make bench-judge  the statistical judge beside a static threshold: 30 real canaries per case on a sandbox (~30 min)"
+	@echo "make bench-judge-offline  the same cases through the traffic model and the judge's core, no cluster (seconds)"
 	@echo "make test-faults  fault injection on a fresh sandbox (not part of make test)"
 	@echo "make crds      regenerate crds/ (and the chart's copy) from the models"
 	@echo "make docs      regenerate docs/api.md, the Release API's reference, from the models"
@@ -102,17 +103,32 @@ bench: binaries
 	if [ $$status -eq 0 ]; then \
 	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench -s -q \
 	    --ignore=tests/bench/test_compare_rollback.py --ignore=tests/bench/test_compare_crash.py \
-	    --ignore=tests/bench/test_compare_scale.py || status=$$?; \
+	    --ignore=tests/bench/test_compare_scale.py --ignore=tests/bench/test_judge.py \
+	    --ignore=tests/bench/test_judge_offline.py || status=$$?; \
 	fi; \
 	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
 	exit $$status
 
-# The statistical judge beside a static threshold: an offline simulation (the sandbox's traffic
-# model and the judge's core; no cluster), so no sandbox is started.
+# The statistical judge beside a static threshold: 150 real canaries on a fresh sandbox, in
+# batches (GLIDESLOPE_BENCH_JUDGE_RUNS, GLIDESLOPE_BENCH_JUDGE_BATCH), about half an hour.
 .PHONY: bench-judge
-bench-judge: install
+bench-judge: binaries
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,bench]'
-	$(VENV)/bin/pytest -m bench tests/bench/test_judge.py -s -q -p no:cacheprovider
+	@status=0; \
+	$(GLIDESLOPE) sandbox up --dir $(SANDBOX) || status=$$?; \
+	if [ $$status -eq 0 ]; then \
+	  GLIDESLOPE_SANDBOX_DIR=$(SANDBOX) $(VENV)/bin/pytest -m bench tests/bench/test_judge.py -s -q \
+	    -p no:cacheprovider || status=$$?; \
+	fi; \
+	if [ -z "$${KEEP_SANDBOX:-}" ]; then $(GLIDESLOPE) sandbox down --dir $(SANDBOX); fi; \
+	exit $$status
+
+# The same cases offline (the sandbox's traffic model and the judge's core; no cluster), as a
+# cross-check: seconds instead of half an hour.
+.PHONY: bench-judge-offline
+bench-judge-offline: install
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(VENV)/bin/pytest -m bench tests/bench/test_judge_offline.py -s -q -p no:cacheprovider
 
 # Glideslope side by side with Argo Rollouts (and, next, Flagger) in the same sandbox and run;
 # the anchors are built once from the Go module proxy (`make anchors`).

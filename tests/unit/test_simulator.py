@@ -17,9 +17,11 @@ from glideslope.sandbox.traffic_model import (
     JITTER,
     LATENCY_ANNOTATION,
     NOISE_ANNOTATION,
+    RATE_ANNOTATION,
     REVISION_LABEL,
     ROLE_LABEL,
     SERVICE_NAME_LABEL,
+    WEIGHT_ANNOTATION,
     ClusterView,
     RevisionKey,
     SeriesKey,
@@ -264,6 +266,32 @@ def test_each_service_gets_the_full_rate() -> None:
     )
     counts = per_service(run(TrafficModel(rng=random.Random(1)), view, seconds=4))
     assert counts == {"web": 200, "api": 200}
+
+
+def test_a_service_annotation_sets_its_own_rate_and_others_keep_the_simulators() -> None:
+    web = service("web", {"app": "web"})
+    web["metadata"]["annotations"] = {RATE_ANNOTATION: "150"}
+    idle = service("idle", {"app": "idle"})
+    idle["metadata"]["annotations"] = {RATE_ANNOTATION: "0"}
+    bad = service("api", {"app": "api"})
+    bad["metadata"]["annotations"] = {RATE_ANNOTATION: "1e9"}  # past the bound: the simulator's rate
+    view = build_view([web, idle, bad],
+                      [endpoint_slice("web", {"w1": True}), endpoint_slice("idle", {"i1": True}),
+                       endpoint_slice("api", {"a1": True})],
+                      [pod("w1"), pod("i1", app="idle"), pod("a1", app="api")])
+    counts = per_service(run(TrafficModel(rng=random.Random(1)), view, seconds=4))
+    assert counts == {"web": 600, "api": 200}
+
+
+def test_pod_weights_split_a_service_and_weight_zero_gets_nothing() -> None:
+    view = web_view(pod("a", annotations={WEIGHT_ANNOTATION: "2"}), pod("b"),
+                    pod("c", annotations={WEIGHT_ANNOTATION: "0"}), pod("d", annotations={WEIGHT_ANNOTATION: "x"}))
+    assert parse_behaviour({WEIGHT_ANNOTATION: "x"}).problems
+    counts = per_pod(run(TrafficModel(rate=50, rng=random.Random(1)), view, seconds=4))
+    assert counts == {"a": 100, "b": 50, "d": 50}
+    # Only weight-0 pods ready: nobody answers, and clients see it.
+    alone = web_view(pod("c", annotations={WEIGHT_ANNOTATION: "0"}))
+    assert split(alone, 50).unserved == {(NS, "web"): 50}
 
 
 # --------------------------------------------------------------------------- HTTPRoutes

@@ -11,8 +11,10 @@ unit-testable. The I/O shell (listing the cluster, exporting Prometheus metrics)
 
 Rules:
 
-- Every Service with a selector gets `rate` requests per second, split evenly across its
-  ready pods. Membership and readiness come from the EndpointSlices labelled
+- Every Service with a selector gets `rate` requests per second (its annotation
+  `sim.glideslope.dev/rate` says otherwise for it alone), split across its ready pods by their
+  `sim.glideslope.dev/weight` (default 1, evenly; 0: a pod that gets no requests, as one a
+  load balancer has stopped sending to). Membership and readiness come from the EndpointSlices labelled
   `kubernetes.io/service-name=<service>` (endpoint `conditions.ready`, unset meaning ready,
   mapped to pods by `targetRef`); a Service with no EndpointSlice at all falls back to the
   pods its selector matches whose `Ready` condition is `True`.
@@ -67,6 +69,11 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 ERROR_RATE_ANNOTATION = "sim.glideslope.dev/error-rate"
 LATENCY_ANNOTATION = "sim.glideslope.dev/latency-ms"
 NOISE_ANNOTATION = "sim.glideslope.dev/noise"
+RATE_ANNOTATION = "sim.glideslope.dev/rate"
+WEIGHT_ANNOTATION = "sim.glideslope.dev/weight"
+MAX_SERVICE_RATE = 10_000.0
+"""Requests per second one Service may ask for: each is a draw or two when pods are noisy."""
+MAX_POD_WEIGHT = 100.0
 ROLE_LABEL = "glideslope.dev/role"
 POD_ERROR_SIGMA = 0.15
 """A noisy pod's error rate is the annotated one times exp(N(0, this))."""
@@ -140,6 +147,8 @@ class Behaviour:
     problems: tuple[str, ...] = ()
     noise: bool = False
     """Per-pod and per-request noise (`sim.glideslope.dev/noise: "true"`)."""
+    weight: float = 1.0
+    """Its share of a Service's requests beside the other ready pods' (`sim.glideslope.dev/weight`)."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,8 @@ class Service:
     namespace: str
     name: str
     selector: Mapping[str, str]
+    rate: float | None = None
+    """Its own requests per second (`sim.glideslope.dev/rate`); None: the simulator's."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +277,24 @@ def parse_behaviour(annotations: Mapping[str, str]) -> Behaviour:
         else:
             problems.append(f"{LATENCY_ANNOTATION}={raw!r} is not a non-negative number")
     noise = annotations.get(NOISE_ANNOTATION, "").strip().lower() == "true"
-    return Behaviour(error_rate=error_rate, latency_ms=latency_ms, problems=tuple(problems), noise=noise)
+    weight = 1.0
+    raw = annotations.get(WEIGHT_ANNOTATION)
+    if raw is not None:
+        weight = _bounded(raw, MAX_POD_WEIGHT)
+        if math.isnan(weight):
+            weight = 1.0
+            problems.append(f"{WEIGHT_ANNOTATION}={raw!r} is not a number from 0 to {MAX_POD_WEIGHT:g}")
+    return Behaviour(error_rate=error_rate, latency_ms=latency_ms, problems=tuple(problems), noise=noise,
+                     weight=weight)
+
+
+def _bounded(raw: str, most: float) -> float:
+    """`raw` as a number from 0 to `most`, or NaN."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return math.nan
+    return value if 0.0 <= value <= most else math.nan
 
 
 def parse_pod(obj: Json) -> Pod | None:
@@ -299,7 +327,8 @@ def parse_service(obj: Json) -> Service | None:
     selector = _str_map(_dig(obj, "spec", "selector"))
     if not selector:
         return None
-    return Service(namespace=key[0], name=key[1], selector=selector)
+    rate = _bounded(_str_map(_dig(obj, "metadata", "annotations")).get(RATE_ANNOTATION, "nan"), MAX_SERVICE_RATE)
+    return Service(namespace=key[0], name=key[1], selector=selector, rate=None if math.isnan(rate) else rate)
 
 
 def parse_endpoint_slice(obj: Json) -> tuple[ObjectKey, dict[str, bool]] | None:
@@ -646,15 +675,17 @@ def split(view: ClusterView, rate: float, named: frozenset[ObjectKey] = frozense
     unserved: dict[ObjectKey, float] = defaultdict(float)
 
     def spread(svc_key: ObjectKey, amount: float, *into: dict[Target, float]) -> None:
-        ready = sorted(name for name, ok in view.members.get(svc_key, {}).items() if ok)
-        if amount > 0.0 and not ready and any(rates is client for rates in into) and svc_key in view.services:
+        ready = {name: _pod_weight(view, svc_key[0], name)
+                 for name, ok in sorted(view.members.get(svc_key, {}).items()) if ok}
+        total = sum(ready.values())
+        if amount > 0.0 and total <= 0.0 and any(rates is client for rates in into) and svc_key in view.services:
             unserved[svc_key] += amount  # a mirror's copy finding nobody is no client's error
-        if amount <= 0.0 or not ready:
+        if amount <= 0.0 or total <= 0.0:
             return
-        share = amount / len(ready)
-        for name in ready:
-            for rates in into:
-                rates[Target(svc_key[0], svc_key[1], name)] += share
+        for name, weight in ready.items():
+            if weight > 0.0:
+                for rates in into:
+                    rates[Target(svc_key[0], svc_key[1], name)] += amount * weight / total
 
     routed: set[ObjectKey] = set(named)
     for route in view.routes:
@@ -676,10 +707,15 @@ def split(view: ClusterView, rate: float, named: frozenset[ObjectKey] = frozense
                 for svc_key, percent in rule.mirrors:
                     spread(svc_key, per_rule * min(max(percent, 0.0), 100.0) / 100.0, mirrored)
 
-    for svc_key in view.services:
+    for svc_key, svc in view.services.items():
         if svc_key not in routed:
-            spread(svc_key, rate, client)
+            spread(svc_key, rate if svc.rate is None else svc.rate, client)
     return Split(dict(client), dict(header_rates), dict(mirrored), dict(unserved))
+
+
+def _pod_weight(view: ClusterView, namespace: str, name: str) -> float:
+    pod = view.pods.get((namespace, name))
+    return 1.0 if pod is None else pod.behaviour.weight
 
 
 def target_rates(view: ClusterView, rate: float) -> dict[Target, float]:
