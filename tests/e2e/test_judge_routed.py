@@ -3,8 +3,9 @@ with `judge.baseline` gives the baseline's pods their own Service and a third ba
 simulated clients' requests split about 20% candidate, 20% baseline, 60% stable (measured by
 Prometheus from the simulator's `http_requests_total{revision,role}`); the judge compares the
 two like sides, passes a healthy candidate and rolls back a clearly worse one, and when the
-rollout ends no baseline Service, Deployment or backendRef is left. ingress-nginx, which has
-no third backend, refuses a baseline naming the field."""
+rollout ends (or the Release is deleted mid-rollout) no baseline Service, Deployment or
+backendRef is left. ingress-nginx, which has no third backend, refuses a baseline naming the
+field."""
 
 from __future__ import annotations
 
@@ -170,3 +171,21 @@ def test_ingress_nginx_refuses_a_baseline_naming_the_field(sandbox: Cluster, nam
     found = wait_until(degraded, timeout=30, what="Degraded InvalidSpec")
     assert "spec.analysis.judge.baseline: not supported by trafficRouting.nginx" in found["message"], found
     assert not sandbox.get_json("deployments", "-n", namespace)["items"]  # nothing was created
+
+
+def test_deleting_the_release_mid_rollout_takes_the_baseline_off_the_route(sandbox: Cluster, namespace: str,
+                                                                           operator: Operator) -> None:
+    held = {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}],
+                                         "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}}}
+    sandbox.apply(route(namespace), namespace)
+    sandbox.apply(noisy("1", 0.0, held), namespace)
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="1")
+    sandbox.apply(noisy("2", 0.0, held), namespace)
+    wait_until(lambda: backends(sandbox, namespace).get("web-baseline") == 20, timeout=30,
+               what="the baseline's backendRef at 20")
+    sandbox.kubectl("delete", "release", "web", "-n", namespace, "--wait=false")
+    wait_until(lambda: not sandbox.get_json("releases", "-n", namespace)["items"], timeout=60, what="Release gone")
+    # What serves is kept (the stable Service, at full weight); nothing names the baseline's Service, which is gone.
+    assert backends(sandbox, namespace) == {"web": 100, "web-preview": 0}
+    assert "web-baseline" not in services(sandbox, namespace) and "web" in services(sandbox, namespace)
+    wait_until(lambda: not baselines(sandbox, namespace), timeout=30, what="the baseline Deployment collected")
