@@ -4,8 +4,8 @@ simulated clients' requests split about 20% candidate, 20% baseline, 60% stable 
 Prometheus from the simulator's `http_requests_total{revision,role}`); the judge compares the
 two like sides, passes a healthy candidate and rolls back a clearly worse one, and when the
 rollout ends (or the Release is deleted mid-rollout) no baseline Service, Deployment or
-backendRef is left. ingress-nginx, which has no third backend, refuses a baseline naming the
-field."""
+backendRef is left. Istio gets a third destination likewise. ingress-nginx, which has no third
+backend, refuses a baseline naming the field."""
 
 from __future__ import annotations
 
@@ -189,3 +189,38 @@ def test_deleting_the_release_mid_rollout_takes_the_baseline_off_the_route(sandb
     assert backends(sandbox, namespace) == {"web": 100, "web-preview": 0}
     assert "web-baseline" not in services(sandbox, namespace) and "web" in services(sandbox, namespace)
     wait_until(lambda: not baselines(sandbox, namespace), timeout=30, what="the baseline Deployment collected")
+
+
+def test_istio_gives_the_baseline_a_third_destination(sandbox: Cluster, namespace: str,
+                                                      operator: Operator) -> None:
+    held = {"type": "Canary", "canary": {"steps": [{"setWeight": 20}, {"pause": {}}], "trafficRouting": {
+        "istio": {"virtualService": "web", "routes": ["primary"]}}}}
+    sandbox.apply({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                   "metadata": {"name": "web", "namespace": namespace},
+                   "spec": {"hosts": ["web.example"], "http": [
+                       {"name": "primary", "route": [{"destination": {"host": "web", "port": {"number": 80}}}]}]}},
+                  namespace)
+
+    def destinations() -> dict[str, int]:
+        http = sandbox.get_json("virtualservice", "web", "-n", namespace)["spec"]["http"]
+        return {d["destination"]["host"]: d.get("weight", 100) for d in http[0]["route"]}
+
+    sandbox.apply(noisy("1", 0.0, held), namespace)
+    v1 = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+    sandbox.apply(noisy("2", 0.0, held), namespace)
+    v2 = wait_phase(sandbox, namespace, "web", "Paused", version="2")["revision"]
+    wait_until(lambda: destinations() == {"web": 60, "web-preview": 20, "web-baseline": 20}, timeout=30,
+               what="three destinations at 60/20/20", interval=0.5)
+    seen: dict[str, float] = {}
+
+    def split() -> bool:
+        seen.clear()
+        seen.update(shares(sandbox, namespace))
+        return all(abs(seen.get(r, 0) - want) < 0.05 for r, want in ((v2, 0.2), (f"{v1}-baseline", 0.2), (v1, 0.6)))
+
+    wait_until(split, timeout=30, what="20% candidate, 20% baseline, 60% stable", interval=1)
+    sandbox.kubectl("annotate", "release", "web", "-n", namespace, "glideslope.dev/promote=full")
+    wait_phase(sandbox, namespace, "web", "Succeeded", version="2")
+    # The route as its author wrote it, and no baseline left.
+    wait_until(lambda: destinations() == {"web": 100} and "web-baseline" not in services(sandbox, namespace)
+               and not baselines(sandbox, namespace), timeout=30, what="the route as written, the baseline gone")
