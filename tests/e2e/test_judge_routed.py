@@ -81,6 +81,8 @@ def gone(sandbox: Cluster, namespace: str) -> None:
                and "web-baseline" not in services(sandbox, namespace) and not baselines(sandbox, namespace),
                timeout=30, what="baseline Service, backendRef and Deployment gone")
     assert {"web", "web-preview"} <= set(backends(sandbox, namespace)), backends(sandbox, namespace)
+    notes = sandbox.get_json("httproute", "web", "-n", namespace)["metadata"].get("annotations") or {}
+    assert "glideslope.dev/baseline-backend" not in notes, notes
 
 
 def test_the_baseline_gets_the_candidates_share_and_a_healthy_candidate_passes(
@@ -92,6 +94,8 @@ def test_the_baseline_gets_the_candidates_share_and_a_healthy_candidate_passes(
     # The route: the candidate's 20 and the baseline's 20, both taken from the stable's share.
     wait_until(lambda: backends(sandbox, namespace) == {"web": 60, "web-preview": 20, "web-baseline": 20},
                timeout=30, what="three backendRefs at 60/20/20", interval=0.5)
+    notes = sandbox.get_json("httproute", "web", "-n", namespace)["metadata"]["annotations"]
+    assert notes["glideslope.dev/baseline-backend"] == "web-baseline", notes
     found = sandbox.get_json("service", "web-baseline", "-n", namespace)
     assert found["spec"]["selector"] == {"app": "web", "glideslope.dev/release": "web",
                                          "glideslope.dev/revision": control, "glideslope.dev/role": "baseline"}

@@ -12,6 +12,7 @@ from glideslope.core.judge import ROLE_LABEL
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL, HeaderCondition, HeaderRoute, MirrorRoute, Routes
 from glideslope.kube import services, workloads
 from glideslope.kube.traffic import gateway_api, istio, nginx, replicas, router_for
+from glideslope.kube.traffic import routes as routes_module
 from glideslope.kube.traffic.routes import as_regex, unsupported
 
 pytestmark = pytest.mark.unit
@@ -258,8 +259,10 @@ def test_gateway_gives_the_baseline_a_third_backend_ref_and_takes_it_away() -> N
     again = gateway_api.reweighted(out, "web", "web-preview", 20, 80, Routes((BETA,), (SHADOW,)), namespace=NS,
                                    header_names=frozenset({"beta"}), baseline=20)
     assert again == out  # written once
-    # The baseline gone (promotion, rollback, deletion): no backendRef names its Service.
-    done = gateway_api.reweighted(out, "web", "web-preview", 0, 80, namespace=NS, header_names=frozenset({"beta"}))
+    # The baseline gone (promotion, rollback, deletion): no backendRef names its Service (the
+    # one it wrote, as the route's annotation says).
+    done = gateway_api.reweighted(out, "web", "web-preview", 0, 80, namespace=NS, header_names=frozenset({"beta"}),
+                                  baseline_named=True)
     assert done == [{**rules[0], "backendRefs": [{"name": "static", "port": 80, "weight": 0},
                                                  {"name": "web", "port": 8080, "weight": 100},
                                                  {"name": "web-preview", "port": 8080, "weight": 0}]}]
@@ -283,7 +286,7 @@ def test_istio_gives_the_baseline_a_third_destination_and_takes_it_away() -> Non
     waiting = istio.rerouted(http, ["primary"], "web", "web-preview", NS, 0, baseline=0)
     assert [d["weight"] for d in waiting[1]["route"]] == [100, 0, 0]
     # Gone: the route as its author wrote it.
-    assert istio.rerouted(out, ["primary"], "web", "web-preview", NS, 0) == http
+    assert istio.rerouted(out, ["primary"], "web", "web-preview", NS, 0, baseline_named=True) == http
 
 
 def test_nginx_refuses_the_baseline_naming_the_field_and_the_others_take_it() -> None:
@@ -334,3 +337,25 @@ def test_the_stable_service_never_selects_the_baseline_pods_and_its_own_service_
     assert workloads._revision_key(baseline_pod) == workloads._revision_key({**baseline_pod, REVISION_LABEL: "r1"}) \
         == "r1" + workloads.BASELINE
     assert workloads._revision_key(stable_pod) == "r1"
+
+
+def test_a_backend_named_like_the_baseline_that_the_operator_did_not_write_is_kept() -> None:
+    """Only a reference the operator wrote (recorded in `glideslope.dev/baseline-backend`) is
+    removed when no baseline runs; the author's own Service of that name is kept."""
+    rules = [{"backendRefs": [{"name": "web", "port": 80}, {"name": "web-baseline", "port": 80, "weight": 0}]}]
+    assert gateway_api.reweighted(rules, "web", "web-preview", 0, 80, namespace=NS)[0]["backendRefs"] == [
+        {"name": "web-baseline", "port": 80, "weight": 0}, {"name": "web", "port": 80, "weight": 100},
+        {"name": "web-preview", "port": 80, "weight": 0}]
+    assert [r["name"] for r in gateway_api.reweighted(rules, "web", "web-preview", 0, 80, namespace=NS,
+                                                      baseline_named=True)[0]["backendRefs"]] == ["web", "web-preview"]
+    http = [{"name": "p", "route": [{"destination": {"host": "web"}, "weight": 90},
+                                    {"destination": {"host": "web-baseline"}, "weight": 10}]}]
+    assert istio.rerouted(http, ["p"], "web", "web-preview", NS, 0) == [
+        {"name": "p", "route": [{"destination": {"host": "web-baseline"}, "weight": 10},
+                                {"destination": {"host": "web"}}]}]
+    assert istio.rerouted(http, ["p"], "web", "web-preview", NS, 0, baseline_named=True)[0]["route"] == [
+        {"destination": {"host": "web"}}]
+    assert routes_module.written_patch(Routes(), "web-baseline") == {"annotations": {
+        routes_module.WRITTEN_ANNOTATION: None, routes_module.BASELINE_ANNOTATION: "web-baseline"}}
+    assert routes_module.baseline_written({"metadata": {"annotations": {
+        routes_module.BASELINE_ANNOTATION: "web-baseline"}}}) == "web-baseline"

@@ -23,6 +23,7 @@ from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
 from glideslope.kube.traffic.routes import (
     NO_ROUTES,
     as_regex,
+    baseline_written,
     clash,
     header_route_names,
     unsupported,
@@ -54,17 +55,20 @@ def _header_rule(route: HeaderRoute, template: dict[str, Any] | None, preview_re
 
 def reweighted(rules: list[dict[str, Any]], stable: str, preview: str, weight: int,
                default_port: int | None, routes: Routes = NO_ROUTES, *, namespace: str | None = None,
-               header_names: frozenset[str] = frozenset(), baseline: int | None = None) -> list[dict[str, Any]]:
+               header_names: frozenset[str] = frozenset(), baseline: int | None = None,
+               baseline_named: bool = False) -> list[dict[str, Any]]:
     """The rules with preview at weight, the baseline Service (`services.baseline_name`) at
     `baseline` (None: no reference to it) and stable at the rest in every rule naming any of
     them, the mirrors of `routes` on those rules, and a rule per header route first.
-    `header_names`: the names of the rules it wrote for header routes (removed unless still wanted)."""
+    `header_names`: the names of the rules it wrote for header routes (removed unless still wanted);
+    `baseline_named`: it wrote a reference to the baseline Service (removed unless still wanted;
+    else one of that name is its author's, kept)."""
     out = [copy.deepcopy(r) for r in rules if r.get("name") not in header_names]
     mirror = max((m.percentage for m in routes.mirrors), default=0)
     preview_template: dict[str, Any] | None = None
     first_routed: dict[str, Any] | None = None
     control = services.baseline_name(stable)
-    names = (stable, preview, control)
+    names = (stable, preview, control) if baseline is not None or baseline_named else (stable, preview)
     for rule in out:
         refs: list[dict[str, Any]] = rule.get("backendRefs") or []
         ours = [r for r in refs if _is_ours(r, names, namespace)]
@@ -149,11 +153,13 @@ class GatewayAPIRouter:
         rules = (route.get("spec") or {}).get("rules") or []
         service = release.spec.service
         default_port = service.ports[0].port if service else None
-        ours = written(route)
+        ours, named = written(route), baseline_written(route)
+        control = services.baseline_name(stable) if baseline is not None else None
         wanted = reweighted(rules, stable, preview, weight, default_port, routes, namespace=namespace,
-                            header_names=ours, baseline=baseline)
-        if wanted != rules or ours != {h.name for h in routes.headers}:
+                            header_names=ours, baseline=baseline,
+                            baseline_named=named == services.baseline_name(stable))
+        if wanted != rules or ours != {h.name for h in routes.headers} or named != control:
             # The rules and the names of those it wrote, in one write.
             kube.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": written_patch(routes), "spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)
+                {"metadata": written_patch(routes, control), "spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)

@@ -24,7 +24,7 @@ from glideslope.api import Release
 from glideslope.core.model import HeaderRoute, Routes, StepKind, stable_weight
 from glideslope.kube import services
 from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
-from glideslope.kube.traffic.routes import NO_ROUTES, clash, unsupported, written, written_patch
+from glideslope.kube.traffic.routes import NO_ROUTES, baseline_written, clash, unsupported, written, written_patch
 
 GROUP, VERSION, PLURAL = "networking.istio.io", "v1beta1", "virtualservices"
 """v1beta1: served by every Istio release since 1.8, v1 only since 1.22."""
@@ -65,14 +65,17 @@ def _copy_to(stable_dest: dict[str, Any], old: dict[str, Any] | None, stable: st
 
 def rerouted(http: list[dict[str, Any]], names: list[str], stable: str, preview: str, namespace: str,
              weight: int, routes: Routes = NO_ROUTES,
-             header_names: frozenset[str] = frozenset(), baseline: int | None = None) -> list[dict[str, Any]]:
+             header_names: frozenset[str] = frozenset(), baseline: int | None = None,
+             baseline_named: bool = False) -> list[dict[str, Any]]:
     """The HTTP routes of a VirtualService with the weights, mirrors and header routes wanted;
     `baseline`: the weight of a destination to the judge's baseline Service (None: none).
-    `header_names`: the names of the routes it wrote for header routes (removed unless still wanted)."""
+    `header_names`: the names of the routes it wrote for header routes (removed unless still wanted);
+    `baseline_named`: it wrote a destination to the baseline Service (removed unless still
+    wanted; else one to that host is its author's, kept)."""
     out = [copy.deepcopy(r) for r in http if r.get("name") not in header_names]
     control = services.baseline_name(stable)
     stable_hosts, preview_hosts = hosts(stable, namespace), hosts(preview, namespace)
-    baseline_hosts = hosts(control, namespace)
+    baseline_hosts = hosts(control, namespace) if baseline is not None or baseline_named else frozenset()
     mirror = max((m.percentage for m in routes.mirrors), default=0)
     keep_preview = weight > 0 or bool(routes) or baseline is not None
     first: tuple[int, dict[str, Any], dict[str, Any]] | None = None
@@ -158,10 +161,12 @@ class IstioRouter:
         namespace = release.metadata.namespace or ""
         found = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         http = (found.get("spec") or {}).get("http") or []
-        ours = written(found)
-        wanted = rerouted(http, names, stable, preview, namespace, weight, routes, ours, baseline)
-        if wanted != http or ours != {h.name for h in routes.headers}:
+        ours, named = written(found), baseline_written(found)
+        control = services.baseline_name(stable) if baseline is not None else None
+        wanted = rerouted(http, names, stable, preview, namespace, weight, routes, ours, baseline,
+                          baseline_named=named == services.baseline_name(stable))
+        if wanted != http or ours != {h.name for h in routes.headers} or named != control:
             # The routes and the names of those it wrote, in one write.
             kube.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": written_patch(routes), "spec": {"http": wanted}}, field_manager=FIELD_MANAGER)
+                {"metadata": written_patch(routes, control), "spec": {"http": wanted}}, field_manager=FIELD_MANAGER)

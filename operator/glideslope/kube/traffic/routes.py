@@ -64,10 +64,23 @@ def written(obj: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(n for n in raw.split(",") if n)
 
 
-def written_patch(routes: Routes) -> dict[str, Any]:
-    """The metadata patch recording which header routes are written (None removes the annotation)."""
+BASELINE_ANNOTATION = "glideslope.dev/baseline-backend"
+"""On an HTTPRoute or VirtualService: the judge's baseline Service the operator sends traffic to
+there, so that it removes that reference when the baseline goes, and never touches one of the
+same name that the route's author wrote."""
+
+
+def baseline_written(obj: Mapping[str, Any]) -> str | None:
+    """The baseline Service the operator named on a route object (`BASELINE_ANNOTATION`), or None."""
+    found = ((obj.get("metadata") or {}).get("annotations") or {}).get(BASELINE_ANNOTATION)
+    return str(found) if found else None
+
+
+def written_patch(routes: Routes, baseline: str | None = None) -> dict[str, Any]:
+    """The metadata patch recording which header routes are written, and the baseline Service
+    named (None removes an annotation)."""
     names = ",".join(h.name for h in routes.headers)
-    return {"annotations": {WRITTEN_ANNOTATION: names or None}}
+    return {"annotations": {WRITTEN_ANNOTATION: names or None, BASELINE_ANNOTATION: baseline}}
 
 
 def clash(release: Release, existing: list[str], what: str, rule: str = "a rule") -> str | None:
