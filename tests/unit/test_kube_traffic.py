@@ -3,8 +3,10 @@ not write, and which plans each refuses, naming the step; and the judge's baseli
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import kubernetes
 import pytest
 
 from glideslope.api import Release, parse_release
@@ -359,3 +361,32 @@ def test_a_backend_named_like_the_baseline_that_the_operator_did_not_write_is_ke
         routes_module.WRITTEN_ANNOTATION: None, routes_module.BASELINE_ANNOTATION: "web-baseline"}}
     assert routes_module.baseline_written({"metadata": {"annotations": {
         routes_module.BASELINE_ANNOTATION: "web-baseline"}}}) == "web-baseline"
+
+
+def test_an_older_operators_baseline_deployment_is_replaced() -> None:
+    """An older operator's baseline Deployment selects the stable revision's own label, and a
+    Deployment's selector is immutable (the API server answers 422): it is deleted, and the next
+    tick creates it with the baseline's label."""
+    calls: list[tuple[str, str]] = []
+    kube = SimpleNamespace(apps=SimpleNamespace(
+        delete_namespaced_deployment=lambda name, namespace: calls.append(("delete", name))))
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    release = make_release(None)
+
+    def fail(body: str) -> None:
+        """The API server refuses the apply (422), saying `body`."""
+        def patch(name: str, namespace: str, manifest: dict[str, Any], **_: Any) -> None:
+            calls.append(("patch", name))
+            assert manifest["spec"]["selector"]["matchLabels"][REVISION_LABEL] == "r1-baseline"
+            error = kubernetes.client.ApiException(status=422)
+            error.body = body
+            raise error
+        kube.apps.patch_namespaced_deployment = patch
+
+    fail('{"message": "spec.selector: Invalid value: ...: field is immutable"}')
+    workloads.apply_baseline(kube, release, "r1", template, 2)  # type: ignore[arg-type]
+    assert calls == [("patch", "web-r1-baseline"), ("delete", "web-r1-baseline")]
+    # Any other refusal is not ours to paper over.
+    fail('{"message": "spec.template.spec.containers[0].image: Required value"}')
+    with pytest.raises(kubernetes.client.ApiException):
+        workloads.apply_baseline(kube, release, "r1", template, 2)  # type: ignore[arg-type]
