@@ -79,7 +79,7 @@ def delete_baseline(kube: Kube, release: Release, stable: str) -> None:
         found = kube.core.read_namespaced_service(name, namespace)
         if not any(o.uid == release.metadata.uid for o in found.metadata.owner_references or []):
             return  # never the Service of someone else that happens to have the name
-        # The version read is a precondition: one replaced meanwhile is not deleted.
+        # The uid read is a precondition: a Service made again meanwhile (someone's) is not deleted.
         kube.core.delete_namespaced_service(name, namespace, body=kubernetes.client.V1DeleteOptions(
             preconditions=kubernetes.client.V1Preconditions(uid=found.metadata.uid)))
     except Exception as exc:
