@@ -58,6 +58,7 @@ from glideslope.core.model import (
 )
 from glideslope.core.revision import revision_of
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
+from glideslope.core.strategies import strategy_for
 from glideslope.core.templates import keys as template_keys
 from glideslope.core.templates import record as record_triggers
 from glideslope.core.templates import recorded as recorded_triggers
@@ -299,7 +300,7 @@ def _act(kube: Kube, read: _Read, observation: Observation, decision: Decision) 
                 workloads.scale(kube, namespace, name, action.revision, action.replicas)
         elif isinstance(action, SetTraffic):
             if not adopting.holds_traffic(release.spec, decision.status):
-                _traffic(kube, release, action, read.memory)
+                _traffic(kube, release, action, read.memory, bool(observation.baselines))
         elif isinstance(action, RestartRevision):
             workloads.restart(kube, namespace, name, action.revision, action.token)
         elif isinstance(action, DeleteRevision):
@@ -409,6 +410,8 @@ def _claim(kube: Kube, release: Release) -> None:
     if judge.baseline_runs(release.spec) and stable:
         ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment,
                         workloads.baseline_name(release.metadata.name or "", stable))
+        if names is not None and strategy_for(release.spec).pins_active(release.spec):
+            ownership.claim(release, "Service", kube.core.read_namespaced_service, services.baseline_name(names[0]))
 
 
 def _with_status(release: Release, status: ReleaseStatus) -> Release:
@@ -637,8 +640,12 @@ def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Rele
     if verify is None or status.phase not in ROLLING_OUT_PHASES or stable in (None, candidate):
         return True
     values = _variables(key, release)
+    # The judge's baseline pods carry a revision label of their own; their requests are part of
+    # the whole the candidate's share is of.
+    revisions = [stable or ""] + ([judge.baseline_revision(stable or "")] if judge.baseline_runs(spec) else [])
     try:
-        queries = (render_query(verify.query, values), render_query(verify.query, {**values, "revision": stable or ""}))
+        queries = (render_query(verify.query, values),
+                   *(render_query(verify.query, {**values, "revision": r}) for r in revisions))
     except QueryTemplateError as exc:
         _invalid(rt.kube, body, release, [f"{VERIFY_PATH}: {exc}"])
         return False
@@ -652,11 +659,12 @@ def _traffic_share(rt: Runtime, key: Key, body: Mapping[str, Any], release: Rele
     provider: PrometheusProvider = prometheus
 
     async def rates() -> TrafficSample:
-        on_candidate, on_stable = await asyncio.gather(*(provider.query(q) for q in queries))
-        error = on_candidate.error or on_stable.error
+        on_candidate, on_stable, *on_baseline = await asyncio.gather(*(provider.query(q) for q in queries))
+        error = on_candidate.error or on_stable.error or next((b.error for b in on_baseline if b.error), None)
         # An empty result is no requests at all (a revision that gets none has no series).
         return TrafficSample(on_candidate.value or 0.0, on_stable.value or 0.0, on_candidate.at,
-                             f"{VERIFY_PATH}: {error}" if error else None)
+                             f"{VERIFY_PATH}: {error}" if error else None,
+                             baseline=sum(b.value or 0.0 for b in on_baseline))
 
     answer = rt.egress.ask(key, tag, Kind.PROMETHEUS, rates,
                            fallback=lambda why: TrafficSample(None, None, now, f"{VERIFY_PATH}: {why}"))
@@ -770,7 +778,9 @@ _REASSERT_EVERY = 30
 case someone changed them by hand."""
 
 
-def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: ReleaseMemory) -> None:
+def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: ReleaseMemory, baselines: bool) -> None:
+    """Services and route as `action` says. `baselines`: a baseline Deployment exists (its
+    Service may too)."""
     last = memory.traffic
     if last and last[0] == action and last[1] < _REASSERT_EVERY:
         memory.traffic = (action, last[1] + 1)
@@ -781,5 +791,11 @@ def _traffic(kube: Kube, release: Release, action: SetTraffic, memory: ReleaseMe
         # The stable Service first: when it moves (BlueGreen's switch) the route still points at it.
         services.apply(kube, services.manifest(release, stable, action.active))
         services.apply(kube, services.manifest(release, preview, action.preview))
-        router_for(release).set_weight(kube, release, stable, preview, action.weight, action.routes)
+        if action.baseline is not None and action.active is not None:
+            # Before the route names it; and after it no longer does, it goes.
+            services.apply(kube, services.baseline_manifest(release, stable, action.active))
+        router_for(release).set_weight(kube, release, stable, preview, action.weight, action.routes,
+                                       baseline=action.baseline)
+        if action.baseline is None and (judge.baseline_runs(release.spec) or baselines):
+            services.delete_baseline(kube, release, stable)
     memory.traffic = (action, 0)

@@ -336,7 +336,8 @@ def _held_for(body: kopf.Body) -> float:
 def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
     """Leave what serves behind a deleted Release: its serving revision's Deployment (scaled to
     full size) and its Services lose the Release as their owner, and a route sends the preview
-    nothing. Returns the serving revision and its replicas when its Deployment was kept."""
+    nothing (and no longer names the judge's baseline Service, which is deleted). Returns the
+    serving revision and its replicas when its Deployment was kept."""
     meta, status = body.get("metadata") or {}, body.get("status") or {}
     namespace, name = meta.get("namespace") or "", meta.get("name") or ""
     serving = status.get("stableRevision") or status.get("revision")
@@ -359,6 +360,8 @@ def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
             except Exception as exc:
                 if not not_found(exc):
                     raise
+            # The judge's baseline goes with the Release: its Service too, once no route names it.
+            services.delete_baseline(kube, release, stable)
     kept = workloads.orphan_serving(kube, namespace, name, meta.get("uid") or "", serving, replicas)
     log.info("deleted: kept serving, without it as owner", namespace=namespace, release=name,
              kept=", ".join(kept) or "nothing")
@@ -389,6 +392,7 @@ def give_back(kube: Kube, body: kopf.Body, deployment: str) -> int | None:
             except Exception as exc:
                 if not not_found(exc):
                     raise
+            services.delete_baseline(kube, release, names[0])
     given = adoption.give_back_services(kube, namespace, name, meta.get("uid") or "", names, selector)
     size = adoption.give_back_deployment(kube, namespace, deployment)
     log.info("deleted: the adopted Deployment given back", namespace=namespace, release=name, deployment=deployment,

@@ -38,6 +38,7 @@ NAMESPACED: set[Grant] = {
     ("apps", "deployments", "get"),  # read before a write: is it the Release's own
     *(("", "services", v) for v in ("create", "patch")),  # services.apply; workloads.orphan_serving
     *(("", "services", v) for v in ("get", "list")),  # workloads.selected_revision, orphan_serving
+    ("", "services", "delete"),  # services.delete_baseline: the judge's baseline Service
     *(("", "pods", v) for v in ("list", "watch")),  # workloads.observe, WorkloadCache
     *(("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")),  # traffic/gateway_api
     *(("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch", "delete")),  # traffic/nginx

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from glideslope.api import Phase, parse_spec
 from glideslope.core.decide import convergence, decide, wake_at
-from glideslope.core.model import Reason, TrafficSample
+from glideslope.core.decide.tick import Tick
+from glideslope.core.model import Observation, Reason, RevisionState, TrafficSample
 from glideslope.core.revision import revision_of
 from tests.unit.fakes import T0, Run, make_spec, stable_run
 
@@ -78,6 +79,15 @@ def test_the_share_is_a_percentage_and_needs_enough_requests(candidate: float, s
     else:
         assert found is not None and 0.0 <= found <= 100.0
         assert found == pytest.approx(100 * candidate / (candidate + stable))
+
+
+@pytest.mark.parametrize(("weight", "baseline"), [(20, 20), (50, 50), (80, 20), (20, 0)])
+def test_the_baselines_requests_are_part_of_the_whole(weight: int, baseline: int) -> None:
+    """The judge's baseline has its own revision label, so its rate is measured apart; the
+    candidate's share is still of every request."""
+    sample = TrafficSample(RATE * weight / 100, RATE * (100 - weight - baseline) / 100, T0,
+                           baseline=RATE * baseline / 100)
+    assert convergence.share(sample) == pytest.approx(weight)
 
 
 def test_an_error_is_no_share() -> None:
@@ -191,6 +201,20 @@ def test_the_replica_ratio_is_measured_against_its_ready_pods() -> None:
         if run.status.phase == Phase.SUCCEEDED:
             break
     assert run.status.phase == Phase.SUCCEEDED, run.status.message
+
+
+def test_the_replica_ratio_counts_the_baselines_ready_pods() -> None:
+    """Without a router the judge's baseline pods join the stable Service, so the candidate's
+    expected share is of every Ready pod, theirs included."""
+    body = make_spec(verified(STEPS, router=False)).to_dict()
+    body["analysis"] = {"judge": {"baseline": True, "metrics": [{"name": "e", "query": "up"}]}}
+    spec = parse_spec(body)
+    candidate = revision_of(spec.template)
+    status = Run(spec).status.model_copy(update={"phase": Phase.PROGRESSING, "revision": candidate,
+                                                 "stable_revision": "old", "weight": 20})
+    observation = Observation(1, {candidate: RevisionState(1, 1, 1), "old": RevisionState(4, 4, 4)},
+                              baselines={"old": RevisionState(1, 1, 1)})
+    assert convergence.expected(Tick.begin(spec, status, observation, T0)) == pytest.approx(100 / 6)
 
 
 def test_without_verify_nothing_is_measured_or_waited_for() -> None:

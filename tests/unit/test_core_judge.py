@@ -31,7 +31,7 @@ from glideslope.api import (
 from glideslope.core import judge
 from glideslope.core.analysis import Order, QueryTemplateError, Verdict
 from glideslope.core.decide import decide, wake_at
-from glideslope.core.model import Announce, Decision, ScaleBaseline
+from glideslope.core.model import Announce, Decision, ScaleBaseline, stable_weight
 from glideslope.core.revision import revision_of
 from glideslope.core.triggers import variables
 from tests.unit.fakes import T0, Run
@@ -214,8 +214,11 @@ def test_high_rolls_back_at_its_failure_limit() -> None:
 def test_each_side_renders_its_revision_and_role() -> None:
     values = {"namespace": "ns", "revision": "cand", "stableRevision": "stab"}
     assert 'revision="cand",role=""' in judge.render(ERRORS, values, "canary", baseline=True)
-    assert 'revision="stab",role="baseline"' in judge.render(ERRORS, values, "baseline", baseline=True)
+    # The baseline's pods carry a revision label of their own, which the stable Service does not select.
+    assert 'revision="stab-baseline",role="baseline"' in judge.render(ERRORS, values, "baseline", baseline=True)
     assert 'revision="stab",role=""' in judge.render(ERRORS, values, "baseline", baseline=False)
+    first = {**values, "stableRevision": ""}  # a first rollout is not judged, but its queries are checked
+    assert 'revision="",role="baseline"' in judge.render(ERRORS, first, "baseline", baseline=True)
     with pytest.raises(QueryTemplateError, match="sideRole"):
         judge.render("up{x=\"{{nope}}\"}", values, "canary", baseline=True)
 
@@ -385,3 +388,87 @@ def test_the_triggers_and_the_judge_combine_heaviest_first() -> None:
     assert worst is not None and (worst.action, worst.message) == (Order.ROLLBACK, judged_fail.message)
     ok = judge.combine(passing, Verdict(Order.CONTINUE, True, message="judge: Pass"))
     assert ok is not None and ok.promotable and ok.action == Order.CONTINUE
+
+
+# -- the baseline's share behind a router ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("weight", "ready", "replicas", "share"), [
+    (20, 1, 5, 20),   # the candidate's share, taken from the stable revision's
+    (20, 2, 10, 20),
+    (50, 3, 6, 50),   # half each: the stable revision keeps nothing
+    (80, 4, 5, 20),   # never more than the stable revision has (100 - weight)
+    (20, 0, 5, 0),    # no Ready pod, no traffic
+    (40, 1, 5, 20),   # one of the two pods it needs Ready: what one pod carries
+    (0, 2, 5, 0),
+    (100, 5, 5, 0),
+    (20, 1, 0, 0),
+])
+def test_the_baseline_gets_the_candidates_share_from_the_stables(weight: int, ready: int, replicas: int,
+                                                                   share: int) -> None:
+    assert judge.baseline_weight(weight, ready, replicas) == share
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 100), st.integers(0, 40), st.integers(0, 40))
+def test_the_three_weights_always_add_up_to_100(weight: int, ready: int, replicas: int) -> None:
+    baseline = judge.baseline_weight(weight, ready, replicas)
+    assert 0 <= baseline <= min(weight, 100 - weight)
+    assert stable_weight(weight, baseline) + weight + baseline == 100
+
+
+def routed_spec(image: str) -> ReleaseSpec:
+    spec = judged_spec(image)
+    body = spec.to_dict()
+    body["strategy"] = {"type": "Canary", "canary": {
+        "steps": [{"setWeight": 20}, {"analysis": {"duration": "20s"}}],
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "web"}}}}
+    body["service"] = {"ports": [{"port": 80}]}
+    body["replicas"] = 5
+    return parse_spec(body)
+
+
+def test_behind_a_router_the_baseline_has_its_share_until_the_rollout_ends() -> None:
+    run = Judged(routed_spec("app:1"))
+    run.until(Phase.SUCCEEDED)
+    assert run.cluster.traffic is not None and run.cluster.traffic.baseline is None
+    run.deploy(routed_spec("app:2"))
+    stable = run.status.stable_revision
+    shares: list[int | None] = []
+    for _ in range(8):
+        run.tick()
+        assert run.cluster.traffic is not None
+        shares.append(run.cluster.traffic.baseline)
+    # Its Service is named (at 0) from the tick its pods are asked for; then it takes the
+    # candidate's 20%, from the stable revision's 80%.
+    assert run.cluster.baselines == {stable: 1}
+    assert shares[-1] == 20 and run.cluster.traffic.weight == 20 and run.cluster.traffic.active == stable
+    assert stable_weight(20, shares[-1]) == 60
+    run.until(Phase.SUCCEEDED, limit=400)
+    assert run.status.history[-1].outcome == HistoryOutcome.SUCCEEDED
+    for _ in range(4):  # the hand-over
+        run.tick()
+    assert run.cluster.traffic.baseline is None and run.cluster.baselines == {}
+
+
+def test_a_rollback_takes_the_baselines_share_away_before_its_pods() -> None:
+    run = Judged(routed_spec("app:1"))
+    run.until(Phase.SUCCEEDED)
+    run.canary = 0.05
+    run.deploy(routed_spec("app:2"))
+    stable = run.status.stable_revision
+    run.until(Phase.ROLLING_BACK, limit=400)
+    assert run.cluster.traffic is not None
+    # The route sends it nothing at once; its pods stay through the hand-over, then go with its Service.
+    assert run.cluster.traffic.baseline == 0 and run.cluster.baselines == {stable: 1}
+    run.until(Phase.ROLLED_BACK)
+    run.tick()
+    assert run.cluster.traffic.baseline is None and run.cluster.baselines == {}
+
+
+def test_the_replica_ratio_has_no_baseline_service() -> None:
+    run = judged_run(0.0)
+    run.until(Phase.PROGRESSING)
+    for _ in range(3):
+        run.tick()
+    assert run.cluster.baselines and run.cluster.traffic is not None and run.cluster.traffic.baseline is None

@@ -1,15 +1,20 @@
 """The traffic routers' pure parts: what each writes on its route, what it keeps of what it did
-not write, and which plans each refuses, naming the step."""
+not write, and which plans each refuses, naming the step; and the judge's baseline Service."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
+import kubernetes
 import pytest
 
 from glideslope.api import Release, parse_release
-from glideslope.core.model import HeaderCondition, HeaderRoute, MirrorRoute, Routes
+from glideslope.core.judge import ROLE_LABEL
+from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL, HeaderCondition, HeaderRoute, MirrorRoute, Routes
+from glideslope.kube import services, workloads
 from glideslope.kube.traffic import gateway_api, istio, nginx, replicas, router_for
+from glideslope.kube.traffic import routes as routes_module
 from glideslope.kube.traffic.routes import as_regex, unsupported
 
 pytestmark = pytest.mark.unit
@@ -224,3 +229,164 @@ def test_router_for_each_block_and_the_steps_each_supports() -> None:
             assert problem == "spec.strategy.canary.steps[2].setMirrorRoute: not supported by it"
         else:
             assert problem == "spec.strategy.canary.steps[1].setHeaderRoute: not supported by it"
+
+
+# The judge's baseline: a third backend, and who refuses it ---------------------------------------
+
+
+def with_baseline(release: Release, service: dict[str, Any] | None = None) -> Release:
+    body = release.to_dict()
+    body["spec"]["analysis"] = {"judge": {"baseline": True, "metrics": [{"name": "e", "query": "up"}]}}
+    if service is not None:
+        body["spec"]["service"] = service
+    return parse_release(body)
+
+
+def test_gateway_gives_the_baseline_a_third_backend_ref_and_takes_it_away() -> None:
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+              "backendRefs": [{"name": "web", "port": 8080}, {"name": "static", "port": 80, "weight": 0}]}]
+    out = gateway_api.reweighted(rules, "web", "web-preview", 20, 80, Routes((BETA,), (SHADOW,)), namespace=NS,
+                                 baseline=20)
+    header, routed = out
+    # The candidate's 20, the baseline's 20 from the stable's share, the stable the rest; the
+    # port as the stable reference has it; other backends kept as written.
+    assert routed["backendRefs"] == [{"name": "static", "port": 80, "weight": 0},
+                                     {"name": "web", "port": 8080, "weight": 60},
+                                     {"name": "web-preview", "port": 8080, "weight": 20},
+                                     {"name": "web-baseline", "port": 8080, "weight": 20}]
+    # Header and mirror routes go to the candidate alone, never to the baseline.
+    assert header["backendRefs"] == [{"name": "web-preview", "port": 8080}]
+    assert routed["filters"] == [{"type": "RequestMirror", "requestMirror": {
+        "backendRef": {"name": "web-preview", "port": 8080}, "percent": 20}}]
+    again = gateway_api.reweighted(out, "web", "web-preview", 20, 80, Routes((BETA,), (SHADOW,)), namespace=NS,
+                                   header_names=frozenset({"beta"}), baseline=20)
+    assert again == out  # written once
+    # The baseline gone (promotion, rollback, deletion): no backendRef names its Service (the
+    # one it wrote, as the route's annotation says).
+    done = gateway_api.reweighted(out, "web", "web-preview", 0, 80, namespace=NS, header_names=frozenset({"beta"}),
+                                  baseline_named=True)
+    assert done == [{**rules[0], "backendRefs": [{"name": "static", "port": 80, "weight": 0},
+                                                 {"name": "web", "port": 8080, "weight": 100},
+                                                 {"name": "web-preview", "port": 8080, "weight": 0}]}]
+    # At 50% the stable Service keeps nothing, and still is named (at 0).
+    half = gateway_api.reweighted(rules, "web", "web-preview", 50, 80, namespace=NS, baseline=50)
+    assert [(r["name"], r["weight"]) for r in half[0]["backendRefs"][1:]] == [
+        ("web", 0), ("web-preview", 50), ("web-baseline", 50)]
+
+
+def test_istio_gives_the_baseline_a_third_destination_and_takes_it_away() -> None:
+    http = [{"name": "other", "route": [{"destination": {"host": "other"}}]},
+            {"name": "primary", "route": [{"destination": {"host": f"web.{NS}.svc.cluster.local", "subset": "v1"}}]}]
+    out = istio.rerouted(http, ["primary"], "web", "web-preview", NS, 20, baseline=20)
+    assert out[0] == http[0]
+    assert out[1]["route"] == [
+        {"destination": {"host": f"web.{NS}.svc.cluster.local", "subset": "v1"}, "weight": 60},
+        {"destination": {"host": f"web-preview.{NS}.svc.cluster.local"}, "weight": 20},
+        {"destination": {"host": f"web-baseline.{NS}.svc.cluster.local"}, "weight": 20}]
+    assert istio.rerouted(out, ["primary"], "web", "web-preview", NS, 20, baseline=20) == out
+    # Its pods not Ready yet, or leaving: named at 0 while its Service exists.
+    waiting = istio.rerouted(http, ["primary"], "web", "web-preview", NS, 0, baseline=0)
+    assert [d["weight"] for d in waiting[1]["route"]] == [100, 0, 0]
+    # Gone: the route as its author wrote it.
+    assert istio.rerouted(out, ["primary"], "web", "web-preview", NS, 0, baseline_named=True) == http
+
+
+def test_nginx_refuses_the_baseline_naming_the_field_and_the_others_take_it() -> None:
+    for routing, refused in (({"nginx": {"ingress": "web"}}, True), ({"gatewayAPI": {"httpRoute": "web"}}, False),
+                             ({"istio": {"virtualService": "web", "routes": ["p"]}}, False), (None, False)):
+        release = with_baseline(make_release(routing))
+        router = router_for(release)
+        problem = unsupported(release, router.supports, "it", weighs_baseline=router.weighs_baseline)
+        if refused:
+            assert (problem or "").startswith("spec.analysis.judge.baseline: not supported by it")
+        else:
+            assert problem is None
+    # Without a baseline ingress-nginx has nothing to refuse.
+    assert unsupported(make_release({"nginx": {"ingress": "web"}}), nginx.NginxRouter.supports, "it",
+                       weighs_baseline=False) is None
+
+
+def test_the_baseline_service_name_must_fit_and_not_be_the_previews() -> None:
+    long = with_baseline(make_release({"gatewayAPI": {"httpRoute": "web"}}),
+                         {"name": "s" * 55, "previewName": "p", "ports": [{"port": 80}]})
+    assert (unsupported(long, gateway_api.GatewayAPIRouter.supports, "it") or "").startswith(
+        f"spec.service.name: the judge's baseline Service {'s' * 55}-baseline would be longer than 63")
+    clash = with_baseline(make_release({"gatewayAPI": {"httpRoute": "web"}}),
+                          {"previewName": "web-baseline", "ports": [{"port": 80}]})
+    assert (unsupported(clash, gateway_api.GatewayAPIRouter.supports, "it") or "").startswith(
+        "spec.service.previewName: web-baseline is the judge's baseline Service's name")
+    # The replica ratio has no baseline Service: nothing to fit.
+    assert unsupported(with_baseline(make_release(None), {"name": "s" * 55, "previewName": "p", "ports": [
+        {"port": 80}]}), frozenset(), "it") is None
+
+
+def test_the_stable_service_never_selects_the_baseline_pods_and_its_own_service_only_them() -> None:
+    release = make_release({"gatewayAPI": {"httpRoute": "web"}})
+    stable = services.manifest(release, "web", "r1")["spec"]["selector"]
+    control = services.baseline_manifest(release, "web", "r1")
+    assert control["metadata"]["name"] == "web-baseline" and control["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    baseline_pod = {"app": "web", RELEASE_LABEL: "web", REVISION_LABEL: "r1-baseline", ROLE_LABEL: "baseline"}
+    stable_pod = {"app": "web", RELEASE_LABEL: "web", REVISION_LABEL: "r1"}
+
+    def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    assert selects(stable, stable_pod) and not selects(stable, baseline_pod)
+    assert selects(control["spec"]["selector"], baseline_pod) and not selects(control["spec"]["selector"], stable_pod)
+    # The replica ratio's stable Service selects every revision: the baseline's pods join it.
+    assert selects(services.manifest(release, "web", None)["spec"]["selector"], baseline_pod)
+    # Both labellings of a baseline's pods (an older operator's kept the stable revision's) are keyed as one.
+    assert workloads._revision_key(baseline_pod) == workloads._revision_key({**baseline_pod, REVISION_LABEL: "r1"}) \
+        == "r1" + workloads.BASELINE
+    assert workloads._revision_key(stable_pod) == "r1"
+
+
+def test_a_backend_named_like_the_baseline_that_the_operator_did_not_write_is_kept() -> None:
+    """Only a reference the operator wrote (recorded in `glideslope.dev/baseline-backend`) is
+    removed when no baseline runs; the author's own Service of that name is kept."""
+    rules = [{"backendRefs": [{"name": "web", "port": 80}, {"name": "web-baseline", "port": 80, "weight": 0}]}]
+    assert gateway_api.reweighted(rules, "web", "web-preview", 0, 80, namespace=NS)[0]["backendRefs"] == [
+        {"name": "web-baseline", "port": 80, "weight": 0}, {"name": "web", "port": 80, "weight": 100},
+        {"name": "web-preview", "port": 80, "weight": 0}]
+    assert [r["name"] for r in gateway_api.reweighted(rules, "web", "web-preview", 0, 80, namespace=NS,
+                                                      baseline_named=True)[0]["backendRefs"]] == ["web", "web-preview"]
+    http = [{"name": "p", "route": [{"destination": {"host": "web"}, "weight": 90},
+                                    {"destination": {"host": "web-baseline"}, "weight": 10}]}]
+    assert istio.rerouted(http, ["p"], "web", "web-preview", NS, 0) == [
+        {"name": "p", "route": [{"destination": {"host": "web-baseline"}, "weight": 10},
+                                {"destination": {"host": "web"}}]}]
+    assert istio.rerouted(http, ["p"], "web", "web-preview", NS, 0, baseline_named=True)[0]["route"] == [
+        {"destination": {"host": "web"}}]
+    assert routes_module.written_patch(Routes(), "web-baseline") == {"annotations": {
+        routes_module.WRITTEN_ANNOTATION: None, routes_module.BASELINE_ANNOTATION: "web-baseline"}}
+    assert routes_module.baseline_written({"metadata": {"annotations": {
+        routes_module.BASELINE_ANNOTATION: "web-baseline"}}}) == "web-baseline"
+
+
+def test_an_older_operators_baseline_deployment_is_replaced() -> None:
+    """An older operator's baseline Deployment selects the stable revision's own label, and a
+    Deployment's selector is immutable (the API server answers 422): it is deleted, and the next
+    tick creates it with the baseline's label."""
+    calls: list[tuple[str, str]] = []
+    kube = SimpleNamespace(apps=SimpleNamespace(
+        delete_namespaced_deployment=lambda name, namespace: calls.append(("delete", name))))
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    release = make_release(None)
+
+    def fail(body: str) -> None:
+        """The API server refuses the apply (422), saying `body`."""
+        def patch(name: str, namespace: str, manifest: dict[str, Any], **_: Any) -> None:
+            calls.append(("patch", name))
+            assert manifest["spec"]["selector"]["matchLabels"][REVISION_LABEL] == "r1-baseline"
+            error = kubernetes.client.ApiException(status=422)
+            error.body = body
+            raise error
+        kube.apps.patch_namespaced_deployment = patch
+
+    fail('{"message": "spec.selector: Invalid value: ...: field is immutable"}')
+    workloads.apply_baseline(kube, release, "r1", template, 2)  # type: ignore[arg-type]
+    assert calls == [("patch", "web-r1-baseline"), ("delete", "web-r1-baseline")]
+    # Any other refusal is not ours to paper over.
+    fail('{"message": "spec.template.spec.containers[0].image: Required value"}')
+    with pytest.raises(kubernetes.client.ApiException):
+        workloads.apply_baseline(kube, release, "r1", template, 2)  # type: ignore[arg-type]

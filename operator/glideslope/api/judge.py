@@ -63,10 +63,12 @@ class JudgeMetric(ApiModel):
     query: Query
     """PromQL, rendered once for each side and asked as a range query over the comparison window;
     every value of every series it returns is a sample. Besides the triggers' variables it may use
-    `{{side}}` (`canary` or `baseline`), `{{sideRevision}}` (the side's revision: the candidate,
-    or the stable revision) and `{{sideRole}}` (the side's `glideslope.dev/role` pod label: empty
-    for the candidate, `baseline` for the baseline's pods, empty for the stable revision's pods
-    when `baseline` is false). `revision="{{sideRevision}}",role="{{sideRole}}"` selects one side."""
+    `{{side}}` (`canary` or `baseline`), `{{sideRevision}}` (the side's `glideslope.dev/revision`
+    pod label: the candidate; `<stable revision>-baseline` for the baseline's pods, or the stable
+    revision when `baseline` is false) and `{{sideRole}}` (the side's `glideslope.dev/role` pod
+    label: empty for the candidate, `baseline` for the baseline's pods, empty for the stable
+    revision's pods when `baseline` is false). `revision="{{sideRevision}}",role="{{sideRole}}"`
+    selects one side."""
     direction: Direction = Direction.INCREASE
     """Which way is bad: `increase` (errors, latency), `decrease` (throughput), `either`."""
     tolerance: float = Field(default=0.0, ge=0, le=1e12)
@@ -90,10 +92,12 @@ class JudgeSpec(ApiModel):
     ))
 
     baseline: bool = False
-    """Run fresh pods of the stable revision (`<release>-<stable revision>-baseline`, pod label
-    `glideslope.dev/role: baseline`) beside the candidate, as many as it has, started with it, so
-    that like is compared with like. Canary only; removed when the rollout ends. false: the
-    candidate is compared with the stable revision's own pods."""
+    """Run fresh pods of the stable revision (`<release>-<stable revision>-baseline`, pod labels
+    `glideslope.dev/role: baseline` and `glideslope.dev/revision: <stable revision>-baseline`)
+    beside the candidate, as many as it has, started with it, so that like is compared with like.
+    Behind a router (gatewayAPI, istio; not nginx) they have a Service `<stable Service>-baseline`
+    and the candidate's share of traffic, taken from the stable revision's. Canary only; removed
+    when the rollout ends. false: the candidate is compared with the stable revision's own pods."""
     metrics: list[JudgeMetric] = Field(min_length=1, max_length=MAX_JUDGE_METRICS, json_schema_extra=rules(
         x_kubernetes_list_type="map", x_kubernetes_list_map_keys=["name"]))
     """What is compared."""

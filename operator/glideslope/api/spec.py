@@ -892,6 +892,11 @@ class ReleaseSpec(ApiModel):
             " || !self.analysis.judge.baseline || self.strategy.type == 'Canary'",
             "spec.analysis.judge.baseline is only for spec.strategy.type Canary (other strategies are judged"
             " against the stable revision's own pods)", field_path=".analysis.judge.baseline"),
+        cel("!has(self.analysis) || !has(self.analysis.judge) || !has(self.analysis.judge.baseline)"
+            " || !self.analysis.judge.baseline || !has(self.strategy.canary)"
+            " || !has(self.strategy.canary.trafficRouting) || !has(self.strategy.canary.trafficRouting.nginx)",
+            "spec.analysis.judge.baseline is not supported by trafficRouting.nginx: ingress-nginx has one canary"
+            " per host and path, no third backend for the baseline", field_path=".analysis.judge.baseline"),
     ))
 
     version: str = Field(min_length=1, max_length=128)

@@ -63,9 +63,12 @@ SIDES = ("canary", "baseline")
 BASELINE_ROLE = "baseline"
 """The `glideslope.dev/role` label of the baseline's pods."""
 ROLE_LABEL = "glideslope.dev/role"
+BASELINE_SUFFIX = "-baseline"
 JUDGE_VARIABLE_MEANINGS: Mapping[str, str] = {
     "side": "`canary` or `baseline`: which side this rendering of a judge metric's query is for.",
-    "sideRevision": "The side's revision: the candidate for `canary`, the stable revision for `baseline`.",
+    "sideRevision": "The `glideslope.dev/revision` label of the side's pods: the candidate for `canary`; for"
+                    " `baseline`, `<stable revision>-baseline` (the baseline's pods) or, when `judge.baseline` is"
+                    " false, the stable revision.",
     "sideRole": "The side's `glideslope.dev/role` pod label: empty for `canary`, `baseline` for the baseline's"
                 " pods (empty when `judge.baseline` is false: the stable revision's own pods).",
 }
@@ -126,6 +129,23 @@ def stage(spec: ReleaseSpec, status: ReleaseStatus, candidate: str) -> tuple[Sta
     return current
 
 
+def baseline_revision(stable: str) -> str:
+    """The `glideslope.dev/revision` label of the baseline's pods: the stable revision's, marked,
+    so that the stable Service (which selects the stable revision's label) never selects them,
+    without a change to the stable revision's own pods."""
+    return stable + BASELINE_SUFFIX
+
+
+def baseline_weight(weight: int, ready: int, replicas: int) -> int:
+    """The baseline's percent of a router's traffic when the candidate has `weight`: the same
+    share, taken from the stable revision's (so never more than the `100 - weight` it has), and
+    no more than its `ready` pods carry at the rate `replicas` pods carry the whole (as a
+    candidate's weight waits for its pods). The stable revision keeps the rest."""
+    if replicas <= 0 or weight <= 0:
+        return 0
+    return max(min(weight, 100 - weight, 100 * ready // replicas), 0)
+
+
 def _routed(spec: ReleaseSpec) -> bool:
     canary = spec.strategy.canary
     return bool(canary and canary.traffic_routing)
@@ -173,7 +193,8 @@ def ask(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, values: Mappin
 def render(template: str, values: Mapping[str, str], side: str, *, baseline: bool) -> str:
     """A judge metric's query for one side (`JUDGE_VARIABLE_MEANINGS`)."""
     canary = side == "canary"
-    revision = values.get("revision", "") if canary else values.get("stableRevision", "")
+    stable = values.get("stableRevision", "")
+    revision = values.get("revision", "") if canary else baseline_revision(stable) if baseline and stable else stable
     role = "" if canary or not baseline else BASELINE_ROLE
     return render_query(template, {**values, "side": side, "sideRevision": revision, "sideRole": role},
                         known=JUDGE_VARIABLES)

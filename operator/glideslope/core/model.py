@@ -90,6 +90,8 @@ class TrafficSample:
     stable: float | None
     at: datetime
     error: str | None = None
+    baseline: float = 0.0
+    """The judge's baseline pods' rate (their own revision label): a share of the whole too."""
 
 
 @dataclass(frozen=True)
@@ -286,12 +288,20 @@ class ScaleRevision:
 class SetTraffic:
     """Services and router: the stable Service selects `active` (None: every revision), the preview
     Service selects `preview`, and a router sends `weight` percent to the preview Service, and
-    the requests `routes` name (header matches, mirrors) to it as well."""
+    the requests `routes` name (header matches, mirrors) to it as well. `baseline`: the judge's
+    baseline Service exists (selecting the baseline's pods of `active`) and the router sends it
+    that percent; None: there is none, and no route names it."""
 
     active: str | None
     preview: str
     weight: int
     routes: Routes = field(default_factory=Routes)
+    baseline: int | None = None
+
+
+def stable_weight(weight: int, baseline: int | None) -> int:
+    """The stable Service's percent on a route: what the candidate and the baseline leave."""
+    return max(100 - weight - (baseline or 0), 0)
 
 
 @dataclass(frozen=True)

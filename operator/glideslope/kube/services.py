@@ -1,12 +1,16 @@
-"""The stable and preview Services of `spec.service`, server-side applied."""
+"""The stable and preview Services of `spec.service`, server-side applied, and the judge's
+baseline Service beside them behind a router."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import kubernetes
+
 from glideslope.api import Release
+from glideslope.core.judge import BASELINE_ROLE, ROLE_LABEL, baseline_revision
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
-from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain
+from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.workloads import owner_reference
 
 
@@ -52,3 +56,32 @@ def apply(kube: Kube, body: dict[str, Any]) -> None:
     drain(kube.core.patch_namespaced_service(body["metadata"]["name"], body["metadata"]["namespace"], body,
                                              field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
                                              **UNREAD))
+
+
+def baseline_name(stable: str) -> str:
+    """The judge's baseline Service beside the stable Service `stable` (behind a router)."""
+    return f"{stable}-baseline"
+
+
+def baseline_manifest(release: Release, stable: str, revision: str) -> dict[str, Any]:
+    """The baseline Service: the stable Service's ports, selecting only the baseline's pods of
+    the stable revision `revision` (their own revision label, `judge.baseline_revision`)."""
+    body = manifest(release, baseline_name(stable), baseline_revision(revision))
+    body["metadata"]["labels"][ROLE_LABEL] = BASELINE_ROLE
+    body["spec"]["selector"][ROLE_LABEL] = BASELINE_ROLE
+    return body
+
+
+def delete_baseline(kube: Kube, release: Release, stable: str) -> None:
+    """The baseline Service goes (with its baseline), if it is the Release's own; gone already is fine."""
+    namespace, name = release.metadata.namespace or "", baseline_name(stable)
+    try:
+        found = kube.core.read_namespaced_service(name, namespace)
+        if not any(o.uid == release.metadata.uid for o in found.metadata.owner_references or []):
+            return  # never the Service of someone else that happens to have the name
+        # The uid read is a precondition: a Service made again meanwhile (someone's) is not deleted.
+        kube.core.delete_namespaced_service(name, namespace, body=kubernetes.client.V1DeleteOptions(
+            preconditions=kubernetes.client.V1Preconditions(uid=found.metadata.uid)))
+    except Exception as exc:
+        if not not_found(exc):
+            raise

@@ -18,7 +18,7 @@ from typing import Any
 import kubernetes
 
 from glideslope.api import Release
-from glideslope.core.judge import BASELINE_ROLE, ROLE_LABEL
+from glideslope.core.judge import BASELINE_ROLE, BASELINE_SUFFIX, ROLE_LABEL, baseline_revision
 from glideslope.core.model import RELEASE_LABEL, RESTARTED_AT, REVISION_LABEL, RevisionState
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.logs import get_logger
@@ -42,7 +42,7 @@ def owner_reference(release: Release) -> dict[str, Any]:
 
 BASELINE = "+baseline"
 """Appended to a revision to key the judge's baseline Deployment and pods apart from the
-revision's own (both carry its revision label)."""
+revision's own."""
 
 
 def baseline_name(release: str, revision: str) -> str:
@@ -51,7 +51,11 @@ def baseline_name(release: str, revision: str) -> str:
 
 def _revision_key(labels: dict[str, str]) -> str:
     revision = labels.get(REVISION_LABEL, "")
-    return revision + BASELINE if revision and labels.get(ROLE_LABEL) == BASELINE_ROLE else revision
+    if not revision or labels.get(ROLE_LABEL) != BASELINE_ROLE:
+        return revision
+    # `<stable>-baseline` (`judge.baseline_revision`); an older operator's baseline carried the
+    # stable revision's own label.
+    return revision.removesuffix(BASELINE_SUFFIX) + BASELINE
 
 
 def observe(kube: Kube, namespace: str, release: str) -> dict[str, RevisionState]:
@@ -124,9 +128,12 @@ def apply_candidate(kube: Kube, release: Release, revision: str, replicas: int) 
 
 def apply_baseline(kube: Kube, release: Release, revision: str, template: dict[str, Any], replicas: int) -> None:
     """The judge's baseline: fresh pods of `revision` (the stable one; `template` is its
-    Deployment's pod template), labelled `glideslope.dev/role: baseline`, server-side applied."""
+    Deployment's pod template), labelled `glideslope.dev/role: baseline` and with the revision
+    label `<revision>-baseline`, so that the stable Service does not select them; server-side
+    applied. A baseline Deployment of an older operator (the stable revision's label, in its
+    immutable selector) is deleted, and made again on the next tick."""
     name = release.metadata.name or ""
-    labels = {RELEASE_LABEL: name, REVISION_LABEL: revision, ROLE_LABEL: BASELINE_ROLE}
+    labels = {RELEASE_LABEL: name, REVISION_LABEL: baseline_revision(revision), ROLE_LABEL: BASELINE_ROLE}
     template = json.loads(json.dumps(template))
     template.setdefault("metadata", {})
     template["metadata"]["labels"] = {**(template["metadata"].get("labels") or {}), **labels}
@@ -137,9 +144,16 @@ def apply_baseline(kube: Kube, release: Release, revision: str, template: dict[s
         "spec": {"replicas": replicas, "selector": {"matchLabels": {**release.spec.selector.match_labels, **labels}},
                  "template": template, "revisionHistoryLimit": 0},
     }
-    drain(kube.apps.patch_namespaced_deployment(baseline_name(name, revision), release.metadata.namespace, body,
-                                                field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-                                                **UNREAD))
+    try:
+        drain(kube.apps.patch_namespaced_deployment(baseline_name(name, revision), release.metadata.namespace,
+                                                    body, field_manager=FIELD_MANAGER, force=True,
+                                                    _content_type=APPLY, **UNREAD))
+    except kubernetes.client.ApiException as exc:
+        if exc.status != 422 or "selector" not in str(exc.body):  # an immutable field, the selector
+            raise
+        log.info("replacing a baseline Deployment whose selector is an older operator's", revision=revision)
+        delete_baseline(kube, release.metadata.namespace or "", name, revision)
+        return
     if _cache is not None:
         _cache.wrote(release.metadata.namespace or "", name, revision + BASELINE, replicas,
                      deployment=baseline_name(name, revision))

@@ -49,7 +49,8 @@ Rules:
   with that probability (a Bernoulli draw, not the carried fraction), and takes a lognormal
   time around the pod's latency (sigma `REQUEST_LATENCY_SIGMA`).
 - Series carry the pod's `glideslope.dev/role` label as `role` (`baseline` for the judge's
-  baseline pods, which share the stable revision's label), so queries can tell them apart.
+  baseline pods, whose revision label is `<stable revision>-baseline`), so queries can tell
+  them apart by either.
 - Fractions carry over between ticks (requests per target, errors per target), so rates and
   error ratios are exact on average and accurate over short windows.
 """

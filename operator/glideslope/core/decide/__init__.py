@@ -13,6 +13,7 @@ the rollback (rollback.py); what the status keeps of the past is history.py.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from glideslope.api import (
@@ -32,7 +33,7 @@ from glideslope.core.decide.commands import OBEYED_VALUE_LIMIT
 from glideslope.core.decide.history import PHASE_CONDITIONS, REVISION_HISTORY_LIMIT
 from glideslope.core.decide.tick import HANDOVER_SECONDS, Tick
 from glideslope.core.gates import checklist
-from glideslope.core.judge import baseline_replicas, next_look
+from glideslope.core.judge import baseline_replicas, baseline_weight, next_look
 from glideslope.core.model import (
     Action,
     Decision,
@@ -189,6 +190,7 @@ def _actions(tick: Tick) -> tuple[Action, ...]:
         return replicas > observation.replicas(revision) or revision not in observation.revisions
 
     scaled = sorted(tick.replicas.items())
+    baselines = _baselines(tick)  # before the traffic: it carries the baseline's weight
     actions: list[Action] = [ScaleRevision(r, n) for r, n in scaled if grows(r, n)]
     if tick.traffic is not None:
         actions.append(tick.traffic)
@@ -196,22 +198,32 @@ def _actions(tick: Tick) -> tuple[Action, ...]:
     if tick.restart is not None:
         actions += [RestartRevision(r, tick.restart) for r, n in scaled if n > 0 and r in observation.revisions]
     actions += [DeleteRevision(r) for r in history.expired(tick.status, tick.candidate, observation, tick.replicas)]
-    actions += _baselines(tick)
+    # After the traffic: a route names the baseline's Service before its pods come, and no
+    # longer does before they go.
+    actions += baselines
     actions += tick.events
     return tuple(actions)
 
 
 def _baselines(tick: Tick) -> list[ScaleBaseline]:
     """The judge's baseline: as many pods of the stable revision as the candidate has (started
-    with it), while the rollout is judged against it; any other baseline goes."""
+    with it), while the rollout is judged against it; any other baseline goes. Behind a router
+    (the stable Service pinned to the stable revision) it has a Service of its own, and its
+    share of the route (`judge.baseline_weight`) goes into `tick.traffic`; once traffic left it
+    (full promotion, a rollback) its pods stay through the hand-over, as a candidate's do."""
     status, observation = tick.status, tick.observation
     stable = status.stable_revision
     wanted = baseline_replicas(tick.spec, status, tick.candidate, tick.replicas.get(tick.candidate, 0))
+    seen = observation.baselines.get(stable) if stable is not None else None
+    traffic = tick.traffic
+    routed = tick.pinned and traffic is not None and stable is not None and traffic.active == stable
+    if routed and traffic is not None and (wanted > 0 or (seen is not None and not tick.settled)):
+        weight = baseline_weight(traffic.weight, seen.ready if seen else 0, tick.spec.replicas) if wanted else 0
+        tick.traffic = dataclasses.replace(traffic, baseline=weight)
+        wanted = wanted or (seen.replicas if seen else 0)
     out: list[ScaleBaseline] = []
-    if stable is not None and wanted > 0:
-        seen = observation.baselines.get(stable)
-        if seen is None or seen.replicas != wanted:
-            out.append(ScaleBaseline(stable, wanted))
+    if stable is not None and wanted > 0 and (seen is None or seen.replicas != wanted):
+        out.append(ScaleBaseline(stable, wanted))
     out += [ScaleBaseline(r, 0) for r in sorted(observation.baselines) if r != stable or wanted == 0]
     return out
 

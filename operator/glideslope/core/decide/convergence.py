@@ -3,13 +3,15 @@ the candidate's measured share of requests matches it. Pure, like the rest of `c
 
 Decisions recorded here:
 
-- The share is the candidate's request rate over the candidate's and the stable revision's
-  together, in percent (`share`).
+- The share is the candidate's request rate over the candidate's, the stable revision's and the
+  judge's baseline's (whose pods carry a revision label of their own) together, in percent
+  (`share`): the candidate's share of all requests, which is what a weight is.
 - It says anything only with enough requests: at least `MIN_RATE` requests per second on the
   two revisions together. Fewer (a quiet service, a query that matches nothing) and the weight
   is not reached: the step waits, and past `timeoutSeconds` rolls back. Verify needs traffic.
 - What it is compared with (`expected`): the weight, with a router; with the replica ratio, the
-  candidate's share of the Ready pods of both revisions, which is how the Services split.
+  candidate's share of the Ready pods of both revisions and the baseline (whose pods join the
+  stable Service), which is how the Services split.
 - Within `tolerance` percentage points; but when one revision is to get no traffic at all (a
   weight of 0 or 100: its pods go next), within `DRAINED_POINTS`, whatever the tolerance.
 - A measurement taken before the weight was set says nothing of it. Once one matches,
@@ -48,7 +50,7 @@ def share(sample: TrafficSample) -> float | None:
     """The candidate's share of requests in percent; None: an error, or too few requests."""
     if sample.error is not None or sample.candidate is None or sample.stable is None:
         return None
-    total = sample.candidate + sample.stable
+    total = sample.candidate + sample.stable + sample.baseline
     if not total >= MIN_RATE:  # also NaN
         return None
     return min(max(100.0 * sample.candidate / total, 0.0), 100.0)
@@ -67,7 +69,8 @@ def expected(tick: Tick) -> float:
         return float(tick.status.weight or 0)
     stable = tick.status.stable_revision
     candidate_ready, stable_ready = tick.observation.ready(tick.candidate), tick.observation.ready(stable)
-    total = candidate_ready + stable_ready
+    baseline = tick.observation.baselines.get(stable or "")
+    total = candidate_ready + stable_ready + (baseline.ready if baseline is not None else 0)
     return 100.0 * candidate_ready / total if total else float(tick.status.weight or 0)
 
 

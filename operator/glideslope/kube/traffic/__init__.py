@@ -12,13 +12,18 @@ from glideslope.kube.traffic.routes import NO_ROUTES
 
 class TrafficRouter(Protocol):
     """Sends `weight` percent of a Release's traffic, and the requests `routes` name, to its
-    preview (canary) Service."""
+    preview (canary) Service, and `baseline` percent to the judge's baseline Service."""
 
     supports: frozenset[StepKind]
     """The steps of `routes.ROUTE_STEPS` it can carry out; a plan with another is refused up front."""
+    weighs_baseline: bool
+    """Whether it can give the judge's baseline Service a weight of its own (`judge.baseline`);
+    if not, a Release asking for a baseline is refused up front."""
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
-                   routes: Routes = NO_ROUTES) -> None:
+                   routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
+        """`baseline`: the baseline Service's (`services.baseline_name`) weight, taken from the
+        stable Service's; None: no route names it."""
         ...
 
     def check(self, kube: Kube, release: Release) -> str | None:

@@ -1,7 +1,9 @@
-"""Gateway API: the weights of an HTTPRoute's backendRefs to the stable and preview Services,
-header routes as rules of their own and mirrors as `RequestMirror` filters.
+"""Gateway API: the weights of an HTTPRoute's backendRefs to the stable and preview Services
+(and the judge's baseline Service while one runs), header routes as rules of their own and
+mirrors as `RequestMirror` filters.
 
-Each rule that names the stable or preview Service gets both, weighted; everything else of the
+Each rule that names the stable or preview Service gets both, weighted (and a third backendRef
+to the baseline Service, removed again when it goes); everything else of the
 route (other rules, other backendRefs, filters, a backendRef's namespace and port) is kept as
 written. A header route is a rule named like the step's route, placed first, matching what the
 routed rule matches plus the headers, and sending everything to the preview Service. The route
@@ -15,11 +17,13 @@ import copy
 from typing import Any
 
 from glideslope.api import Release
-from glideslope.core.model import HeaderRoute, Routes, StepKind
+from glideslope.core.model import HeaderRoute, Routes, StepKind, stable_weight
+from glideslope.kube import services
 from glideslope.kube.client import FIELD_MANAGER, Kube, not_found
 from glideslope.kube.traffic.routes import (
     NO_ROUTES,
     as_regex,
+    baseline_written,
     clash,
     header_route_names,
     unsupported,
@@ -51,31 +55,39 @@ def _header_rule(route: HeaderRoute, template: dict[str, Any] | None, preview_re
 
 def reweighted(rules: list[dict[str, Any]], stable: str, preview: str, weight: int,
                default_port: int | None, routes: Routes = NO_ROUTES, *, namespace: str | None = None,
-               header_names: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """The rules with stable at 100 - weight and preview at weight in every rule naming either,
-    the mirrors of `routes` on those rules, and a rule per header route first. `header_names`:
-    the names of the rules it wrote for header routes (removed unless still wanted)."""
+               header_names: frozenset[str] = frozenset(), baseline: int | None = None,
+               baseline_named: bool = False) -> list[dict[str, Any]]:
+    """The rules with preview at weight, the baseline Service (`services.baseline_name`) at
+    `baseline` (None: no reference to it) and stable at the rest in every rule naming any of
+    them, the mirrors of `routes` on those rules, and a rule per header route first.
+    `header_names`: the names of the rules it wrote for header routes (removed unless still wanted);
+    `baseline_named`: it wrote a reference to the baseline Service (removed unless still wanted;
+    else one of that name is its author's, kept)."""
     out = [copy.deepcopy(r) for r in rules if r.get("name") not in header_names]
     mirror = max((m.percentage for m in routes.mirrors), default=0)
     preview_template: dict[str, Any] | None = None
     first_routed: dict[str, Any] | None = None
+    control = services.baseline_name(stable)
+    names = (stable, preview, control) if baseline is not None or baseline_named else (stable, preview)
     for rule in out:
         refs: list[dict[str, Any]] = rule.get("backendRefs") or []
-        ours = [r for r in refs if _is_ours(r, (stable, preview), namespace)]
+        ours = [r for r in refs if _is_ours(r, names, namespace)]
         if not ours:
             continue
         first_routed = first_routed or rule
         base = next((r for r in ours if r.get("name") == stable), ours[0])
         port = base.get("port") or default_port
         kept = {k: v for k, v in base.items() if k not in ("name", "weight", "port")}
-        new_stable = next((r for r in ours if r.get("name") == stable), None) or {"name": stable, **kept}
-        new_preview = next((r for r in ours if r.get("name") == preview), None) or {"name": preview, **kept}
-        new_stable, new_preview = dict(new_stable, weight=100 - weight), dict(new_preview, weight=weight)
-        for ref in (new_stable, new_preview):
-            if port is not None:
-                ref["port"] = port
-        others = [r for r in refs if not _is_ours(r, (stable, preview), namespace)]
-        rule["backendRefs"] = [*others, new_stable, new_preview]
+
+        def ref(name: str, share: int, kept: dict[str, Any] = kept, ours: list[dict[str, Any]] = ours,
+                port: int | None = port) -> dict[str, Any]:
+            found = next((r for r in ours if r.get("name") == name), None) or {"name": name, **kept}
+            return dict(found, weight=share, **({"port": port} if port is not None else {}))
+
+        new_stable, new_preview = ref(stable, stable_weight(weight, baseline)), ref(preview, weight)
+        new_baseline = [ref(control, baseline)] if baseline is not None else []
+        others = [r for r in refs if not _is_ours(r, names, namespace)]
+        rule["backendRefs"] = [*others, new_stable, new_preview, *new_baseline]
         preview_template = preview_template or new_preview
         # Our mirror is the RequestMirror filter to the preview Service; others are kept.
         filters = [f for f in rule.get("filters") or []
@@ -120,6 +132,7 @@ def room(release: Release, route: dict[str, Any]) -> str | None:
 
 class GatewayAPIRouter:
     supports: frozenset[StepKind] = frozenset({StepKind.HEADER_ROUTE, StepKind.MIRROR_ROUTE})
+    weighs_baseline = True
 
     def check(self, kube: Kube, release: Release) -> str | None:
         name, namespace = _route_name(release), release.metadata.namespace
@@ -133,18 +146,20 @@ class GatewayAPIRouter:
         return unsupported(release, self.supports, "trafficRouting.gatewayAPI") or room(release, route)
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
-                   routes: Routes = NO_ROUTES) -> None:
+                   routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
         name = _route_name(release)
         namespace = release.metadata.namespace
         route = kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         rules = (route.get("spec") or {}).get("rules") or []
         service = release.spec.service
         default_port = service.ports[0].port if service else None
-        ours = written(route)
+        ours, named = written(route), baseline_written(route)
+        control = services.baseline_name(stable) if baseline is not None else None
         wanted = reweighted(rules, stable, preview, weight, default_port, routes, namespace=namespace,
-                            header_names=ours)
-        if wanted != rules or ours != {h.name for h in routes.headers}:
+                            header_names=ours, baseline=baseline,
+                            baseline_named=named == services.baseline_name(stable))
+        if wanted != rules or ours != {h.name for h in routes.headers} or named != control:
             # The rules and the names of those it wrote, in one write.
             kube.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": written_patch(routes), "spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)
+                {"metadata": written_patch(routes, control), "spec": {"rules": wanted}}, field_manager=FIELD_MANAGER)

@@ -9,7 +9,8 @@ and no header route the copy is deleted, so a finished or rolled back rollout le
 stable Ingress.
 
 ingress-nginx has one canary per host and path and one header per canary: a plan whose header
-route matches more than one header, or that has header routes of more than one name, is refused.
+route matches more than one header, or that has header routes of more than one name, is refused;
+so is the judge's baseline (`judge.baseline`), which would need a third backend.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def plan_problem(release: Release) -> str | None:
 
 class NginxRouter:
     supports: frozenset[StepKind] = frozenset({StepKind.HEADER_ROUTE})
+    weighs_baseline = False
+    """ingress-nginx pairs one canary with each host and path: no third backend for a baseline."""
 
     def check(self, kube: Kube, release: Release) -> str | None:
         name, namespace = _ingress(release), release.metadata.namespace or ""
@@ -157,10 +160,12 @@ class NginxRouter:
         if copy_ is not None and not _ours(release, copy_):
             return (f"{FIELD}: Ingress {namespace}/{canary_name(name)} exists and is not this Release's; rename it, "
                     f"or annotate it {ADOPT_ANNOTATION}={release.metadata.name} to hand it over")
-        return unsupported(release, self.supports, "trafficRouting.nginx") or plan_problem(release)
+        return unsupported(release, self.supports, "trafficRouting.nginx", weighs_baseline=self.weighs_baseline) \
+            or plan_problem(release)
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
-                   routes: Routes = NO_ROUTES) -> None:
+                   routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
+        # `baseline` is always None: `check` refuses a Release that asks for one.
         namespace = release.metadata.namespace or ""
         name = _ingress(release)
         stable_ingress = _get(kube, namespace, name)

@@ -11,9 +11,11 @@ from glideslope.kube.traffic.routes import NO_ROUTES, unsupported
 
 class ReplicasRouter:
     supports: frozenset[StepKind] = frozenset()
+    weighs_baseline = True
+    """The baseline's pods join the stable Service, each taking a candidate pod's share."""
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
-                   routes: Routes = NO_ROUTES) -> None:
+                   routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
         return None
 
     def check(self, kube: Kube, release: Release) -> str | None:

@@ -9,15 +9,35 @@ from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import HeaderCondition, Routes, StepKind
+from glideslope.kube import services
 
 NO_ROUTES = Routes()
+MAX_SERVICE_NAME = 63
+"""A Service's name is a DNS label."""
 
 ROUTE_STEPS = {StepKind.HEADER_ROUTE: "setHeaderRoute", StepKind.MIRROR_ROUTE: "setMirrorRoute"}
 """The canary steps beyond weights, and their names in the spec."""
 
 
-def unsupported(release: Release, supports: frozenset[StepKind], router: str) -> str | None:
-    """The first canary step the router cannot carry out, named, or None."""
+def unsupported(release: Release, supports: frozenset[StepKind], router: str, *,
+                weighs_baseline: bool = True) -> str | None:
+    """The judge's baseline if the router cannot give it a share of its own, or the first canary
+    step it cannot carry out, named; or None."""
+    judge = release.spec.analysis.judge
+    if judge is not None and judge.baseline and not weighs_baseline:
+        return (f"spec.analysis.judge.baseline: not supported by {router}, which cannot give the baseline a share "
+                "of traffic of its own beside the canary's; set it false (the candidate is then compared with "
+                "the stable revision's own pods)")
+    names = services.names(release)
+    if judge is not None and judge.baseline and names is not None and release.spec.strategy.canary is not None \
+            and release.spec.strategy.canary.traffic_routing is not None \
+            and release.spec.strategy.canary.traffic_routing.router:
+        control = services.baseline_name(names[0])
+        if len(control) > MAX_SERVICE_NAME:
+            return (f"spec.service.name: the judge's baseline Service {control} would be longer than "
+                    f"{MAX_SERVICE_NAME} characters; shorten the stable Service's name")
+        if control == names[1]:
+            return f"spec.service.previewName: {control} is the judge's baseline Service's name; choose another"
     canary = release.spec.strategy.canary
     for i, step in enumerate(canary.steps if canary else ()):
         for kind, value in ((StepKind.HEADER_ROUTE, step.set_header_route),
@@ -44,10 +64,23 @@ def written(obj: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(n for n in raw.split(",") if n)
 
 
-def written_patch(routes: Routes) -> dict[str, Any]:
-    """The metadata patch recording which header routes are written (None removes the annotation)."""
+BASELINE_ANNOTATION = "glideslope.dev/baseline-backend"
+"""On an HTTPRoute or VirtualService: the judge's baseline Service the operator sends traffic to
+there, so that it removes that reference when the baseline goes, and never touches one of the
+same name that the route's author wrote."""
+
+
+def baseline_written(obj: Mapping[str, Any]) -> str | None:
+    """The baseline Service the operator named on a route object (`BASELINE_ANNOTATION`), or None."""
+    found = ((obj.get("metadata") or {}).get("annotations") or {}).get(BASELINE_ANNOTATION)
+    return str(found) if found else None
+
+
+def written_patch(routes: Routes, baseline: str | None = None) -> dict[str, Any]:
+    """The metadata patch recording which header routes are written, and the baseline Service
+    named (None removes an annotation)."""
     names = ",".join(h.name for h in routes.headers)
-    return {"annotations": {WRITTEN_ANNOTATION: names or None}}
+    return {"annotations": {WRITTEN_ANNOTATION: names or None, BASELINE_ANNOTATION: baseline}}
 
 
 def clash(release: Release, existing: list[str], what: str, rule: str = "a rule") -> str | None:
