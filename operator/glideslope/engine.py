@@ -220,21 +220,24 @@ def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:
 
 
 def _claimed(kube: Kube, body: Mapping[str, Any], release: Release, memory: ReleaseMemory) -> bool:
-    """Whether the objects the Release writes are its own (checked once per generation), and
-    its spec leaves room for its status; else it is Degraded, and nothing is written."""
-    if memory.claimed == (release.metadata.uid, release.metadata.generation):
-        return True
-    size = len(json.dumps(body.get("spec"), separators=(",", ":")))
-    if size > SPEC_LIMIT:
-        _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
-                                       "within what the API server stores (1.5 MiB)"])
-        return False
+    """Whether the objects the Release writes are its own (its Services and Deployments checked
+    once per generation, what its traffic router creates on every tick), and its spec leaves
+    room for its status; else it is Degraded, and nothing is written."""
+    generation = (release.metadata.uid, release.metadata.generation)
+    if memory.claimed != generation:
+        size = len(json.dumps(body.get("spec"), separators=(",", ":")))
+        if size > SPEC_LIMIT:
+            _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
+                                           "within what the API server stores (1.5 MiB)"])
+            return False
     try:
-        _claim(kube, release)
+        if memory.claimed != generation:
+            _claim(kube, release)
+        router_for(release).claim(kube, release)
     except ownership.NotOurs as exc:
         _invalid(kube, body, release, [str(exc)], reason=ownership.CONFLICT)
         return False
-    memory.claimed = (release.metadata.uid, release.metadata.generation)
+    memory.claimed = generation
     return True
 
 
