@@ -14,10 +14,10 @@ import hashlib
 import json
 import time
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -221,21 +221,24 @@ def _valid(kube: Kube, body: Mapping[str, Any], release: Release) -> bool:
 
 
 def _claimed(kube: Kube, body: Mapping[str, Any], release: Release, memory: ReleaseMemory) -> bool:
-    """Whether the objects the Release writes are its own (checked once per generation), and
-    its spec leaves room for its status; else it is Degraded, and nothing is written."""
-    if memory.claimed == (release.metadata.uid, release.metadata.generation):
-        return True
-    size = len(json.dumps(body.get("spec"), separators=(",", ":")))
-    if size > SPEC_LIMIT:
-        _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
-                                       "within what the API server stores (1.5 MiB)"])
-        return False
+    """Whether the objects the Release writes are its own (its Services and Deployments checked
+    once per generation, what its traffic router creates on every tick), and its spec leaves
+    room for its status; else it is Degraded, and nothing is written."""
+    generation = (release.metadata.uid, release.metadata.generation)
+    if memory.claimed != generation:
+        size = len(json.dumps(body.get("spec"), separators=(",", ":")))
+        if size > SPEC_LIMIT:
+            _invalid(kube, body, release, [f"spec: {size} bytes; at most {SPEC_LIMIT} leave room for the status "
+                                           "within what the API server stores (1.5 MiB)"])
+            return False
     try:
-        _claim(kube, release)
+        if memory.claimed != generation:
+            _claim(kube, release)
+        router_for(release).claim(kube, release)
     except ownership.NotOurs as exc:
         _invalid(kube, body, release, [str(exc)], reason=ownership.CONFLICT)
         return False
-    memory.claimed = (release.metadata.uid, release.metadata.generation)
+    memory.claimed = generation
     return True
 
 
@@ -529,7 +532,10 @@ def _analysis(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         if problems:
             _invalid(rt.kube, body, release, problems)
             return None
-    return _collected(rt, key, release, due, prometheus, now)
+    secret_headers = _web_headers(rt, key, body, release, due)
+    if secret_headers is None:
+        return None
+    return _collected(rt, key, release, due, prometheus, now, secret_headers)
 
 
 def _checked(rt: Runtime, key: Key, spec: ReleaseSpec, values: Mapping[str, str], generation: tuple[str, int],
@@ -559,9 +565,48 @@ def _checked(rt: Runtime, key: Key, spec: ReleaseSpec, values: Mapping[str, str]
             for (path, query), why in zip(queries, refusals, strict=True) if why is not None]
 
 
-def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due],
-               prometheus: PrometheusProvider | None, now: datetime) -> dict[str, tuple[str, Measurement]]:
-    """The measurements of the triggers due now that have come back, none older than the last."""
+def _headers_field(release: Release, trigger: str) -> str:
+    """The path of a trigger's `provider.web.headersFrom`, in the triggers as resolved (a
+    template's come after the Release's own, as in `status.analysis`)."""
+    index = next((i for i, t in enumerate(release.spec.analysis.triggers) if t.name == trigger), 0)
+    return f"spec.analysis.triggers[{index}].provider.web.headersFrom"
+
+
+def _web_headers(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
+                 due: Sequence[Due]) -> dict[str, dict[str, str]] | None:
+    """The headers from the Secrets of the due web triggers' `headersFrom`, by trigger, read for
+    the requests about to start (one in flight has its own); None when a Secret cannot be used:
+    then the Release is Degraded (SecretUnreadable, naming the field) and nothing is measured, so
+    no request goes without the headers its author asked for. There is no cache of Secrets: one
+    read per measurement (a Secret shared by triggers, once a tick) keeps a rotated token current."""
+    flying = rt.egress.in_flight(key)
+    read: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}
+    out: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
+    for item in due:
+        web = item.trigger.provider.web if item.trigger.provider is not None else None
+        if item.error is not None or web is None or web.headers_from is None \
+                or _measured_tag(item.trigger.name, item.query) in flying:
+            continue
+        source = web.headers_from
+        wanted = (source.name, tuple(source.keys))
+        try:
+            if wanted not in read:
+                read[wanted] = secrets.headers(rt.kube, key[0], source, _headers_field(release, item.trigger.name))
+        except secrets.SecretUnreadable as exc:
+            problems.append(str(exc))
+            continue
+        out[item.trigger.name] = read[wanted]
+    if problems:
+        _invalid(rt.kube, body, release, problems, reason=secrets.SECRET_UNREADABLE)
+        return None
+    return out
+
+
+def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due], prometheus: PrometheusProvider | None,
+               now: datetime, secret_headers: Mapping[str, Mapping[str, str]]) -> dict[str, tuple[str, Measurement]]:
+    """The measurements of the triggers due now that have come back, none older than the last;
+    `secret_headers`: the web triggers' headers read from Secrets (`_web_headers`)."""
     last = {t.name: t.last_measured_time for t in release.status.analysis}
     out: dict[str, tuple[str, Measurement]] = {}
     for item in due:
@@ -569,11 +614,14 @@ def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due],
             out[item.trigger.name] = (item.query, Measurement(None, item.error, now))
             continue
         web = item.trigger.provider.web if item.trigger.provider is not None else None
-        provider: MetricProvider | None = prometheus if web is None else rt.web_provider(
-            web.json_path, tuple((h.name, h.value) for h in web.headers))
-        if provider is None:
-            continue
-        answer = _measured(rt, key, provider, ("trigger", item.trigger.name), item.query, now, web is not None)
+        if web is None:
+            if prometheus is None:
+                continue
+            provider: MetricProvider = prometheus
+            make = partial(provider.query, item.query)
+        else:
+            make = partial(_web_measurement, rt, key[0], release, item, now, secret_headers.get(item.trigger.name))
+        answer = _measured(rt, key, make, ("trigger", item.trigger.name), item.query, now, web is not None)
         if answer is None:
             continue
         measured = last.get(item.trigger.name)
@@ -582,12 +630,37 @@ def _collected(rt: Runtime, key: Key, release: Release, due: Sequence[Due],
     return out
 
 
-def _measured(rt: Runtime, key: Key, provider: MetricProvider, what: tuple[str, str], query: str,
+async def _web_measurement(rt: Runtime, namespace: str, release: Release, item: Due, now: datetime,
+                           from_secret: Mapping[str, str] | None) -> Measurement:
+    """A web trigger's GET with its plain headers and those of its Secret, which replace plain
+    ones of the same name (HTTP names are case-insensitive: both would be sent)."""
+    assert item.trigger.provider is not None and item.trigger.provider.web is not None
+    web = item.trigger.provider.web
+    if web.headers_from is not None and from_secret is None:
+        # Started without the stepper's read (a race with `forget`): read here, a Kubernetes
+        # API call, off the layer's loop, as the webhook gate does.
+        try:
+            from_secret = await asyncio.to_thread(secrets.headers, rt.kube, namespace, web.headers_from,
+                                                  _headers_field(release, item.trigger.name))
+        except secrets.SecretUnreadable as exc:
+            return Measurement(None, str(exc), now)
+    secret = dict(from_secret or {})
+    names = {name.lower() for name in secret}
+    headers = [(h.name, h.value) for h in web.headers if h.name.lower() not in names] + sorted(secret.items())
+    return await rt.web_provider(web.json_path, tuple(headers)).query(item.query)
+
+
+def _measured_tag(trigger: str, query: str) -> tuple[str, str, str]:
+    """What a trigger's measurement is asked under in the egress layer (`_measured`)."""
+    return ("trigger", trigger, query)
+
+
+def _measured(rt: Runtime, key: Key, make: Callable[[], Awaitable[Measurement]], what: tuple[str, str], query: str,
               now: datetime, web: bool = False) -> Measurement | None:
     """The measurement of `query` (for the trigger or gate `what`) once it has come back, asking
-    for it through the egress layer if it is not in flight; None until then. `web`: a web
-    provider's GET, which has its own slots per namespace."""
-    answer = rt.egress.ask(key, (*what, query), Kind.WEB if web else Kind.PROMETHEUS, lambda: provider.query(query),
+    for it through the egress layer (`make` starts it) if it is not in flight; None until then.
+    `web`: a web provider's GET, which has its own slots per namespace."""
+    answer = rt.egress.ask(key, (*what, query), Kind.WEB if web else Kind.PROMETHEUS, make,
                            fallback=lambda why: Measurement(None, why, now))
     return None if isinstance(answer, Pending) else answer
 
@@ -693,7 +766,8 @@ def _gates(rt: Runtime, key: Key, body: Mapping[str, Any], release: Release,
         provider = _prometheus(rt, key, body, release)
         if provider is None:
             return {}
-        answers = {gate: _measured(rt, key, provider, ("gate", gate), query, now) for gate, query in wanted.items()}
+        answers = {gate: _measured(rt, key, partial(provider.query, query), ("gate", gate), query, now)
+                   for gate, query in wanted.items()}
         return {gate: answer for gate, answer in answers.items() if answer is not None}
 
     return probes.observe(rt.kube, release, due, now, queries=queries, measure=measure, egress=rt.egress)

@@ -20,6 +20,7 @@ from tests.e2e.operator_fixture import (
     Operator,
     deployments,
     events,
+    grant_secrets,
     operator_fixture,  # noqa: F401
     release,
     release_finalizers,
@@ -191,6 +192,101 @@ def test_a_web_provider_trigger_rolls_back(sandbox: Cluster, namespace: str, ope
     t = trigger_status(bad, "queue")
     assert t["state"] == "Failing" and t["lastValue"] == 0.9, t
     assert "queue" in bad["history"][-1]["reason"]
+
+
+TOKEN = "Bearer t0ken-e2e"
+
+
+class Guarded(Metrics):
+    """The same service behind a bearer token: without it, 401 and no number."""
+
+    authorizations: list[str | None] = []
+
+    def do_GET(self) -> None:
+        type(self).authorizations.append(self.headers.get("Authorization"))
+        if self.headers.get("Authorization") != TOKEN:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def guarded() -> Iterator[tuple[str, type[Guarded]]]:
+    handler = type("Handler", (Guarded,), {"value": 0.0, "paths": [], "authorizations": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+
+
+@pytest.fixture
+def cluster_template(sandbox: Cluster, namespace: str) -> Iterator[str]:
+    """A ClusterAnalysisTemplate named for this test's namespace (cluster-scoped: tests run in parallel)."""
+    name = f"guarded-{namespace}"[:63]
+    yield name
+    sandbox.kubectl("delete", "clusteranalysistemplate", name, "--wait=false", check=False)
+
+
+def test_a_web_provider_sends_a_secrets_headers_and_never_goes_without(
+        sandbox: Cluster, namespace: str, operator: Operator, guarded: tuple[str, type[Guarded]],
+        cluster_template: str) -> None:
+    """A ClusterAnalysisTemplate's web trigger with `headersFrom`: the Secret is the Release's
+    namespace's; while it is missing the Release is Degraded naming the field and the endpoint is
+    never asked; once it is there every GET carries its token, and its value is in no status or Event."""
+    url, handler = guarded
+    grant_secrets(sandbox, namespace)
+    sandbox.apply({"apiVersion": "glideslope.dev/v1alpha1", "kind": "ClusterAnalysisTemplate",
+                   "metadata": {"name": cluster_template},
+                   "spec": {"triggers": [{
+                       "name": "queue", "severity": "critical", "failureCondition": "result > 0.5",
+                       "provider": {"web": {
+                           "url": url + "/status?release={{release}}",
+                           "jsonPath": '$.data.checks[?(@.name == "queue")].value',
+                           "headers": [{"name": "Authorization", "value": "Bearer not-this-one"}],
+                           "headersFrom": {"name": "status-token", "keys": ["Authorization"]}}}}]}}, namespace)
+    steps = {"type": "Canary", "canary": {"steps": [{"setWeight": 25}, {"analysis": {"duration": "120s"}}]}}
+    analysis = {"interval": "1s", "templates": [{"name": cluster_template, "kind": "ClusterAnalysisTemplate"}]}
+    sandbox.apply(release("web", "1", steps), namespace)
+    v1 = wait_phase(sandbox, namespace, "web", "Succeeded", version="1")["stableRevision"]
+    handler.value = 0.1
+    sandbox.apply(release("web", "2", steps, analysis=analysis), namespace)
+
+    field = "spec.analysis.triggers[0].provider.web.headersFrom"
+
+    def unreadable() -> dict[str, Any] | None:
+        condition = degraded(status(sandbox, namespace, "web"))
+        return condition if condition.get("status") == "True" and condition.get("reason") == "SecretUnreadable" \
+            and f"{field}: Secret {namespace}/status-token not found" in condition.get("message", "") else None
+
+    wait_until(unreadable, timeout=30, what="Degraded SecretUnreadable naming the field")
+    assert "SecretUnreadable" in events(sandbox, namespace)
+    assert handler.authorizations == []  # never asked without the token
+    assert trigger_status(status(sandbox, namespace, "web"), "queue").get("successes", 0) == 0
+
+    # The Secret arrives in the Release's namespace, with its owner's consent: measured, with it.
+    sandbox.apply({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "status-token", "labels": {"glideslope.dev/release-secret": "true"}},
+                   "stringData": {"Authorization": TOKEN, "X-Not-Named": "kept"}}, namespace)
+
+    def passing() -> dict[str, Any] | None:
+        st = status(sandbox, namespace, "web")
+        t = trigger_status(st, "queue")
+        return st if t.get("state") == "Passing" and t.get("successes", 0) >= 2 else None
+
+    st = wait_until(passing, timeout=60, what="the web trigger passing with the Secret's token")
+    assert trigger_status(st, "queue")["lastValue"] == 0.1
+    assert degraded(st).get("status") == "False", st["conditions"]
+    assert handler.authorizations and set(handler.authorizations) == {TOKEN}, handler.authorizations
+
+    handler.value = 0.9  # the endpoint now reports a breach: rolled back on the guarded number
+    bad = wait_phase(sandbox, namespace, "web", "RolledBack", version="2", timeout=60)
+    assert bad["stableRevision"] == v1 and trigger_status(bad, "queue")["lastValue"] == 0.9
+    assert set(handler.authorizations) == {TOKEN}
+    said = json.dumps(bad) + json.dumps(sandbox.get_json("events", "-n", namespace))
+    assert "t0ken-e2e" not in said
 
 
 def test_a_template_change_shows_in_the_next_rollout_not_the_running_one(

@@ -14,6 +14,8 @@ from tests.e2e.helpers import Cluster, wait_until
 from tests.e2e.operator_fixture import (
     Operator,
     annotate,
+    deployments,
+    events,
     operator_fixture,  # noqa: F401
     release,
     status,
@@ -182,8 +184,10 @@ def test_nginx_abort_removes_the_canary_copy(sandbox: Cluster, namespace: str, o
     settles(sandbox, namespace, stable, "all requests back on the stable revision", all=1.0, header=1.0)
 
 
-def test_nginx_canary_copy_of_someone_else_is_not_overwritten(sandbox: Cluster, namespace: str,
-                                                              operator: Operator) -> None:
+def test_nginx_canary_copy_of_someone_else_is_a_conflict(sandbox: Cluster, namespace: str,
+                                                         operator: Operator) -> None:
+    """Someone else's `web-canary` is claimed like the Release's Services (`kube/ownership.py`):
+    Degraded with reason Conflict and an Event, nothing written, until its owner hands it over."""
     theirs = ingress(namespace)
     theirs["metadata"] = {"name": "web-canary", "namespace": namespace}
     sandbox.apply([ingress(namespace), theirs], namespace)
@@ -194,11 +198,19 @@ def test_nginx_canary_copy_of_someone_else_is_not_overwritten(sandbox: Cluster, 
         conditions = status(sandbox, namespace, "web").get("conditions") or []
         return next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
     condition = wait_until(degraded, timeout=30, what="Degraded", interval=0.3)
-    assert condition["reason"] == "InvalidSpec"
-    assert ("spec.strategy.canary.trafficRouting.nginx.ingress: Ingress "
-            f"{namespace}/web-canary exists and is not this Release's") in condition["message"]
+    assert condition["reason"] == "Conflict", condition
+    assert (f"Ingress {namespace}/web-canary exists and is not this Release's (it is not labelled "
+            "glideslope.dev/release=web)") in condition["message"]
+    assert "glideslope.dev/adopt=web" in condition["message"]
+    assert "Conflict" in events(sandbox, namespace)
+    assert deployments(sandbox, namespace, "web") == {}
     after = sandbox.get_json("ingress", "web-canary", "-n", namespace)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    # Its owner hands it over: the Release goes ahead, and (no canary yet) removes the copy.
+    sandbox.kubectl("annotate", "ingress", "web-canary", "-n", namespace, "glideslope.dev/adopt=web")
+    st = wait_phase(sandbox, namespace, "web", "Succeeded", version="1", timeout=60)
+    assert {c["type"]: c["status"] for c in st["conditions"]}["Degraded"] == "False"
+    wait_until(lambda: canary_copy(sandbox, namespace) is None, timeout=10, what="the handed-over copy deleted")
 
 
 # Istio ------------------------------------------------------------------------------------------

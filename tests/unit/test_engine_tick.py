@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from glideslope.api import ConditionType, HistoryOutcome, Phase
 from glideslope.core.model import ABORT, Reason
 from glideslope.core.revision import revision_of
 from glideslope.egress import EgressPolicy
+from glideslope.kube.ownership import NotOurs
 from glideslope.metrics import OperatorMetrics
 from glideslope.runtime import Runtime
 from tests.unit.fakes import CANARY, NAME, NAMESPACE, T0, FakeApiServer, make_spec, with_image
@@ -138,3 +140,47 @@ def test_an_object_that_is_someone_elses_stops_the_release_before_it_writes(
     cluster.apply(V2)
     tick_until(rt, cluster, Phase.SUCCEEDED, V2_REV)
     assert cluster.revisions[V2_REV].ready == 4
+
+
+class Router:
+    """A traffic router whose object (as ingress-nginx's canary copy) someone else may hold."""
+
+    supports: frozenset[Any] = frozenset()
+
+    def __init__(self) -> None:
+        self.foreign = False
+        self.weights: list[int] = []
+
+    def check(self, kube: Any, release: Any) -> str | None:
+        return None
+
+    def claim(self, kube: Any, release: Any) -> None:
+        if self.foreign:
+            raise NotOurs(f"Ingress {NAMESPACE}/web-canary exists and is not this Release's")
+
+    def set_weight(self, kube: Any, release: Any, stable: str, preview: str, weight: int, routes: Any = None) -> None:
+        self.weights.append(weight)
+
+
+def test_a_routers_object_of_someone_else_is_a_conflict_on_any_tick_of_a_generation(
+        rt: Runtime, cluster: FakeApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    router = Router()
+    monkeypatch.setattr(engine, "router_for", lambda release: router)
+    cluster.apply(SPEC)
+    tick_until(rt, cluster, Phase.SUCCEEDED, V1_REV)
+    cluster.apply(V2)
+    engine.step(rt, NAMESPACE, NAME, T0)  # claimed for this generation
+    # The router's object appears mid-generation: the next tick is a Conflict, writing nothing.
+    router.foreign = True
+    written = len(router.weights)
+    engine.step(rt, NAMESPACE, NAME, T0 + timedelta(seconds=1))
+    degraded = cluster.status().condition(ConditionType.DEGRADED)
+    assert degraded is not None and degraded.status == "True" and degraded.reason == "Conflict", degraded
+    assert f"Ingress {NAMESPACE}/web-canary exists and is not this Release's" in (degraded.message or "")
+    assert "Conflict" in cluster.reasons() and "InvalidSpec" not in cluster.reasons()
+    assert len(router.weights) == written
+    router.foreign = False  # handed over: the rollout goes on
+    clock = Clock()
+    clock.now = T0 + timedelta(seconds=2)
+    tick_until(rt, cluster, Phase.SUCCEEDED, V2_REV, clock=clock)
+    assert cluster.status().condition(ConditionType.DEGRADED).status == "False"  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from glideslope.api import MAX_HEADER_VALUE_CHARS, HeadersFrom
 from glideslope.core.model import RELEASE_SECRET_LABEL
 from glideslope.kube import secrets
 from glideslope.kube.client import Kube
@@ -115,6 +116,30 @@ def test_a_key_missing_from_the_secret_is_refused_by_name() -> None:
     core.add("api", VALUES, CONSENT)
     assert refused(core, keys=["Authorization", "X-Api-Key"]) == f"{WHERE} has no key 'X-Api-Key'"
     assert refused(core, keys=["X-Api-Key", "X-Other"]) == f"{WHERE} has no keys 'X-Api-Key', 'X-Other'"
+
+
+def test_headers_are_the_named_keys_trimmed_and_each_one_bounded_line() -> None:
+    core = FakeCore()
+    core.add("api", {**VALUES, "Authorization": "  Bearer t0p-s3cret\n"}, CONSENT)
+    field = "spec.analysis.triggers[2].provider.web.headersFrom"
+    source = HeadersFrom(name="api", keys=["Authorization", "X-Tenant"])
+    assert secrets.headers(kube(core), NS, source, field) == {
+        "Authorization": "Bearer t0p-s3cret", "X-Tenant": "acme-tenant-value"}
+    where = f"{field}: Secret {NS}/api"
+    # A value that would split into two header lines, or one no server takes: refused by key, unquoted.
+    for bad, why in (("Bearer t0p-s3cret\r\nX-Admin: yes", "holds a line break or NUL"),
+                     ("Bearer t0p-s3cret" + "x" * MAX_HEADER_VALUE_CHARS,
+                      "characters; a header value may have at most")):
+        core.add("api", {**VALUES, "Authorization": bad}, CONSENT)
+        with pytest.raises(SecretUnreadable) as caught:
+            secrets.headers(kube(core), NS, source, field)
+        message = str(caught.value)
+        assert message.startswith(f"{where}: key 'Authorization' ") and why in message, message
+        assert "t0p-s3cret" not in message
+    core.add("api", VALUES, CONSENT)
+    with pytest.raises(SecretUnreadable) as missing:
+        secrets.headers(kube(core), NS, HeadersFrom(name="api", keys=["X-Api-Key"]), field)
+    assert str(missing.value) == f"{where} has no key 'X-Api-Key'"
 
 
 def test_value_reads_one_key_of_a_labelled_secret() -> None:

@@ -8,11 +8,14 @@ from typing import Any
 
 import kubernetes
 import pytest
+from kubernetes.client import V1ObjectMeta, V1OwnerReference
 
 from glideslope.api import Release, parse_release
 from glideslope.core.judge import ROLE_LABEL
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL, HeaderCondition, HeaderRoute, MirrorRoute, Routes
 from glideslope.kube import services, workloads
+from glideslope.kube.client import Kube
+from glideslope.kube.ownership import NotOurs
 from glideslope.kube.traffic import gateway_api, istio, nginx, replicas, router_for
 from glideslope.kube.traffic import routes as routes_module
 from glideslope.kube.traffic.routes import as_regex, unsupported
@@ -165,6 +168,63 @@ def test_nginx_refuses_what_it_cannot_route_naming_the_step() -> None:
         {"setHeaderRoute": {"name": "a", "match": [{"headerName": "x-a", "headerValue": {"exact": "1"}}]}},
         {"setHeaderRoute": {"name": "b", "match": [{"headerName": "x-b", "headerValue": {"exact": "1"}}]}}])
     assert (nginx.plan_problem(two_names) or "").startswith("spec.strategy.canary.steps[1].setHeaderRoute.name")
+
+
+class Ingresses:
+    """The Ingresses of the namespace, as client models, read and deleted by name."""
+
+    def __init__(self, **found: V1ObjectMeta) -> None:
+        self.found = found
+        self.deleted: list[str] = []
+
+    def read(self, name: str, namespace: str) -> Any:
+        if name not in self.found:
+            raise kubernetes.client.ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(metadata=self.found[name])
+
+    def kube(self) -> Kube:
+        def get(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
+            assert name == "web"
+            return stable_ingress()
+
+        def delete(group: str, version: str, namespace: str, plural: str, name: str) -> None:
+            self.deleted.append(name)
+
+        return Kube(None, None, None, SimpleNamespace(get_namespaced_custom_object=get,
+                                                       delete_namespaced_custom_object=delete))
+
+
+OURS = V1OwnerReference(api_version="glideslope.dev/v1alpha1", kind="Release", name="web", uid="u-1",
+                        controller=True)
+
+
+@pytest.mark.parametrize(("meta", "why"), [
+    (None, None),  # no copy yet
+    (V1ObjectMeta(name="web-canary", owner_references=[OURS]), None),
+    (V1ObjectMeta(name="web-canary", annotations={"glideslope.dev/adopt": "web"}), None),  # handed over
+    (V1ObjectMeta(name="web-canary"), "it is not labelled glideslope.dev/release=web"),
+    (V1ObjectMeta(name="web-canary", labels={"glideslope.dev/release": "web"}, owner_references=[
+        V1OwnerReference(api_version="v1", kind="Release", name="api", uid="u-2", controller=True)]),
+     "it is controlled by Release api"),
+])
+def test_nginx_claims_its_canary_copy_as_the_ownership_module_says(
+        monkeypatch: pytest.MonkeyPatch, meta: V1ObjectMeta | None, why: str | None) -> None:
+    ingresses = Ingresses(**({"web-canary": meta} if meta is not None else {}))
+    monkeypatch.setattr(nginx, "_read_ingress", lambda kube: ingresses.read)
+    release = make_release({"nginx": {"ingress": "web"}})
+    router = nginx.NginxRouter()
+    # The copy is no longer the router's check (InvalidSpec): the engine claims it (Conflict).
+    assert router.check(ingresses.kube(), release) is None
+    if why is None:
+        router.claim(ingresses.kube(), release)
+    else:
+        with pytest.raises(NotOurs) as raised:
+            router.claim(ingresses.kube(), release)
+        assert str(raised.value).startswith(f"Ingress {NS}/web-canary exists and is not this Release's ({why})")
+        assert "glideslope.dev/adopt=web" in str(raised.value)
+    # With no weight left the copy goes, if it is the Release's: someone else's is never deleted.
+    router.set_weight(ingresses.kube(), release, "web", "web-preview", 0)
+    assert ingresses.deleted == (["web-canary"] if meta is not None and why is None else [])
 
 
 # Istio ------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from glideslope.api.release import (
 )
 from glideslope.api.spec import (
     GATE_KINDS,
+    MAX_HEADER_VALUE_CHARS,
     AnalysisSpec,
     AnalysisStep,
     ApprovalGate,
@@ -42,6 +43,7 @@ from glideslope.api.spec import (
     GatewayAPIRouting,
     HeaderMatch,
     HeaderRouteStep,
+    HeadersFrom,
     HeaderValueMatch,
     IstioRouting,
     JobGate,
@@ -119,6 +121,7 @@ __all__ = [
     "HISTORY_LIMIT",
     "KIND",
     "MAX_CHART_POINTS",
+    "MAX_HEADER_VALUE_CHARS",
     "MAX_SAMPLES",
     "PLURAL",
     "ROLLING_OUT_PHASES",
@@ -149,6 +152,7 @@ __all__ = [
     "HeaderMatch",
     "HeaderRouteStep",
     "HeaderValueMatch",
+    "HeadersFrom",
     "HistoryEntry",
     "HistoryOutcome",
     "IstioRouting",

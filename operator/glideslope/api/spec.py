@@ -584,18 +584,26 @@ MAX_HEADERS = 16
 HEADER_NAME_PATTERN = r"^[A-Za-z0-9][-._A-Za-z0-9]*$"
 
 
+MAX_HEADER_VALUE_CHARS = 8192
+"""The longest value a `headersFrom` key may hold (a JWT fits; HTTP servers commonly refuse a
+header line over 8 KiB)."""
+
+
 class HeadersFrom(ApiModel):
     """HTTP headers read from a Secret in the Release's namespace, each key named.
 
     The Secret must carry the label `glideslope.dev/release-secret: "true"`, and may not be of
-    type `kubernetes.io/service-account-token`; otherwise the gate fails and nothing is sent."""
+    type `kubernetes.io/service-account-token`; otherwise nothing is sent (a webhook gate fails,
+    a web trigger's Release is `Degraded`, reason `SecretUnreadable`)."""
 
     name: ObjectName
     """The Secret, in the Release's namespace."""
-    keys: list[Annotated[str, Field(min_length=1, max_length=253, pattern=HEADER_NAME_PATTERN)]] = Field(
+    keys: list[Annotated[str, Field(min_length=1, max_length=253, pattern=HEADER_NAME_PATTERN,
+                                    description="A key of the Secret, sent as the header of that name.")]] = Field(
         min_length=1, max_length=MAX_HEADERS, json_schema_extra=rules(x_kubernetes_list_type="set"))
     """The keys of the Secret to send, each as the header of that name (such as `Authorization`)
-    with the key's value; a key missing from the Secret fails the gate. Other keys are not sent."""
+    with the key's value, trimmed: one line of at most 8192 characters. A key missing from the
+    Secret, or a value that is not such a line, sends nothing. Other keys are not sent."""
 
 
 class WebhookGate(ApiModel):
@@ -693,6 +701,15 @@ class WebMetric(ApiModel):
                                      json_schema_extra=rules(x_kubernetes_list_type="map",
                                                              x_kubernetes_list_map_keys=["name"]))
     """HTTP headers to send, in plain text."""
+    headers_from: HeadersFrom | None = None
+    """HTTP headers (such as `Authorization: Bearer ...`) from the named keys of a Secret in the
+    Release's namespace, also for a trigger of an AnalysisTemplate or ClusterAnalysisTemplate
+    (never the template's namespace). The Secret must be labelled
+    `glideslope.dev/release-secret: "true"` and not be of type
+    `kubernetes.io/service-account-token`; it is read for each measurement, so a rotated token is
+    used at the next one. A header it gives replaces one of `headers` of the same name (in any
+    case). A Secret or key that cannot be used makes the Release `Degraded` (reason
+    `SecretUnreadable`, naming the field) and the trigger is not measured until it can."""
 
 
 class MetricProviderSpec(ApiModel):

@@ -54,11 +54,14 @@ _CANNOT_ACT = {
     INVALID_SPEC: "The API server accepted the spec but the operator cannot act on it (a condition that does not"
                   " compile, an unknown time zone, a Prometheus address the egress policy does not allow...);"
                   " the message names the field.",
-    CONFLICT: "An object the Release would write (a Service, Deployment or Job) is not its own; the message names"
-              " it. Its owner hands it over with the annotation `glideslope.dev/adopt: <release>`.",
-    SECRET_UNREADABLE: "The Secret of `spec.analysis.prometheus.secretRef` cannot be used (missing, unreadable,"
-                       " not labelled `glideslope.dev/release-secret: \"true\"`, or a ServiceAccount token). A"
-                       " webhook's Secret fails its gate or notification instead.",
+    CONFLICT: "An object the Release would write (a Service, Deployment or Job, the ingress-nginx canary copy"
+              " `<ingress>-canary`) is not its own; the message names it. Its owner hands it over with the"
+              " annotation `glideslope.dev/adopt: <release>`.",
+    SECRET_UNREADABLE: "The Secret of `spec.analysis.prometheus.secretRef`, or of a web trigger's"
+                       " `provider.web.headersFrom`, cannot be used (missing, unreadable, a key missing, not"
+                       " labelled `glideslope.dev/release-secret: \"true\"`, or a ServiceAccount token); the"
+                       " message names the field, and nothing is measured meanwhile. A webhook's Secret fails its"
+                       " gate or notification instead.",
 }
 
 

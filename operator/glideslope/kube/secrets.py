@@ -1,5 +1,6 @@
-"""The Secrets a Release refers to: `headersFrom` and `urlFrom` of webhook gates, `urlFrom` of
-notification webhooks, `spec.analysis.prometheus.secretRef` (read into `PrometheusAuth`).
+"""The Secrets a Release refers to: `headersFrom` and `urlFrom` of webhook gates, `headersFrom`
+of web triggers, `urlFrom` of notification webhooks, `spec.analysis.prometheus.secretRef` (read
+into `PrometheusAuth`).
 
 The operator's ClusterRole grants no access to Secrets: a namespaced Role does (the chart
 renders one per `secretNamespaces`). A Secret that cannot be read is reported, never raised
@@ -21,6 +22,7 @@ from typing import Any
 
 import kubernetes
 
+from glideslope.api import MAX_HEADER_VALUE_CHARS, HeadersFrom
 from glideslope.core.model import RELEASE_SECRET_LABEL
 from glideslope.kube.client import Kube
 from glideslope.prom import PrometheusAuth
@@ -68,6 +70,21 @@ def read(kube: Kube, namespace: str, name: str, where: str,
 def value(kube: Kube, namespace: str, name: str, key: str, where: str) -> str:
     """One key of the Secret, as text."""
     return read(kube, namespace, name, where, keys=[key])[key]
+
+
+def headers(kube: Kube, namespace: str, source: HeadersFrom, field: str) -> dict[str, str]:
+    """The HTTP headers `source` names (`headersFrom` at `field`): each key's value, trimmed, one
+    line of at most `MAX_HEADER_VALUE_CHARS`; anything else is refused here, naming the key (never
+    quoting the value), rather than failing, or splitting a header, in the HTTP client."""
+    where = f"{field}: Secret {namespace}/{source.name}"
+    out = {k: v.strip() for k, v in read(kube, namespace, source.name, where, keys=source.keys).items()}
+    for key, text in out.items():
+        if len(text) > MAX_HEADER_VALUE_CHARS:
+            raise SecretUnreadable(f"{where}: key {key!r} holds {len(text)} characters; a header value may "
+                                   f"have at most {MAX_HEADER_VALUE_CHARS}")
+        if any(c in text for c in "\r\n\0"):
+            raise SecretUnreadable(f"{where}: key {key!r} holds a line break or NUL; a header value is one line")
+    return out
 
 
 def prometheus_auth(kube: Kube, namespace: str, name: str) -> PrometheusAuth:

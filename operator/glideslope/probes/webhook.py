@@ -78,9 +78,6 @@ def _endpoint(kube: Kube, namespace: str, field: str, gate: WebhookGate) -> tupl
         assert gate.url_from is not None  # the API server's CEL rule: exactly one of url, urlFrom
         ref = gate.url_from.secret_key_ref
         url = secrets.value(kube, namespace, ref.name, ref.key, f"{field}.urlFrom: Secret {namespace}/{ref.name}")
-    headers: dict[str, str] = {}
-    if gate.headers_from is not None:
-        source = gate.headers_from
-        headers = secrets.read(kube, namespace, source.name, f"{field}.headersFrom: Secret {namespace}/{source.name}",
-                               keys=source.keys)
-    return url, {k: v.strip() for k, v in headers.items()}
+    headers = secrets.headers(kube, namespace, gate.headers_from, f"{field}.headersFrom") \
+        if gate.headers_from is not None else {}
+    return url, headers

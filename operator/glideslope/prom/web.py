@@ -2,10 +2,11 @@
 
 The trigger's `provider.web.url` (its template variables rendered) is what this provider is
 asked to `query`; the JSONPath and headers are the provider's own, so one provider serves each
-distinct (jsonPath, headers). The request goes through the egress layer like a webhook's: the
-installer's egress policy on every resolved address, a total deadline, a cap on the answer's
-bytes, no redirects. Parsing the answer and applying the JSONPath run in a worker thread of the
-layer, never on its loop.
+distinct (jsonPath, headers). Headers from a Secret (`headersFrom`) are read by the engine, in
+the Release's namespace, and come here like the plain ones: this module never reads a Secret.
+The request goes through the egress layer like a webhook's: the installer's egress policy on
+every resolved address, a total deadline, a cap on the answer's bytes, no redirects. Parsing the
+answer and applying the JSONPath run in a worker thread of the layer, never on its loop.
 """
 
 from __future__ import annotations

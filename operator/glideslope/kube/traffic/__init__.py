@@ -30,6 +30,11 @@ class TrafficRouter(Protocol):
         """What the router needs that is missing (the field, and why), or None."""
         ...
 
+    def claim(self, kube: Kube, release: Release) -> None:
+        """Raise `ownership.NotOurs` if an object the router creates for the Release exists and
+        is someone else's (as the engine claims its Services and Deployments)."""
+        ...
+
 
 def router_for(release: Release) -> TrafficRouter:
     from glideslope.kube.traffic import gateway_api, istio, nginx, replicas

@@ -145,6 +145,9 @@ class GatewayAPIRouter:
             raise
         return unsupported(release, self.supports, "trafficRouting.gatewayAPI") or room(release, route)
 
+    def claim(self, kube: Kube, release: Release) -> None:
+        return None  # it writes its own rules into the named route, and creates no object
+
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
                    routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
         name = _route_name(release)

@@ -155,6 +155,9 @@ class IstioRouter:
         stable = services.stable_name(release)
         return problem(release, found, stable) or unsupported(release, self.supports, "trafficRouting.istio")
 
+    def claim(self, kube: Kube, release: Release) -> None:
+        return None  # it writes its own rules into the named route, and creates no object
+
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
                    routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
         name, names = _routing(release)

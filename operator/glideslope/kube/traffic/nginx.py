@@ -6,7 +6,9 @@ preview Service instead, and carries ingress-nginx's canary annotations: `canary
 for a header route `canary-by-header` with `canary-by-header-value` (exact) or
 `canary-by-header-pattern` (prefix, regex). The stable Ingress is never written. With no weight
 and no header route the copy is deleted, so a finished or rolled back rollout leaves only the
-stable Ingress.
+stable Ingress. The copy is claimed as the Release's other objects are (`kube/ownership.py`): one
+that exists and is someone else's makes the Release Degraded with reason Conflict, on any tick,
+and is never written or deleted.
 
 ingress-nginx has one canary per host and path and one header per canary: a plan whose header
 route matches more than one header, or that has header routes of more than one name, is refused;
@@ -18,9 +20,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import kubernetes
+
 from glideslope.api import Release
-from glideslope.core.model import ADOPT_ANNOTATION, RELEASE_LABEL, Routes, StepKind
-from glideslope.kube import services
+from glideslope.core.model import RELEASE_LABEL, Routes, StepKind
+from glideslope.kube import ownership, services
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
 from glideslope.kube.traffic.routes import NO_ROUTES, as_regex, unsupported
 from glideslope.kube.workloads import owner_reference
@@ -109,10 +113,9 @@ def _ingress(release: Release) -> str:
     return canary.traffic_routing.nginx.ingress
 
 
-def _ours(release: Release, obj: dict[str, Any]) -> bool:
-    meta = obj.get("metadata") or {}
-    return (any(o.get("uid") == release.metadata.uid for o in meta.get("ownerReferences") or [])
-            or (meta.get("annotations") or {}).get(ADOPT_ANNOTATION) == release.metadata.name)
+def _read_ingress(kube: Kube) -> Any:
+    """`read(name, namespace)` of an Ingress as a client model, as `ownership` reads metadata."""
+    return kubernetes.client.NetworkingV1Api(kube.api).read_namespaced_ingress
 
 
 def _get(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
@@ -156,12 +159,13 @@ class NginxRouter:
         stable = services.stable_name(release)
         if canary_spec(stable_ingress.get("spec") or {}, stable, "-") is None:
             return f"{FIELD}: no path of Ingress {namespace}/{name} has the stable Service {stable} as its backend"
-        copy_ = _get(kube, namespace, canary_name(name))
-        if copy_ is not None and not _ours(release, copy_):
-            return (f"{FIELD}: Ingress {namespace}/{canary_name(name)} exists and is not this Release's; rename it, "
-                    f"or annotate it {ADOPT_ANNOTATION}={release.metadata.name} to hand it over")
         return unsupported(release, self.supports, "trafficRouting.nginx", weighs_baseline=self.weighs_baseline) \
             or plan_problem(release)
+
+    def claim(self, kube: Kube, release: Release) -> None:
+        # The copy comes and goes with the weight, so someone else's may appear between two
+        # rollouts of one generation: the engine claims it on every tick, not once per generation.
+        ownership.claim(release, "Ingress", _read_ingress(kube), canary_name(_ingress(release)))
 
     def set_weight(self, kube: Kube, release: Release, stable: str, preview: str, weight: int,
                    routes: Routes = NO_ROUTES, baseline: int | None = None) -> None:
@@ -171,13 +175,19 @@ class NginxRouter:
         stable_ingress = _get(kube, namespace, name)
         wanted = canary_ingress(release, stable_ingress, stable, preview, weight, routes) if stable_ingress else None
         if wanted is None:
-            present = _get(kube, namespace, canary_name(name))
-            if present is not None and _ours(release, present):
-                try:
-                    kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, canary_name(name))
-                except Exception as exc:
-                    if not not_found(exc):
-                        raise
+            try:
+                present = _read_ingress(kube)(canary_name(name), namespace)
+            except Exception as exc:
+                if not_found(exc):
+                    return
+                raise
+            if ownership.whose(release, "Ingress", present.metadata) is not None:
+                return  # someone else's: never deleted (the engine's claim says so, as Conflict)
+            try:
+                kube.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, canary_name(name))
+            except Exception as exc:
+                if not not_found(exc):
+                    raise
             return
         drain(kube.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, wanted["metadata"]["name"], wanted, field_manager=FIELD_MANAGER,

@@ -20,3 +20,6 @@ class ReplicasRouter:
 
     def check(self, kube: Kube, release: Release) -> str | None:
         return unsupported(release, self.supports, "the replica ratio (no spec.strategy.canary.trafficRouting)")
+
+    def claim(self, kube: Kube, release: Release) -> None:
+        return None  # it creates nothing
