@@ -146,6 +146,7 @@ class Router:
     """A traffic router whose object (as ingress-nginx's canary copy) someone else may hold."""
 
     supports: frozenset[Any] = frozenset()
+    weighs_baseline = False
 
     def __init__(self) -> None:
         self.foreign = False
@@ -158,7 +159,8 @@ class Router:
         if self.foreign:
             raise NotOurs(f"Ingress {NAMESPACE}/web-canary exists and is not this Release's")
 
-    def set_weight(self, kube: Any, release: Any, stable: str, preview: str, weight: int, routes: Any = None) -> None:
+    def set_weight(self, kube: Any, release: Any, stable: str, preview: str, weight: int, routes: Any = None,
+                   baseline: int | None = None) -> None:
         self.weights.append(weight)
 
 
