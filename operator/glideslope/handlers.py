@@ -348,15 +348,15 @@ def keep_serving(kube: Kube, body: kopf.Body) -> tuple[str, int] | None:
     replicas = None
     if release is not None:
         replicas = release.spec.replicas
-        service = release.spec.service
-        if service is not None:
-            stable = service.name or name
+        service_names = services.names(release)
+        if service_names is not None:
+            stable, preview = service_names
             selected = workloads.selected_revision(kube, namespace, stable)
             serving = selected or serving
             # A route still sending weight to the preview (canary) Service would send it nowhere;
             # a route already gone sends nothing anywhere.
             try:
-                router_for(release).set_weight(kube, release, stable, service.preview_name or f"{stable}-preview", 0)
+                router_for(release).set_weight(kube, release, stable, preview, 0)
             except Exception as exc:
                 if not not_found(exc):
                     raise

@@ -212,15 +212,32 @@ def test_high_rolls_back_at_its_failure_limit() -> None:
 
 
 def test_each_side_renders_its_revision_and_role() -> None:
-    values = {"namespace": "ns", "revision": "cand", "stableRevision": "stab"}
-    assert 'revision="cand",role=""' in judge.render(ERRORS, values, "canary", baseline=True)
+    values = {"namespace": "ns", "release": "web", "revision": "cand", "stableRevision": "stab"}
+    spec, compared_with_stable = judged_spec(), judged_spec(baseline=False)
+    assert 'revision="cand",role=""' in judge.render(ERRORS, values, "canary", spec)
     # The baseline's pods carry a revision label of their own, which the stable Service does not select.
-    assert 'revision="stab-baseline",role="baseline"' in judge.render(ERRORS, values, "baseline", baseline=True)
-    assert 'revision="stab",role=""' in judge.render(ERRORS, values, "baseline", baseline=False)
+    assert 'revision="stab-baseline",role="baseline"' in judge.render(ERRORS, values, "baseline", spec)
+    assert 'revision="stab",role=""' in judge.render(ERRORS, values, "baseline", compared_with_stable)
     first = {**values, "stableRevision": ""}  # a first rollout is not judged, but its queries are checked
-    assert 'revision="",role="baseline"' in judge.render(ERRORS, first, "baseline", baseline=True)
+    assert 'revision="",role="baseline"' in judge.render(ERRORS, first, "baseline", spec)
     with pytest.raises(QueryTemplateError, match="sideRole"):
-        judge.render("up{x=\"{{nope}}\"}", values, "canary", baseline=True)
+        judge.render("up{x=\"{{nope}}\"}", values, "canary", spec)
+
+
+def test_each_side_renders_the_service_its_requests_come_through() -> None:
+    values = {"namespace": "ns", "release": "web", "revision": "cand", "stableRevision": "stab"}
+    query = 'up{service="{{sideService}}"}'
+    ports = {"ports": [{"port": 80}]}
+    ratio = judged_spec().model_copy(update={"service": parse_spec({**BODY, "service": ports}).service})
+    assert [judge.render(query, values, side, ratio) for side in judge.SIDES] == ['up{service="web"}'] * 2
+    routed = parse_spec({**BODY, "service": {**ports, "name": "shop"}, "strategy": {"type": "Canary", "canary": {
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}}, "steps": [{"setWeight": 20}]}},
+        "analysis": {"judge": {"baseline": True, "metrics": [{"name": "errors", "query": query}]}}})
+    assert [judge.render(query, values, side, routed) for side in judge.SIDES] == [
+        'up{service="shop-preview"}', 'up{service="shop-baseline"}']
+    with_stable = routed.model_copy(update={"analysis": routed.analysis.model_copy(
+        update={"judge": routed.analysis.judge.model_copy(update={"baseline": False})})})
+    assert judge.render(query, values, "baseline", with_stable) == 'up{service="shop"}'
 
 
 def test_chart_is_bounded_and_averaged_per_time() -> None:
@@ -232,6 +249,12 @@ def test_chart_is_bounded_and_averaged_per_time() -> None:
 # -- the judge driving decide ------------------------------------------------------------------------
 
 CANARY_JUDGED = {"type": "Canary", "canary": {"steps": [{"setWeight": 50}, {"analysis": {"duration": "20s"}}]}}
+
+
+BODY: dict[str, Any] = {"version": "1", "replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+                        "strategy": CANARY_JUDGED}
 
 
 def judged_spec(image: str = "app:1", **judge_fields: Any) -> ReleaseSpec:

@@ -67,8 +67,10 @@ class JudgeMetric(ApiModel):
     pod label: the candidate; `<stable revision>-baseline` for the baseline's pods, or the stable
     revision when `baseline` is false) and `{{sideRole}}` (the side's `glideslope.dev/role` pod
     label: empty for the candidate, `baseline` for the baseline's pods, empty for the stable
-    revision's pods when `baseline` is false). `revision="{{sideRevision}}",role="{{sideRole}}"`
-    selects one side."""
+    revision's pods when `baseline` is false) and `{{sideService}}` (the Service whose requests
+    reach the side: the stable one with the replica ratio; behind a router the preview Service
+    for the candidate, `<service>-baseline` for the baseline). `service="{{sideService}}",
+    revision="{{sideRevision}}",role="{{sideRole}}"` selects one side's client requests."""
     direction: Direction = Direction.INCREASE
     """Which way is bad: `increase` (errors, latency), `decrease` (throughput), `either`."""
     tolerance: float = Field(default=0.0, ge=0, le=1e12)

@@ -57,6 +57,7 @@ from glideslope.api import (
     parse_duration,
 )
 from glideslope.core.analysis import TEMPLATE_VARIABLES, Order, Stage, Verdict, next_due_after, render_query
+from glideslope.core.services import routed, side_services
 from glideslope.core.triggers import stage as analysis_stage
 
 SIDES = ("canary", "baseline")
@@ -71,6 +72,9 @@ JUDGE_VARIABLE_MEANINGS: Mapping[str, str] = {
                     " false, the stable revision.",
     "sideRole": "The side's `glideslope.dev/role` pod label: empty for `canary`, `baseline` for the baseline's"
                 " pods (empty when `judge.baseline` is false: the stable revision's own pods).",
+    "sideService": "The Service whose requests reach the side: the stable Service with the replica ratio;"
+                   " behind a router the preview Service for `canary`, and for `baseline` the baseline"
+                   " Service (`<service>-baseline`; the stable Service when `judge.baseline` is false).",
 }
 """The variables a judge metric's query may use besides the triggers' (docs/api.md)."""
 JUDGE_VARIABLES = TEMPLATE_VARIABLES | frozenset(JUDGE_VARIABLE_MEANINGS)
@@ -124,7 +128,7 @@ def stage(spec: ReleaseSpec, status: ReleaseStatus, candidate: str) -> tuple[Sta
     current = analysis_stage(status, candidate) if judge is not None else None
     if current is None or judge is None:
         return None
-    if current[0] == "validation" and not (baseline_runs(spec) and not _routed(spec)):
+    if current[0] == "validation" and not (baseline_runs(spec) and not routed(spec)):
         return None
     return current
 
@@ -144,11 +148,6 @@ def baseline_weight(weight: int, ready: int, replicas: int) -> int:
     if replicas <= 0 or weight <= 0:
         return 0
     return max(min(weight, 100 - weight, 100 * ready // replicas), 0)
-
-
-def _routed(spec: ReleaseSpec) -> bool:
-    canary = spec.strategy.canary
-    return bool(canary and canary.traffic_routing)
 
 
 def baseline_runs(spec: ReleaseSpec) -> bool:
@@ -183,20 +182,23 @@ def ask(spec: ReleaseSpec, status: ReleaseStatus, candidate: str, values: Mappin
     errors: dict[str, str] = {}
     for i, metric in enumerate(judge.metrics):
         try:
-            queries[metric.name] = (render(metric.query, values, "canary", baseline=judge.baseline),
-                                    render(metric.query, values, "baseline", baseline=judge.baseline))
+            queries[metric.name] = (render(metric.query, values, "canary", spec),
+                                    render(metric.query, values, "baseline", spec))
         except ValueError as exc:
             errors[metric.name] = f"spec.analysis.judge.metrics[{i}].query: {exc}"
     return Ask(at=due, start=start, end=due, step_seconds=step.total_seconds(), queries=queries, errors=errors)
 
 
-def render(template: str, values: Mapping[str, str], side: str, *, baseline: bool) -> str:
+def render(template: str, values: Mapping[str, str], side: str, spec: ReleaseSpec) -> str:
     """A judge metric's query for one side (`JUDGE_VARIABLE_MEANINGS`)."""
     canary = side == "canary"
+    baseline = spec.analysis.judge is not None and spec.analysis.judge.baseline
+    service = side_services(spec, values.get("release", ""))[0 if canary else 1]
     stable = values.get("stableRevision", "")
     revision = values.get("revision", "") if canary else baseline_revision(stable) if baseline and stable else stable
     role = "" if canary or not baseline else BASELINE_ROLE
-    return render_query(template, {**values, "side": side, "sideRevision": revision, "sideRole": role},
+    return render_query(template, {**values, "side": side, "sideRevision": revision, "sideRole": role,
+                                     "sideService": service},
                         known=JUDGE_VARIABLES)
 
 
@@ -209,8 +211,7 @@ def queries(spec: ReleaseSpec, values: Mapping[str, str]) -> tuple[list[tuple[st
     for i, metric in enumerate(judge.metrics if judge is not None else []):
         path = f"spec.analysis.judge.metrics[{i}].query"
         try:
-            out += [(path, render(metric.query, values, side, baseline=bool(judge and judge.baseline)))
-                    for side in SIDES]
+            out += [(path, render(metric.query, values, side, spec)) for side in SIDES]
         except ValueError as exc:
             problems.append(f"{path}: {exc}")
     return out, problems

@@ -8,6 +8,7 @@ from typing import Any
 import kubernetes
 
 from glideslope.api import Release
+from glideslope.core import services as naming
 from glideslope.core.judge import BASELINE_ROLE, ROLE_LABEL, baseline_revision
 from glideslope.core.model import RELEASE_LABEL, REVISION_LABEL
 from glideslope.kube.client import APPLY, FIELD_MANAGER, UNREAD, Kube, drain, not_found
@@ -16,17 +17,12 @@ from glideslope.kube.workloads import owner_reference
 
 def names(release: Release) -> tuple[str, str] | None:
     """(stable, preview) Service names; None when the Release owns no Service."""
-    service = release.spec.service
-    if service is None:
-        return None
-    stable = service.name or release.metadata.name or ""
-    return stable, service.preview_name or f"{stable}-preview"
+    return naming.names(release.spec, release.metadata.name or "")
 
 
 def stable_name(release: Release) -> str:
     """The stable Service's name: `spec.service.name`, else the Release's (routes name it so)."""
-    found = names(release)
-    return found[0] if found else release.metadata.name or ""
+    return naming.stable_name(release.spec, release.metadata.name or "")
 
 
 def manifest(release: Release, name: str, revision: str | None) -> dict[str, Any]:
@@ -58,9 +54,7 @@ def apply(kube: Kube, body: dict[str, Any]) -> None:
                                              **UNREAD))
 
 
-def baseline_name(stable: str) -> str:
-    """The judge's baseline Service beside the stable Service `stable` (behind a router)."""
-    return f"{stable}-baseline"
+baseline_name = naming.baseline_name
 
 
 def baseline_manifest(release: Release, stable: str, revision: str) -> dict[str, Any]:

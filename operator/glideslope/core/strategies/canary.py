@@ -22,6 +22,7 @@ from glideslope.core.model import (
     View,
     routes_at,
 )
+from glideslope.core.services import routed
 
 
 def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
@@ -45,12 +46,6 @@ def plan(spec: ReleaseSpec) -> tuple[Step, ...]:
     # Full promotion is a step of its own, so `promote full` has a place to jump to.
     steps.append(Step(StepKind.PROMOTE, weight=100))
     return tuple(steps)
-
-
-def routed(spec: ReleaseSpec) -> bool:
-    canary = spec.strategy.canary
-    # trafficRouting with `verify` alone measures the replica ratio: no router.
-    return bool(canary and canary.traffic_routing and canary.traffic_routing.router)
 
 
 def pins_active(spec: ReleaseSpec) -> bool:
