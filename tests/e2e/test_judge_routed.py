@@ -28,9 +28,9 @@ from tests.e2e.test_routers_nginx_istio import ingress
 
 pytestmark = pytest.mark.e2e
 
-# Not narrowed to a Service: behind the route the candidate is reached through the preview
-# Service and the baseline through its own; revision and role tell the sides apart.
-SIDE = 'namespace="{{namespace}}",revision="{{sideRevision}}",role="{{sideRole}}"'
+# Behind the route the candidate is reached through the preview Service and the baseline through
+# its own: `{{sideService}}` names each, so only client requests are compared.
+SIDE = 'namespace="{{namespace}}",service="{{sideService}}",revision="{{sideRevision}}",role="{{sideRole}}"'
 ERRORS = (f'sum by (pod) (rate(http_requests_total{{{SIDE},code="500"}}[2s]))'
           f' / sum by (pod) (rate(http_requests_total{{{SIDE}}}[2s]))')
 JUDGE = {"interval": "2s", "initialDelay": "2s", "judge": {
