@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench.plot import pyplot
+from tests.bench.judge_cases import BASE_ERROR, BASE_LATENCY_MS, CASES, TARGETS, plot
 from tests.e2e.helpers import Cluster, wait_until
 from tests.e2e.operator_fixture import Operator, operator_fixture, release  # noqa: F401
 
@@ -53,24 +53,6 @@ SERVICE_RATE = 150
 """Requests per second to the stable Service: six pods at weight 50, so about 50 per side."""
 ANALYSIS_SECONDS = int(os.environ.get("GLIDESLOPE_BENCH_JUDGE_SECONDS", "600"))
 """The analysis step, and the judge's horizon (shorter only to try the benchmark out)."""
-BASE_ERROR = 0.0005
-BASE_LATENCY_MS = 20.0
-# A noisy pod's p95 is its latency times exp(1.645 * 0.25) = 1.51: +50 ms at p95 is +33 ms.
-CASES: dict[str, dict[str, Any]] = {
-    "no difference": {"slug": "same", "error": BASE_ERROR, "latency": BASE_LATENCY_MS},
-    "error rate +2 points": {"slug": "err2", "error": BASE_ERROR + 0.02, "latency": BASE_LATENCY_MS},
-    "error rate +0.5 point": {"slug": "err05", "error": BASE_ERROR + 0.005, "latency": BASE_LATENCY_MS},
-    "p95 latency +50 ms": {"slug": "p95", "error": BASE_ERROR, "latency": BASE_LATENCY_MS + 50 / 1.51},
-    "no traffic to the candidate": {"slug": "idle", "error": BASE_ERROR, "latency": BASE_LATENCY_MS,
-                                    "weight": 0},
-}
-TARGETS = {
-    "no difference": "false aborts <= 5%",
-    "error rate +2 points": ">= 95% aborted; median time to detect <= 90 s",
-    "error rate +0.5 point": ">= 80% aborted within 10 minutes",
-    "p95 latency +50 ms": ">= 95% aborted",
-    "no traffic to the candidate": "Inconclusive in every run",
-}
 STEPS = {"type": "Canary", "canary": {"steps": [{"setWeight": 50},
                                                  {"analysis": {"duration": f"{ANALYSIS_SECONDS}s"}}]}}
 SIDE = 'namespace="{{namespace}}",service="{{service}}",revision="{{sideRevision}}",role="{{sideRole}}"'
@@ -105,8 +87,8 @@ def _release(name: str, version: str, case: dict[str, Any]) -> dict[str, Any]:
     annotations = body["spec"]["template"]["metadata"]["annotations"]
     annotations["sim.glideslope.dev/noise"] = "true"
     annotations["sim.glideslope.dev/latency-ms"] = str(case["latency"] if candidate else BASE_LATENCY_MS)
-    if candidate and "weight" in case:
-        annotations["sim.glideslope.dev/weight"] = str(case["weight"])
+    if candidate and not case.get("traffic", True):
+        annotations["sim.glideslope.dev/weight"] = "0"
     return body
 
 
@@ -261,24 +243,7 @@ def test_judge_beside_a_static_threshold_on_the_sandbox(sandbox: Cluster, namesp
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "judge.json").write_text(json.dumps(result, indent=1) + "\n")
-    _plot(cases)
+    plot(cases, RUNS, "judge vs static threshold, same canaries on the sandbox", RESULTS / "judge.png")
     # Every run reached an end: rolled back, succeeded, or held (the no-traffic case) and read.
     assert len(outcomes) == len(planned) and all(o["judge"]["phase"] for o in outcomes.values())
 
-
-def _plot(cases: list[dict[str, Any]]) -> None:
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    names = [c["case"] for c in cases]
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [100 * (c["judge"]["aborted_share"] or 0) for c in cases], 0.4, label="judge")
-    ax.bar([x + 0.2 for x in xs], [100 * (c["static"]["aborted_share"] or 0) for c in cases], 0.4,
-           label="static threshold (0.1% errors, p95 200 ms)")
-    ax.set_xticks(list(xs), [n.replace(" ", "\n", 2) for n in names], fontsize=7)
-    ax.set_ylabel(f"% of {RUNS} runs aborted")
-    ax.legend(fontsize=7)
-    ax.set_title("judge vs static threshold, same canaries on the sandbox", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "judge.png", dpi=110)

@@ -46,7 +46,7 @@ from glideslope.sandbox.traffic_model import (
     TrafficModel,
     build_view,
 )
-from tests.bench.plot import pyplot
+from tests.bench.judge_cases import BASE_ERROR, BASE_LATENCY_MS, CASES, TARGETS, plot
 
 pytestmark = pytest.mark.bench
 
@@ -58,8 +58,6 @@ RATE = 100.0
 INTERVAL = 10
 """Seconds between looks (`analysis.interval`) and between the static triggers' measurements."""
 STATIC_WINDOW = 60
-BASE_ERROR = 0.0005
-BASE_LATENCY_MS = 20.0
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = JudgeSpec.model_validate({
     "baseline": True, "minSamples": 12, "step": "5s", "horizon": f"{SECONDS}s", "alpha": 0.05,
@@ -69,20 +67,6 @@ SPEC = JudgeSpec.model_validate({
 STEP = 5
 
 # p95 of a noisy pod is its latency times exp(1.645 * 0.25) = 1.51: +50 ms at p95 is +33 ms.
-CASES: dict[str, dict[str, Any]] = {
-    "no difference": {"error": BASE_ERROR, "latency": BASE_LATENCY_MS},
-    "error rate +2 points": {"error": BASE_ERROR + 0.02, "latency": BASE_LATENCY_MS},
-    "error rate +0.5 point": {"error": BASE_ERROR + 0.005, "latency": BASE_LATENCY_MS},
-    "p95 latency +50 ms": {"error": BASE_ERROR, "latency": BASE_LATENCY_MS + 50 / 1.51},
-    "no traffic to the candidate": {"error": BASE_ERROR, "latency": BASE_LATENCY_MS, "traffic": False},
-}
-TARGETS = {
-    "no difference": "false aborts <= 5%",
-    "error rate +2 points": ">= 95% aborted; median time to detect <= 90 s",
-    "error rate +0.5 point": ">= 80% aborted within 10 minutes",
-    "p95 latency +50 ms": ">= 95% aborted",
-    "no traffic to the candidate": "Inconclusive in every run",
-}
 
 
 def _pod(name: str, revision: str, role: str, error: float, latency: float, ready: bool) -> dict[str, Any]:
@@ -238,22 +222,5 @@ def test_judge_beside_a_static_threshold() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "judge_offline.json").write_text(json.dumps(result, indent=1) + "\n")
-    _plot(cases)
+    plot(cases, RUNS, "judge vs static threshold, same seeded runs (offline simulation)", RESULTS / "judge_offline.png")
 
-
-def _plot(cases: list[dict[str, Any]]) -> None:
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    names = [c["case"] for c in cases]
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [100 * c["judge"]["aborted_share"] for c in cases], 0.4, label="judge")
-    ax.bar([x + 0.2 for x in xs], [100 * c["static"]["aborted_share"] for c in cases], 0.4,
-           label="static threshold (0.1% errors, p95 200 ms)")
-    ax.set_xticks(list(xs), [n.replace(" ", "\n", 2) for n in names], fontsize=7)
-    ax.set_ylabel(f"% of {RUNS} runs aborted")
-    ax.legend(fontsize=7)
-    ax.set_title("judge vs static threshold, same seeded runs (offline simulation)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "judge_offline.png", dpi=110)
