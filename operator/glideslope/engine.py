@@ -57,8 +57,8 @@ from glideslope.core.model import (
     TrafficSample,
 )
 from glideslope.core.revision import revision_of
+from glideslope.core.services import routed
 from glideslope.core.spec_validation import INVALID_SPEC, invalid_status, validate_spec
-from glideslope.core.strategies import strategy_for
 from glideslope.core.templates import keys as template_keys
 from glideslope.core.templates import record as record_triggers
 from glideslope.core.templates import recorded as recorded_triggers
@@ -413,7 +413,7 @@ def _claim(kube: Kube, release: Release) -> None:
     if judge.baseline_runs(release.spec) and stable:
         ownership.claim(release, "Deployment", kube.apps.read_namespaced_deployment,
                         workloads.baseline_name(release.metadata.name or "", stable))
-        if names is not None and strategy_for(release.spec).pins_active(release.spec):
+        if names is not None and routed(release.spec):
             ownership.claim(release, "Service", kube.core.read_namespaced_service, services.baseline_name(names[0]))
 
 

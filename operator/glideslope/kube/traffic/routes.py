@@ -9,6 +9,7 @@ from typing import Any
 
 from glideslope.api import Release
 from glideslope.core.model import HeaderCondition, Routes, StepKind
+from glideslope.core.services import routed
 from glideslope.kube import services
 
 NO_ROUTES = Routes()
@@ -29,9 +30,7 @@ def unsupported(release: Release, supports: frozenset[StepKind], router: str, *,
                 "of traffic of its own beside the canary's; set it false (the candidate is then compared with "
                 "the stable revision's own pods)")
     names = services.names(release)
-    if judge is not None and judge.baseline and names is not None and release.spec.strategy.canary is not None \
-            and release.spec.strategy.canary.traffic_routing is not None \
-            and release.spec.strategy.canary.traffic_routing.router:
+    if judge is not None and judge.baseline and names is not None and routed(release.spec):
         control = services.baseline_name(names[0])
         if len(control) > MAX_SERVICE_NAME:
             return (f"spec.service.name: the judge's baseline Service {control} would be longer than "
